@@ -141,6 +141,16 @@ func convert(dest, v any) error {
 		default:
 			return fmt.Errorf("cannot scan %T into float64", v)
 		}
+	case **int64:
+		if v == nil {
+			*d = nil
+			return nil
+		}
+		var n int64
+		if err := convert(&n, v); err != nil {
+			return err
+		}
+		*d = &n
 	case *bool:
 		var n int64
 		if err := convert(&n, v); err != nil {

@@ -1,0 +1,70 @@
+# Pommy Edge. `make run` starts the local platform; `make test` runs every
+# test; `make bench` writes BENCHMARKS.md. Each target fetches what it lacks.
+
+GO      ?= go
+BUILD   := build
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+export GOFLAGS := -trimpath
+
+.PHONY: all run guest host test test-go test-cross vet fuzz bench clean help
+
+all: guest host
+
+help:
+	@echo "make run     build and start the local platform on http://127.0.0.1:8787 (data in ./data)"
+	@echo "make test    unit, contract, end-to-end (wazero) and workerd smoke tests"
+	@echo "make bench   measure size, speed and memory into BENCHMARKS.md"
+	@echo "make dev     run the edge worker in workerd (wrangler dev) on 127.0.0.1:8788"
+	@echo "make fuzz    fuzz the host/guest ABI decoder for a while (FUZZTIME=1m)"
+
+deps:
+	@echo "==> fetching Go modules (go mod download)"
+	@$(GO) mod download
+
+# The wasip1 guest: the application as a reactor module for the local host.
+guest: deps
+	@echo "==> building the wasip1 guest ($(BUILD)/guest.wasm)"
+	@mkdir -p $(BUILD)
+	@GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -ldflags="$(LDFLAGS)" -o $(BUILD)/guest.wasm ./wasm/guest
+
+# The native host that runs the guest with wazero.
+host: deps
+	@echo "==> building the host ($(BUILD)/pommy)"
+	@mkdir -p $(BUILD)
+	@$(GO) build -ldflags="$(LDFLAGS)" -o $(BUILD)/pommy ./cmd/pommy
+
+run: guest host
+	@$(BUILD)/pommy --module $(BUILD)/guest.wasm $(ARGS)
+
+vet: deps
+	@echo "==> go vet (native, wasip1, js)"
+	@$(GO) vet ./...
+	@GOOS=wasip1 GOARCH=wasm $(GO) vet ./handlers/... ./storage/... ./wasm/guest/... ./wasm/abi/...
+	@GOOS=js GOARCH=wasm $(GO) vet ./handlers/... ./storage/... ./worker/...
+
+# handlers/ and storage/ must build for all three targets and must never
+# depend on platform code.
+test-cross: deps
+	@echo "==> checking handlers/ and storage/ build for js, wasip1 and native without platform imports"
+	@$(GO) build ./handlers/... ./storage/...
+	@GOOS=js GOARCH=wasm $(GO) build ./handlers/... ./storage/...
+	@GOOS=wasip1 GOARCH=wasm $(GO) build ./handlers/... ./storage/...
+	@if $(GO) list -deps ./handlers/... ./storage/... | grep -E 'syumai/workers|tetratelabs/wazero'; then \
+		echo "handlers/ or storage/ imports platform code"; exit 1; fi
+
+test: vet test-cross worker-deps
+	@echo "==> go test ./... (unit, contract suites, e2e in wazero, S3 against a real server, smoke in workerd)"
+	@$(GO) test -count=1 -timeout 30m ./...
+
+fuzz: deps
+	@$(GO) test ./wasm/abi/ -run '^$$' -fuzz FuzzDecode -fuzztime $${FUZZTIME:-1m}
+
+bench: guest host worker
+	@echo "==> measuring into BENCHMARKS.md"
+	@$(GO) run ./tests/bench -out BENCHMARKS.md
+
+clean:
+	rm -rf $(BUILD)
+
+-include worker/worker.mk

@@ -1,0 +1,53 @@
+package handlers
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestAPIKeyShapeAndChecksum(t *testing.T) {
+	seen := map[string]bool{}
+	for range 200 {
+		k := newAPIKey()
+		if len(k) != apiKeyLen || !strings.HasPrefix(k, apiKeyPrefix) {
+			t.Fatalf("bad shape %q", k)
+		}
+		if err := checkAPIKey(k); err != nil {
+			t.Fatalf("fresh key %q refused: %v", k, err)
+		}
+		if seen[k] {
+			t.Fatalf("duplicate key %q", k)
+		}
+		seen[k] = true
+		// Any single-character change must be caught by the checksum or the
+		// alphabet check, before storage is consulted.
+		for _, i := range []int{len(apiKeyPrefix), len(k) / 2, len(k) - 1} {
+			b := []byte(k)
+			if b[i] == 'a' {
+				b[i] = 'b'
+			} else {
+				b[i] = 'a'
+			}
+			if checkAPIKey(string(b)) == nil {
+				t.Fatalf("altered key %q accepted", b)
+			}
+		}
+	}
+	for _, bad := range []string{"", "pk_live_", "sk_live_" + strings.Repeat("a", 28), newAPIKey() + "x", newAPIKey()[:apiKeyLen-1] + "!"} {
+		if checkAPIKey(bad) == nil {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+}
+
+func TestIDs(t *testing.T) {
+	id := newID("n")
+	if !validID("n", id) {
+		t.Fatalf("fresh id %q invalid", id)
+	}
+	for _, bad := range []string{"", "n_", id + "a", "t" + id[1:], strings.ToUpper(id), "n_" + strings.Repeat("1", 26), "n_../../etc/passwd"} {
+		if validID("n", bad) {
+			t.Errorf("validID accepted %q", bad)
+		}
+	}
+}

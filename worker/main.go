@@ -1,0 +1,185 @@
+//go:build js && wasm
+
+// Command worker is the edge home of Pommy Edge: the application in
+// handlers/ compiled with GOOS=js GOARCH=wasm and run by the Cloudflare
+// Workers runtime through github.com/syumai/workers.
+//
+// syumai's worker.mjs starts a fresh Go runtime for every event (request or
+// cron run), so main runs once per event: it builds the platform from the
+// environment's bindings, serves the one request or runs the one scheduled
+// task, and exits. Nothing here may assume state survives between events.
+//
+// Environment (wrangler.toml, secrets, or --var in tests):
+//
+//	DB                       D1 binding            -> storage.SQL
+//	KV                       KV namespace binding  -> storage.KV
+//	BLOBS                    R2 bucket binding     -> storage.Blobs
+//	MASTER_KEY               secret: base64 of 32 bytes -> storage.Keys
+//	POMMY_TEST_ROUTES        "1" mounts the contract/test routes (never in production)
+//	POMMY_CONTRACT_HTTP_URL  URL the outbound-HTTP contract suite calls (tests only)
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log"
+	"net/http"
+	"strings"
+
+	"github.com/syumai/workers"
+	"github.com/syumai/workers/cloudflare/cron"
+
+	"pommy.ai/edge/handlers"
+	"pommy.ai/edge/storage"
+	"pommy.ai/edge/storage/keyring"
+	"pommy.ai/edge/worker/d1"
+	"pommy.ai/edge/worker/egress"
+	"pommy.ai/edge/worker/internal/jsbridge"
+	"pommy.ai/edge/worker/kv"
+	"pommy.ai/edge/worker/r2"
+)
+
+// version is set at build time: -ldflags "-X main.version=...".
+var version = "dev"
+
+// Binding and variable names, as in wrangler.toml.
+const (
+	bindingSQL      = "DB"
+	bindingKV       = "KV"
+	bindingBlobs    = "BLOBS"
+	secretMasterKey = "MASTER_KEY"
+	varTestRoutes   = "POMMY_TEST_ROUTES"
+	varContractURL  = "POMMY_CONTRACT_HTTP_URL"
+)
+
+func main() {
+	cfg := handlers.Config{
+		Version:         version,
+		TestRoutes:      jsbridge.Var(varTestRoutes) == "1",
+		ContractHTTPURL: jsbridge.Var(varContractURL),
+	}
+	p, err := platform()
+
+	var h http.Handler
+	if err != nil {
+		log.Printf("pommy-edge: not configured: %v", err)
+		h = unavailable(err)
+	} else {
+		h = joinHeaders(limitBody(handlers.New(p, cfg)))
+	}
+	workers.ServeNonBlock(h)
+	cron.ScheduleTaskNonBlock(func(ctx context.Context) error {
+		if err != nil {
+			return fmt.Errorf("pommy-edge: scheduled run skipped: %w", err)
+		}
+		if err := handlers.Scheduled(ctx, p, cfg); err != nil {
+			// syumai's cron runner panics on an error, which ends this
+			// runtime and marks the invocation as failed; log it clearly first.
+			log.Printf("pommy-edge: scheduled run failed: %v", err)
+			return err
+		}
+		return nil
+	})
+	workers.Ready()
+	// A fetch event ends when the response body is done; a scheduled event
+	// ends when the runtime drops this instance.
+	select {
+	case <-workers.Done():
+	case <-cron.Done():
+	}
+}
+
+// platform builds the edge platform from the environment. It reports every
+// missing piece at once so that one deploy fixes them all.
+func platform() (storage.Platform, error) {
+	p := storage.Platform{Home: "edge", Clock: storage.SystemClock{}, HTTP: egress.New()}
+	var errs []error
+	var err error
+	if p.SQL, err = d1.New(bindingSQL); err != nil {
+		errs = append(errs, err)
+	}
+	if p.KV, err = kv.New(bindingKV); err != nil {
+		errs = append(errs, err)
+	}
+	if p.Blobs, err = r2.New(bindingBlobs); err != nil {
+		errs = append(errs, err)
+	}
+	if p.Keys, err = keys(); err != nil {
+		errs = append(errs, err)
+	}
+	return p, errors.Join(errs...)
+}
+
+// keys makes the key custodian from the MASTER_KEY secret: the standard
+// base64 encoding of 32 random bytes. The error never includes the value.
+func keys() (storage.Keys, error) {
+	s := strings.TrimSpace(jsbridge.Var(secretMasterKey))
+	if s == "" {
+		return nil, fmt.Errorf("secret %s is not set (wrangler secret put %s; value: base64 of %d random bytes)", secretMasterKey, secretMasterKey, keyring.MasterKeySize)
+	}
+	raw, err := base64.StdEncoding.DecodeString(s)
+	if err != nil || len(raw) != keyring.MasterKeySize {
+		clear(raw)
+		return nil, fmt.Errorf("secret %s must be the standard base64 encoding of exactly %d bytes", secretMasterKey, keyring.MasterKeySize)
+	}
+	k, err := keyring.New(raw)
+	clear(raw)
+	return k, err
+}
+
+// unavailable answers every request of a misconfigured worker with a 503
+// that says what to fix (names of bindings and secrets, never values).
+func unavailable(cause error) http.Handler {
+	msg := "this worker is not configured: " + strings.ReplaceAll(cause.Error(), "\n", "; ")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusServiceUnavailable, "not_configured", msg)
+	})
+}
+
+// limitBody refuses request bodies larger than any route accepts before the
+// application reads them.
+func limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > handlers.MaxRequestBody {
+			writeError(w, http.StatusRequestEntityTooLarge, "too_large",
+				fmt.Sprintf("request body exceeds %d bytes", handlers.MaxRequestBody))
+			return
+		}
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, handlers.MaxRequestBody)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// joinHeaders undoes syumai's request conversion, which splits every header
+// value at each comma (so "User-Agent: Mozilla/5.0 (KHTML, like Gecko)"
+// arrived as two values, and Header.Get returned half of it). workerd hands
+// over each header as one value with repeated fields already combined, and
+// the split keeps every byte, so joining with "," restores it exactly.
+func joinHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for k, vs := range r.Header {
+			if len(vs) > 1 {
+				r.Header[k] = []string{strings.Join(vs, ",")}
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// writeError writes the application's error shape,
+// {"error":{"code":"...","message":"..."}}, for the few answers the worker
+// gives before the application is involved.
+func writeError(w http.ResponseWriter, status int, code, message string) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]map[string]string{"error": {"code": code, "message": message}})
+}
