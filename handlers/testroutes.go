@@ -1,10 +1,13 @@
 package handlers
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"net/http"
 	"strconv"
 	"time"
 
+	"pommy.ai/edge/storage/keyring"
 	"pommy.ai/edge/storage/storagetest"
 )
 
@@ -38,6 +41,28 @@ func (a *app) mountTestRoutes(mux *http.ServeMux) {
 	})
 	// /__test/trap crashes the runtime mid-request.
 	mux.HandleFunc("POST /__test/trap", func(w http.ResponseWriter, r *http.Request) { panic(errTrap) })
+	// /__test/aead seals the given number of bytes with AES-256-GCM in this
+	// runtime's own software (not the home's key custodian), so benchmarks
+	// can compare it with the custodian's native speed.
+	mux.HandleFunc("GET /__test/aead", func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.Atoi(r.URL.Query().Get("bytes"))
+		if err != nil || n <= 0 || n > 1<<30 {
+			writeError(w, r, errorf(http.StatusBadRequest, "invalid", "bytes must be 1..2^30"))
+			return
+		}
+		key := make([]byte, 32)
+		rand.Read(key)
+		dk, _ := keyring.NewDataKey(key)
+		chunk := make([]byte, 64<<10)
+		out := make([]byte, 0, len(chunk)+16)
+		nonce := make([]byte, 12)
+		start := time.Now()
+		for done := 0; done < n; done += len(chunk) {
+			binary.BigEndian.PutUint64(nonce, uint64(done))
+			out, _ = dk.Seal(out[:0], nonce, chunk[:min(len(chunk), n-done)], nil)
+		}
+		writeJSON(w, http.StatusOK, map[string]int64{"bytes": int64(n), "ns": time.Since(start).Nanoseconds()})
+	})
 	// /__test/sleep blocks until ms pass or the request's context ends, and
 	// reports which, so a test can see the deadline reach the handler.
 	mux.HandleFunc("GET /__test/sleep", func(w http.ResponseWriter, r *http.Request) {

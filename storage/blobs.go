@@ -2,8 +2,12 @@ package storage
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Blobs is an object store: R2 at the edge, files or S3 in the host.
@@ -45,3 +49,30 @@ type BlobList struct {
 
 // MaxBlobKey is the longest key every backend accepts (R2: 1024 bytes).
 const MaxBlobKey = 1024
+
+// CheckBlobKey applies the key rules every Blobs adapter shares, so that a
+// key that works in one home works in all: 1 to MaxBlobKey bytes of UTF-8
+// without control characters, and no "/"-separated segment empty, "." or
+// ".." (which also rules out a leading or trailing "/"). The errors wrap
+// ErrInvalid.
+func CheckBlobKey(key string) error {
+	bad := func(why string) error {
+		return fmt.Errorf("storage: blob key %q: %s: %w", key, why, ErrInvalid)
+	}
+	switch {
+	case key == "":
+		return bad("empty")
+	case len(key) > MaxBlobKey:
+		return bad(fmt.Sprintf("%d bytes exceeds %d", len(key), MaxBlobKey))
+	case !utf8.ValidString(key):
+		return bad("not UTF-8")
+	case strings.IndexFunc(key, unicode.IsControl) >= 0:
+		return bad("control character")
+	}
+	for seg := range strings.SplitSeq(key, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return bad(`empty, "." or ".." path segment`)
+		}
+	}
+	return nil
+}

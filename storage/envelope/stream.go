@@ -23,7 +23,7 @@ const prefixSize = 7
 
 // SealedSize is the sealed length of a stream of n plaintext bytes.
 func SealedSize(n int64) int64 {
-	chunks := n/ChunkSize + 1 // the final chunk may be empty
+	chunks := max(1, (n+ChunkSize-1)/ChunkSize) // an empty stream is one empty chunk
 	return 1 + prefixSize + n + chunks*storage.Overhead
 }
 

@@ -54,13 +54,16 @@ const (
 //	                   release=ID arrives before finishing (proves streaming)
 //	release=ID         release a held response
 //	hang=1             flush the headers and then wait for the client to go away
-func EchoHandler() http.Handler {
-	return &echoHandler{holds: map[string]chan struct{}{}}
+func EchoHandler() http.Handler { return newEchoHandler(echoHoldWait) }
+
+func newEchoHandler(holdWait time.Duration) *echoHandler {
+	return &echoHandler{holds: map[string]chan struct{}{}, holdWait: holdWait}
 }
 
 type echoHandler struct {
-	mu    sync.Mutex
-	holds map[string]chan struct{}
+	mu       sync.Mutex
+	holds    map[string]chan struct{}
+	holdWait time.Duration
 }
 
 func (e *echoHandler) hold(id string) chan struct{} {
@@ -130,7 +133,7 @@ func (e *echoHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-ch:
 			w.Write(patternBytes("hold-2", echoChunk))
-		case <-time.After(echoHoldWait):
+		case <-time.After(e.holdWait):
 			w.Write([]byte(echoTimeoutTag))
 		case <-r.Context().Done():
 		}

@@ -19,11 +19,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"syscall/js"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"pommy.ai/edge/storage"
 	"pommy.ai/edge/worker/internal/jsbridge"
@@ -50,32 +47,6 @@ func New(binding string) (*Bucket, error) {
 		return nil, fmt.Errorf("r2: binding %q is not configured (add an [[r2_buckets]] entry to wrangler.toml)", binding)
 	}
 	return &Bucket{b: v}, nil
-}
-
-// checkKey applies the key rules every Blobs adapter shares (see
-// storagetest.BlobsSuite), so a key that works here works in every home:
-// 1 to MaxBlobKey bytes of UTF-8 without control characters, not starting
-// with "/", and no "/"-separated segment empty, "." or "..".
-func checkKey(key string) error {
-	bad := func(why string) error {
-		return fmt.Errorf("r2: key %q: %s: %w", key, why, storage.ErrInvalid)
-	}
-	switch {
-	case key == "":
-		return bad("empty")
-	case len(key) > storage.MaxBlobKey:
-		return bad(fmt.Sprintf("%d bytes exceeds %d", len(key), storage.MaxBlobKey))
-	case !utf8.ValidString(key):
-		return bad("not UTF-8")
-	case strings.IndexFunc(key, unicode.IsControl) >= 0:
-		return bad("control character")
-	}
-	for _, seg := range strings.Split(key, "/") {
-		if seg == "" || seg == "." || seg == ".." {
-			return bad("empty, \".\" or \"..\" path segment")
-		}
-	}
-	return nil
 }
 
 func wrap(op, key string, err error) error {
@@ -116,7 +87,7 @@ func putOptions(o storage.BlobPutOptions) js.Value {
 }
 
 func (b *Bucket) Put(ctx context.Context, key string, r io.Reader, size int64, o storage.BlobPutOptions) (storage.BlobInfo, error) {
-	if err := checkKey(key); err != nil {
+	if err := storage.CheckBlobKey(key); err != nil {
 		return storage.BlobInfo{}, err
 	}
 	if size < -1 {
@@ -205,7 +176,7 @@ func readBody(r io.Reader, size int64) ([]byte, error) {
 }
 
 func (b *Bucket) Get(ctx context.Context, key string) (io.ReadCloser, storage.BlobInfo, error) {
-	if err := checkKey(key); err != nil {
+	if err := storage.CheckBlobKey(key); err != nil {
 		return nil, storage.BlobInfo{}, err
 	}
 	obj, err := jsbridge.CallAwait(ctx, b.b, "get", key)
@@ -223,7 +194,7 @@ func (b *Bucket) Get(ctx context.Context, key string) (io.ReadCloser, storage.Bl
 }
 
 func (b *Bucket) Head(ctx context.Context, key string) (storage.BlobInfo, error) {
-	if err := checkKey(key); err != nil {
+	if err := storage.CheckBlobKey(key); err != nil {
 		return storage.BlobInfo{}, err
 	}
 	obj, err := jsbridge.CallAwait(ctx, b.b, "head", key)
@@ -237,7 +208,7 @@ func (b *Bucket) Head(ctx context.Context, key string) (storage.BlobInfo, error)
 }
 
 func (b *Bucket) Delete(ctx context.Context, key string) error {
-	if err := checkKey(key); err != nil {
+	if err := storage.CheckBlobKey(key); err != nil {
 		return err
 	}
 	if _, err := jsbridge.CallAwait(ctx, b.b, "delete", key); err != nil {

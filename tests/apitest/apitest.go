@@ -1,0 +1,289 @@
+// Package apitest is the HTTP-level acceptance suite of the application. It
+// speaks only HTTP, so the same scenarios run against every home: the
+// handlers compiled natively, the wasip1 guest in the wazero host (pooled and
+// instance-per-request), and the worker in workerd.
+package apitest
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// Client talks to one running home.
+type Client struct {
+	Base string
+	HTTP *http.Client
+}
+
+// Response is a finished exchange.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// JSON decodes the body into a generic map.
+func (r *Response) JSON(t testing.TB) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.Body, &m); err != nil {
+		t.Fatalf("response is not a JSON object: %v: %q", err, trunc(r.Body))
+	}
+	return m
+}
+
+// ErrorCode returns error.code of a JSON error body, failing the test if
+// the body does not have the one error shape.
+func (r *Response) ErrorCode(t testing.TB) string {
+	t.Helper()
+	m := r.JSON(t)
+	e, ok := m["error"].(map[string]any)
+	if !ok {
+		t.Fatalf("status %d body has no error object: %q", r.Status, trunc(r.Body))
+	}
+	code, _ := e["code"].(string)
+	msg, _ := e["message"].(string)
+	if code == "" || msg == "" {
+		t.Fatalf("error object lacks code or message: %q", trunc(r.Body))
+	}
+	return code
+}
+
+func trunc(b []byte) string {
+	if len(b) > 300 {
+		return string(b[:300]) + "…"
+	}
+	return string(b)
+}
+
+// Do sends a request; body may be nil, []byte, string, io.Reader or a value
+// to encode as JSON. hdr are header pairs.
+func (c *Client) Do(t testing.TB, method, path string, body any, hdr ...string) *Response {
+	t.Helper()
+	var r io.Reader
+	ct := ""
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		r = bytes.NewReader(b)
+	case string:
+		r, ct = strings.NewReader(b), "application/json"
+	case io.Reader:
+		r = b
+	default:
+		j, _ := json.Marshal(b)
+		r, ct = bytes.NewReader(j), "application/json"
+	}
+	req, err := http.NewRequest(method, c.Base+path, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ct != "" {
+		req.Header.Set("Content-Type", ct)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading body: %v", method, path, err)
+	}
+	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: out}
+}
+
+// Expect fails the test unless the response has the status.
+func (r *Response) Expect(t testing.TB, status int) *Response {
+	t.Helper()
+	if r.Status != status {
+		t.Fatalf("status %d, want %d: %s", r.Status, status, trunc(r.Body))
+	}
+	return r
+}
+
+// Tenant creates a tenant and returns its API key.
+func (c *Client) Tenant(t testing.TB, name string) (id, key string) {
+	t.Helper()
+	m := c.Do(t, "POST", "/v1/tenants", map[string]string{"name": name}).Expect(t, 201).JSON(t)
+	key, _ = m["api_key"].(string)
+	tn, _ := m["tenant"].(map[string]any)
+	id, _ = tn["id"].(string)
+	if !strings.HasPrefix(key, "pk_live_") || !strings.HasPrefix(id, "t_") {
+		t.Fatalf("tenant response: %v", m)
+	}
+	return id, key
+}
+
+func bearer(key string) []string { return []string{"Authorization", "Bearer " + key} }
+
+// Run runs every scenario against the home at c.Base. home is what
+// /healthz must report.
+func Run(t *testing.T, c *Client, home string) {
+	t.Run("Health", func(t *testing.T) { health(t, c, home) })
+	t.Run("NotesRoundTrip", func(t *testing.T) { notesRoundTrip(t, c) })
+	t.Run("Attachment", func(t *testing.T) { attachment(t, c) })
+	t.Run("TenantIsolation", func(t *testing.T) { isolation(t, c) })
+	t.Run("BadInput", func(t *testing.T) { badInput(t, c) })
+	t.Run("DeleteTenantShreds", func(t *testing.T) { deleteTenant(t, c) })
+}
+
+func health(t *testing.T, c *Client, home string) {
+	r := c.Do(t, "GET", "/healthz", nil).Expect(t, 200)
+	if got := r.JSON(t)["home"]; got != home {
+		t.Errorf("home %v, want %s", got, home)
+	}
+	for _, h := range []string{"Content-Security-Policy", "Strict-Transport-Security", "X-Content-Type-Options", "Referrer-Policy", "X-Frame-Options", "Permissions-Policy", "X-Request-Id"} {
+		if r.Header.Get(h) == "" {
+			t.Errorf("missing header %s", h)
+		}
+	}
+	if got := r.Header.Get("Content-Security-Policy"); !strings.Contains(got, "default-src 'self'") || !strings.Contains(got, "object-src 'none'") {
+		t.Errorf("weak CSP %q", got)
+	}
+}
+
+func notesRoundTrip(t *testing.T, c *Client) {
+	_, key := c.Tenant(t, "Round Trip Co")
+	body := "Ünïcode body ✓ " + strings.Repeat("x", 5000)
+	n := c.Do(t, "POST", "/v1/notes", map[string]string{"title": "First", "body": body}, bearer(key)...).Expect(t, 201).JSON(t)
+	id, _ := n["id"].(string)
+	got := c.Do(t, "GET", "/v1/notes/"+id, nil, bearer(key)...).Expect(t, 200).JSON(t)
+	if got["title"] != "First" || got["body"] != body {
+		t.Fatalf("read back %v", got)
+	}
+	if got["cached"] != true {
+		t.Errorf("metadata written to KV at create was not found on read: %v", got["cached"])
+	}
+	list := c.Do(t, "GET", "/v1/notes", nil, bearer(key)...).Expect(t, 200).JSON(t)
+	if notes, _ := list["notes"].([]any); len(notes) != 1 {
+		t.Fatalf("list: %v", list)
+	}
+	c.Do(t, "DELETE", "/v1/notes/"+id, nil, bearer(key)...).Expect(t, 204)
+	if code := c.Do(t, "GET", "/v1/notes/"+id, nil, bearer(key)...).Expect(t, 404).ErrorCode(t); code != "not_found" {
+		t.Errorf("code %s", code)
+	}
+	c.Do(t, "DELETE", "/v1/notes/"+id, nil, bearer(key)...).Expect(t, 404)
+}
+
+func attachment(t *testing.T, c *Client) {
+	_, key := c.Tenant(t, "Attach Co")
+	id := c.Do(t, "POST", "/v1/notes", map[string]string{"title": "With file"}, bearer(key)...).Expect(t, 201).JSON(t)["id"].(string)
+	data := make([]byte, 5<<20+12345)
+	rand.Read(data)
+	r := c.Do(t, "PUT", "/v1/notes/"+id+"/attachment", data, append(bearer(key), "Content-Type", "application/octet-stream")...).Expect(t, 200).JSON(t)
+	if r["attachment_size"] != float64(len(data)) {
+		t.Fatalf("size %v", r["attachment_size"])
+	}
+	back := c.Do(t, "GET", "/v1/notes/"+id+"/attachment", nil, bearer(key)...).Expect(t, 200)
+	if !bytes.Equal(back.Body, data) {
+		t.Fatalf("attachment changed in the round trip (%d bytes back)", len(back.Body))
+	}
+	// A body of unknown length streams too.
+	small := []byte("streamed without a length")
+	c.Do(t, "PUT", "/v1/notes/"+id+"/attachment", io.MultiReader(bytes.NewReader(small)), bearer(key)...).Expect(t, 200)
+	if back := c.Do(t, "GET", "/v1/notes/"+id+"/attachment", nil, bearer(key)...).Expect(t, 200); !bytes.Equal(back.Body, small) {
+		t.Fatalf("overwrite: got %q", back.Body)
+	}
+}
+
+func isolation(t *testing.T, c *Client) {
+	_, keyA := c.Tenant(t, "Tenant A")
+	_, keyB := c.Tenant(t, "Tenant B")
+	id := c.Do(t, "POST", "/v1/notes", map[string]string{"title": "A's secret", "body": "for A only"}, bearer(keyA)...).Expect(t, 201).JSON(t)["id"].(string)
+	c.Do(t, "PUT", "/v1/notes/"+id+"/attachment", []byte("A's file"), bearer(keyA)...).Expect(t, 200)
+	// B cannot see, change or delete A's note, and cannot tell it exists.
+	for _, probe := range []struct{ method, path string }{
+		{"GET", "/v1/notes/" + id}, {"DELETE", "/v1/notes/" + id},
+		{"GET", "/v1/notes/" + id + "/attachment"}, {"PUT", "/v1/notes/" + id + "/attachment"},
+	} {
+		var body any
+		if probe.method == "PUT" {
+			body = []byte("overwrite")
+		}
+		r := c.Do(t, probe.method, probe.path, body, bearer(keyB)...)
+		if r.Status != 404 {
+			t.Errorf("B %s %s: status %d, want 404", probe.method, probe.path, r.Status)
+		}
+	}
+	if notes := c.Do(t, "GET", "/v1/notes", nil, bearer(keyB)...).Expect(t, 200).JSON(t)["notes"].([]any); len(notes) != 0 {
+		t.Errorf("B lists A's notes: %v", notes)
+	}
+	if got := c.Do(t, "GET", "/v1/notes/"+id+"/attachment", nil, bearer(keyA)...).Expect(t, 200); string(got.Body) != "A's file" {
+		t.Errorf("A's attachment changed: %q", got.Body)
+	}
+	c.Do(t, "GET", "/v1/notes/"+id, nil, bearer(keyA)...).Expect(t, 200)
+}
+
+func badInput(t *testing.T, c *Client) {
+	_, key := c.Tenant(t, "Bad Input Co")
+	cases := []struct {
+		name, method, path string
+		body               any
+		hdr                []string
+		status             int
+		code               string
+	}{
+		{"no key", "GET", "/v1/notes", nil, nil, 401, "unauthenticated"},
+		{"bad checksum", "GET", "/v1/notes", nil, bearer(key[:len(key)-1] + "0"), 401, "invalid_api_key"},
+		{"unknown key", "GET", "/v1/notes", nil, bearer(fakeKey(t, c)), 401, "invalid_api_key"},
+		{"malformed json", "POST", "/v1/notes", `{"title":`, bearer(key), 400, "malformed_json"},
+		{"unknown field", "POST", "/v1/notes", `{"title":"x","colour":"red"}`, bearer(key), 400, "malformed_json"},
+		{"trailing data", "POST", "/v1/notes", `{"title":"x"} {}`, bearer(key), 400, "malformed_json"},
+		{"empty title", "POST", "/v1/notes", `{"title":"  "}`, bearer(key), 400, "invalid_title"},
+		{"long title", "POST", "/v1/notes", map[string]string{"title": strings.Repeat("é", 201)}, bearer(key), 400, "invalid_title"},
+		{"body too large", "POST", "/v1/notes", map[string]string{"title": "x", "body": strings.Repeat("a", 64<<10+1)}, bearer(key), 413, "too_large"},
+		{"request too large", "POST", "/v1/notes", `{"title":"x","body":"` + strings.Repeat("a", 512<<10) + `"}`, bearer(key), 413, "too_large"},
+		{"wrong content type", "POST", "/v1/notes", []byte(`{"title":"x"}`), append(bearer(key), "Content-Type", "text/plain"), 415, "unsupported_media_type"},
+		{"bad id", "GET", "/v1/notes/n_..%2F..%2Fetc", nil, bearer(key), 404, "not_found"},
+		{"bad cursor", "GET", "/v1/notes?before=-1", nil, bearer(key), 400, "invalid_cursor"},
+		{"no route", "GET", "/v1/nothing", nil, nil, 404, "not_found"},
+		{"tenant without name", "POST", "/v1/tenants", `{}`, nil, 400, "invalid_name"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := c.Do(t, tc.method, tc.path, tc.body, tc.hdr...)
+			if r.Status != tc.status {
+				t.Fatalf("status %d, want %d: %s", r.Status, tc.status, trunc(r.Body))
+			}
+			if code := r.ErrorCode(t); code != tc.code {
+				t.Errorf("code %q, want %q", code, tc.code)
+			}
+		})
+	}
+	// Nothing above created a note.
+	if notes := c.Do(t, "GET", "/v1/notes", nil, bearer(key)...).Expect(t, 200).JSON(t)["notes"].([]any); len(notes) != 0 {
+		t.Errorf("bad input left notes behind: %v", notes)
+	}
+}
+
+// fakeKey is a well-formed key that was never issued: it passes the
+// checksum, so only the lookup can refuse it.
+func fakeKey(t *testing.T, c *Client) string {
+	_, k := c.Tenant(t, "Throwaway")
+	c.Do(t, "DELETE", "/v1/tenant", nil, bearer(k)...).Expect(t, 204)
+	return k
+}
+
+func deleteTenant(t *testing.T, c *Client) {
+	_, key := c.Tenant(t, "Leaving Co")
+	id := c.Do(t, "POST", "/v1/notes", map[string]string{"title": "bye", "body": "b"}, bearer(key)...).Expect(t, 201).JSON(t)["id"].(string)
+	c.Do(t, "DELETE", "/v1/tenant", nil, bearer(key)...).Expect(t, 204)
+	if r := c.Do(t, "GET", "/v1/notes/"+id, nil, bearer(key)...); r.Status != 401 {
+		t.Fatalf("deleted tenant's key still works: %d", r.Status)
+	}
+}
+
+
