@@ -98,6 +98,11 @@ func Open(ctx context.Context, cfg Config) (*Platform, error) {
 		if err != nil {
 			return fail(err)
 		}
+		// Fail at start rather than on the first upload: a wrong endpoint,
+		// bucket or credential is far likelier than an outage at this moment.
+		if err := s3.Check(ctx); err != nil {
+			return fail(fmt.Errorf("local: S3 store at %s: %w", cfg.S3.Endpoint, err))
+		}
 		p.Blobs = s3
 	} else {
 		fsb, err := blobfs.Open(filepath.Join(cfg.Dir, "blobs"), blobfs.Options{Clock: clock})
