@@ -63,6 +63,21 @@ func (a *app) mountTestRoutes(mux *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusOK, map[string]int64{"bytes": int64(n), "ns": time.Since(start).Nanoseconds()})
 	})
+	// /__test/spin busy-loops for ms, ignoring the request's context, like a
+	// runaway handler: only the home can stop it.
+	mux.HandleFunc("GET /__test/spin", func(w http.ResponseWriter, r *http.Request) {
+		ms, err := strconv.Atoi(r.URL.Query().Get("ms"))
+		if err != nil || ms < 0 || ms > 600_000 {
+			writeError(w, r, errorf(http.StatusBadRequest, "invalid", "ms must be 0..600000"))
+			return
+		}
+		end := time.Now().Add(time.Duration(ms) * time.Millisecond)
+		n := 0
+		for time.Now().Before(end) {
+			n++
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"ended": "spun", "iterations": n})
+	})
 	// /__test/sleep blocks until ms pass or the request's context ends, and
 	// reports which, so a test can see the deadline reach the handler.
 	mux.HandleFunc("GET /__test/sleep", func(w http.ResponseWriter, r *http.Request) {

@@ -163,12 +163,17 @@ func TestResultOfNonDMLIsZero(t *testing.T) {
 			t.Errorf("%q reported %+v", q, r)
 		}
 	}
-	for q, want := range map[string]int64{
-		"/* c */ UPDATE t SET x = x + 1":                 3,
-		"WITH s AS (SELECT 1) DELETE FROM t WHERE x = 2": 1,
-		"  replace into t (rowid, x) values (1, 9)":      1,
-		"INSERT INTO t SELECT x FROM t WHERE x > 100":    0,
+	// In order: each statement sees the previous ones' effects.
+	for _, c := range []struct {
+		q    string
+		want int64
+	}{
+		{"/* c */ UPDATE t SET x = x + 1", 3},                 // 2, 3, 4
+		{"WITH s AS (SELECT 1) DELETE FROM t WHERE x = 2", 1}, // 3, 4
+		{"  replace into t (rowid, x) values (1, 9)", 1},
+		{"INSERT INTO t SELECT x FROM t WHERE x > 100", 0},
 	} {
+		q, want := c.q, c.want
 		r, err := db.Exec(ctx, q)
 		if err != nil {
 			t.Fatal(err)

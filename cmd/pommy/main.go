@@ -1,0 +1,242 @@
+// Command pommy runs the local (self-hosted) home of Pommy Edge: the
+// application's wasip1 guest in a wazero host, with embedded SQLite, a
+// local KV store, blobs in files (or any S3-compatible store) and a master
+// key file. No account and no network are needed:
+//
+//	go run ./cmd/pommy            # or: make run
+//	Pommy Edge listening on http://127.0.0.1:8787
+//
+// Everything lives under --data (default ./data): master.key (made on first
+// run, mode 0600), pommy.db, kv.db, blobs/ and the compilation cache.
+// Ctrl-C or SIGTERM drains running requests, then closes the stores.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"pommy.ai/edge/handlers"
+	"pommy.ai/edge/wasm/host"
+	"pommy.ai/edge/wasm/host/blobs3"
+	"pommy.ai/edge/wasm/host/egress"
+	"pommy.ai/edge/wasm/host/local"
+)
+
+// version is set at build time (-ldflags "-X main.version=...").
+var version = "dev"
+
+func main() {
+	cfg, err := parseConfig(os.Args[1:], os.Getenv, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pommy:", err)
+		os.Exit(2)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, log, func(addr string) {
+		fmt.Printf("Pommy Edge listening on http://%s\n", addr)
+		// A second Ctrl-C kills at once; the first drains.
+		go func() { <-ctx.Done(); stop() }()
+	}); err != nil {
+		fmt.Fprintln(os.Stderr, "pommy:", err)
+		os.Exit(1)
+	}
+}
+
+// config is the command's settings, from flags, then environment, then
+// defaults.
+type config struct {
+	addr, data   string
+	module       string
+	s3           blobs3.Config
+	pool         int
+	perRequest   bool
+	timeout      time.Duration
+	scheduleEvry time.Duration
+	egressAllow  []string
+	logLevel     slog.Level
+}
+
+func parseConfig(args []string, getenv func(string) string, out io.Writer) (config, error) {
+	var c config
+	var envErrs []error
+	str := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	// Typed defaults from the environment; a malformed variable is an
+	// error, not silently the default.
+	parsed := func(name string, def any, parse func(string) (any, error)) any {
+		v := getenv(name)
+		if v == "" {
+			return def
+		}
+		x, err := parse(v)
+		if err != nil {
+			envErrs = append(envErrs, fmt.Errorf("%s=%q: %v", name, v, err))
+			return def
+		}
+		return x
+	}
+	parseInt := func(s string) (any, error) { return strconv.Atoi(s) }
+	parseBool := func(s string) (any, error) { return strconv.ParseBool(s) }
+	parseDur := func(s string) (any, error) { return time.ParseDuration(s) }
+
+	fs := flag.NewFlagSet("pommy", flag.ContinueOnError)
+	fs.SetOutput(out)
+	var allow, level string
+	fs.StringVar(&c.addr, "addr", str("POMMY_ADDR", "127.0.0.1:8787"), "listen `address` (POMMY_ADDR)")
+	fs.StringVar(&c.data, "data", str("POMMY_DATA", "./data"), "data `directory`: master key, databases, blobs, compilation cache (POMMY_DATA)")
+	fs.StringVar(&c.module, "module", str("POMMY_MODULE", ""), "guest Wasm `file` (POMMY_MODULE; default: the embedded guest, else build/guest.wasm, rebuilt when stale in a checkout)")
+	fs.StringVar(&c.s3.Endpoint, "s3-endpoint", str("POMMY_S3_ENDPOINT", ""), "S3-compatible store `URL` for blobs; empty with a bucket means AWS (POMMY_S3_ENDPOINT)")
+	fs.StringVar(&c.s3.Bucket, "s3-bucket", str("POMMY_S3_BUCKET", ""), "keep blobs in this S3 `bucket` instead of files under --data (POMMY_S3_BUCKET)")
+	fs.StringVar(&c.s3.Region, "s3-region", str("POMMY_S3_REGION", "us-east-1"), "S3 `region` (POMMY_S3_REGION)")
+	fs.StringVar(&c.s3.AccessKey, "s3-access-key", str("POMMY_S3_ACCESS_KEY", ""), "S3 access `key` (POMMY_S3_ACCESS_KEY; default: the AWS credential chain)")
+	// The secret's environment value is applied after parsing so that
+	// --help never prints it as a default.
+	fs.StringVar(&c.s3.SecretKey, "s3-secret-key", "", "S3 `secret` key; prefer POMMY_S3_SECRET_KEY, since flags show in ps")
+	fs.IntVar(&c.pool, "pool", parsed("POMMY_POOL", 0, parseInt).(int), "most guest instances alive at once, and so requests served at once; 0: one per CPU (POMMY_POOL)")
+	fs.BoolVar(&c.perRequest, "instance-per-request", parsed("POMMY_INSTANCE_PER_REQUEST", false, parseBool).(bool), "give every request a fresh guest instance, as the edge does (POMMY_INSTANCE_PER_REQUEST)")
+	fs.DurationVar(&c.timeout, "timeout", parsed("POMMY_TIMEOUT", 30*time.Second, parseDur).(time.Duration), "each request's `deadline` (POMMY_TIMEOUT)")
+	fs.DurationVar(&c.scheduleEvry, "schedule-every", parsed("POMMY_SCHEDULE_EVERY", time.Minute, parseDur).(time.Duration), "run the scheduled work this `often`; 0 disables it (POMMY_SCHEDULE_EVERY)")
+	fs.StringVar(&allow, "egress-allow", str("POMMY_EGRESS_ALLOW", ""), "comma-separated host[:port] `patterns` outbound HTTP may reach, e.g. api.openai.com,*.example.com; empty: none (POMMY_EGRESS_ALLOW)")
+	fs.StringVar(&level, "log-level", str("POMMY_LOG_LEVEL", "info"), "debug, info, warn or error (POMMY_LOG_LEVEL)")
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: pommy [flags]\n\nRuns the Pommy Edge local home: the application's guest in a wazero host,\non embedded stores under --data. Every flag can also be set through the\nenvironment variable named with it; a flag wins over its variable.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if len(envErrs) > 0 {
+		return c, errors.Join(envErrs...)
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
+	}
+	if c.s3.SecretKey == "" {
+		c.s3.SecretKey = getenv("POMMY_S3_SECRET_KEY")
+	}
+	switch {
+	case c.pool < 0:
+		return c, fmt.Errorf("--pool must be 0 or more, not %d", c.pool)
+	case c.timeout <= 0:
+		return c, fmt.Errorf("--timeout must be positive, not %v", c.timeout)
+	case c.scheduleEvry < 0:
+		return c, fmt.Errorf("--schedule-every must be 0 or more, not %v", c.scheduleEvry)
+	case c.s3.Bucket == "" && (c.s3.Endpoint != "" || c.s3.AccessKey != "" || c.s3.SecretKey != ""):
+		return c, errors.New("S3 settings without --s3-bucket: set the bucket, or drop the other S3 settings to keep blobs in files")
+	}
+	for _, a := range strings.Split(allow, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			c.egressAllow = append(c.egressAllow, a)
+		}
+	}
+	if err := c.logLevel.UnmarshalText([]byte(level)); err != nil {
+		return c, fmt.Errorf("--log-level: %q is not debug, info, warn or error", level)
+	}
+	c.s3.UsePathStyle = c.s3.Endpoint != "" // self-hosted stores rarely serve virtual hosts
+	return c, nil
+}
+
+// run starts the home and serves until ctx ends, then shuts down cleanly:
+// the server stops accepting and drains, the host closes its instances, and
+// the stores close last. ready is called with the listening address.
+func run(ctx context.Context, c config, log *slog.Logger, ready func(addr string)) (err error) {
+	// The same assembly of stores the tests and benchmarks use.
+	p, err := local.Open(ctx, local.Config{Dir: c.data, S3: c.s3, Egress: egress.Options{Allow: c.egressAllow}})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := p.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	if p.MasterKeyCreated {
+		log.Warn("created a new master key; back it up: without it the data cannot be read",
+			"path", filepath.Join(c.data, "master.key"))
+	}
+	if c.s3.Bucket != "" {
+		log.Info("blobs in S3", "bucket", c.s3.Bucket, "endpoint", c.s3.Endpoint)
+	}
+
+	module, source, err := loadModule(c.module, log)
+	if err != nil {
+		return err
+	}
+	h, err := host.New(ctx, host.Options{
+		Module:             module,
+		CacheDir:           filepath.Join(c.data, "cache"),
+		Pool:               c.pool,
+		InstancePerRequest: c.perRequest,
+		Timeout:            c.timeout,
+		Platform:           p.Platform,
+		Config:             handlers.Config{},
+		Logger:             log,
+	})
+	if err != nil {
+		return err
+	}
+	st := h.Stats()
+	log.Info("guest ready", "module", source, "bytes", len(module), "compile", st.Compile.Round(time.Millisecond),
+		"instantiate", st.LastInstantiate.Round(time.Microsecond), "host_version", version)
+
+	ln, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		h.Close(context.Background())
+		return err
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	if c.scheduleEvry > 0 {
+		go h.Schedule(ctx, c.scheduleEvry)
+	}
+	ready(ln.Addr().String())
+
+	select {
+	case err = <-served:
+		// The listener failed on its own.
+	case <-ctx.Done():
+		log.Info("shutting down: draining requests")
+	}
+	// Requests get their own deadline plus a margin to finish.
+	drain, cancel := context.WithTimeout(context.Background(), c.timeout+5*time.Second)
+	defer cancel()
+	if serr := srv.Shutdown(drain); serr != nil && err == nil {
+		err = fmt.Errorf("draining requests: %w", serr)
+	}
+	if herr := h.Close(drain); herr != nil && err == nil {
+		err = herr
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}

@@ -1,0 +1,282 @@
+// Package host is the local home's runtime: it runs the wasip1 guest
+// (wasm/guest) with wazero and serves HTTP through it, exposing a
+// storage.Platform of native adapters (SQLite, the KV store, files or S3,
+// the key custodian, net/http with an allow-list) across the pommy_v1 ABI
+// (wasm/abi/ABI.md).
+//
+// What it guarantees:
+//
+//   - One request per instance at a time (wazero functions are not safe for
+//     concurrent calls), with at most Options.Pool instances alive.
+//   - Every request has a deadline. The guest sees it as its request
+//     context's deadline; past it the host answers 503, and past it plus a
+//     grace period the host kills the instance, even one spinning in a loop
+//     or sleeping.
+//   - A trap, a panic that escapes the application, a timeout or any ABI
+//     misuse discards the instance; that request gets a JSON 500 or 503 and
+//     the server goes on serving with fresh instances.
+//   - The guest's clocks are the real ones and its randomness is
+//     crypto/rand (wazero's defaults are fake clocks and a fixed seed).
+//   - Nothing a request opened (streams, pending blob puts, data-key
+//     handles) outlives the export call: the host closes or aborts it.
+//
+// Background work is an explicit host task: RunScheduled calls the guest's
+// pommy_v1_scheduled export, and the command runs it from a ticker.
+package host
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"pommy.ai/edge/handlers"
+	"pommy.ai/edge/storage"
+	"pommy.ai/edge/wasm/abi"
+)
+
+// Options configure a Host. Only the module and the platform are required.
+type Options struct {
+	// Module is the guest's Wasm bytes; ModulePath is read when Module is nil.
+	Module     []byte
+	ModulePath string
+	// CacheDir keeps compiled machine code between runs (a 6 MB guest
+	// compiles in about a second, and loads from the cache in tens of
+	// milliseconds). Empty: compile in memory every time.
+	CacheDir string
+
+	// Pool is the most instances alive at once, and so the most requests
+	// served at once; more wait for a free instance until their deadline.
+	// Default: GOMAXPROCS, at least 2.
+	Pool int
+	// InstancePerRequest gives every request and scheduled run a fresh
+	// instance, as the edge does, so nothing can leak between requests.
+	InstancePerRequest bool
+
+	// Timeout is each request's deadline (default 30s).
+	Timeout time.Duration
+	// Grace is how long past its deadline a guest may run before its
+	// instance is killed (default 1s).
+	Grace time.Duration
+	// ScheduledTimeout bounds one scheduled run (default 5m).
+	ScheduledTimeout time.Duration
+	// MaxBody is the largest request body accepted (default
+	// handlers.MaxRequestBody). Larger ones get 413 before the guest runs.
+	MaxBody int64
+	// MemoryLimitMiB caps each instance's linear memory (default 512).
+	MemoryLimitMiB int
+
+	// Platform holds the native adapters the guest reaches through the ABI.
+	// Platform.Home is ignored: the guest reports "local".
+	Platform storage.Platform
+	// Config is handed to the guest's handlers.New, as JSON in the module's
+	// environment (variable POMMY_CONFIG).
+	Config handlers.Config
+	// Logger receives the host's and the guest's log lines (default
+	// slog.Default()).
+	Logger *slog.Logger
+}
+
+// Host runs the guest. It is an http.Handler; create it with New and
+// release it with Close.
+type Host struct {
+	opts     Options
+	log      *slog.Logger
+	rt       wazero.Runtime
+	cache    wazero.CompilationCache
+	compiled wazero.CompiledModule
+	modCfg   wazero.ModuleConfig
+	pool     *pool
+	stats    counters
+
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+// Stats are counters and timings for tests, logs and benchmarks.
+type Stats struct {
+	Compile          time.Duration // compiling (or loading from the cache) the module
+	LastInstantiate  time.Duration // the most recent instantiation, _initialize included
+	Instantiated     int64         // instances created
+	Discarded        int64         // instances thrown away after a fault
+	Traps            int64         // traps, escaped panics and ABI misuse
+	Timeouts         int64         // requests past their deadline
+	Killed           int64         // instances killed at deadline plus grace
+	Requests         int64         // requests served by the guest
+	ScheduledRuns    int64
+	InstancesRunning int64 // instances alive now (idle or busy)
+}
+
+type counters struct {
+	compile, lastInst                        atomic.Int64
+	instantiated, discarded, traps, timeouts atomic.Int64
+	killed, requests, scheduled, alive       atomic.Int64
+}
+
+// Stats returns a snapshot of the counters.
+func (h *Host) Stats() Stats {
+	c := &h.stats
+	return Stats{
+		Compile: time.Duration(c.compile.Load()), LastInstantiate: time.Duration(c.lastInst.Load()),
+		Instantiated: c.instantiated.Load(), Discarded: c.discarded.Load(), Traps: c.traps.Load(),
+		Timeouts: c.timeouts.Load(), Killed: c.killed.Load(), Requests: c.requests.Load(),
+		ScheduledRuns: c.scheduled.Load(), InstancesRunning: c.alive.Load(),
+	}
+}
+
+// New compiles the module, checks its ABI, and starts one instance so that
+// a broken module fails here rather than on the first request.
+func New(ctx context.Context, opts Options) (*Host, error) {
+	if opts.Module == nil {
+		if opts.ModulePath == "" {
+			return nil, errors.New("host: no module (set Options.Module or Options.ModulePath)")
+		}
+		b, err := os.ReadFile(opts.ModulePath)
+		if err != nil {
+			return nil, fmt.Errorf("host: reading the guest module: %w", err)
+		}
+		opts.Module = b
+	}
+	if opts.Pool <= 0 {
+		opts.Pool = max(runtime.GOMAXPROCS(0), 2)
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 30 * time.Second
+	}
+	if opts.Grace <= 0 {
+		opts.Grace = time.Second
+	}
+	if opts.ScheduledTimeout <= 0 {
+		opts.ScheduledTimeout = 5 * time.Minute
+	}
+	if opts.MaxBody <= 0 {
+		opts.MaxBody = handlers.MaxRequestBody
+	}
+	if opts.MemoryLimitMiB <= 0 {
+		opts.MemoryLimitMiB = 512
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Platform.Clock == nil {
+		opts.Platform.Clock = storage.SystemClock{}
+	}
+	cfgJSON, err := json.Marshal(opts.Config)
+	if err != nil {
+		return nil, fmt.Errorf("host: encoding the guest config: %w", err)
+	}
+
+	h := &Host{opts: opts, log: opts.Logger, closed: make(chan struct{})}
+	rc := wazero.NewRuntimeConfig().
+		// Without this a guest that never returns blocks its goroutine
+		// forever; with it, cancelling the call's context stops it.
+		WithCloseOnContextDone(true).
+		WithMemoryLimitPages(uint32(opts.MemoryLimitMiB) * 16) // 64 KiB pages
+	if opts.CacheDir != "" {
+		if err := os.MkdirAll(opts.CacheDir, 0o700); err != nil {
+			return nil, fmt.Errorf("host: compilation cache: %w", err)
+		}
+		h.cache, err = wazero.NewCompilationCacheWithDir(opts.CacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("host: compilation cache: %w", err)
+		}
+		rc = rc.WithCompilationCache(h.cache)
+	}
+	h.rt = wazero.NewRuntimeWithConfig(ctx, rc)
+	fail := func(err error) (*Host, error) {
+		h.rt.Close(ctx)
+		if h.cache != nil {
+			h.cache.Close(ctx)
+		}
+		return nil, err
+	}
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, h.rt); err != nil {
+		return fail(fmt.Errorf("host: WASI: %w", err))
+	}
+	if err := h.instantiateABI(ctx); err != nil {
+		return fail(err)
+	}
+
+	start := time.Now()
+	h.compiled, err = h.rt.CompileModule(ctx, opts.Module)
+	if err != nil {
+		return fail(fmt.Errorf("host: compiling the guest: %w", err))
+	}
+	h.stats.compile.Store(int64(time.Since(start)))
+	if err := checkExports(h.compiled); err != nil {
+		return fail(err)
+	}
+
+	h.modCfg = wazero.NewModuleConfig().
+		WithName(""). // anonymous, so that many instances can coexist
+		WithStartFunctions(abi.ExportInitialize).
+		WithSysWalltime().
+		WithSysNanotime().
+		WithRandSource(rand.Reader).
+		WithEnv("POMMY_CONFIG", string(cfgJSON))
+
+	h.pool = newPool(h, opts.Pool, opts.InstancePerRequest)
+	// Start one instance now: a module that cannot start, or speaks
+	// another ABI version, fails New rather than the first request.
+	inst, err := h.pool.acquire(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	h.pool.release(inst, true)
+	return h, nil
+}
+
+// checkExports verifies the module is a pommy_v1 reactor before any
+// instance runs.
+func checkExports(m wazero.CompiledModule) error {
+	exports := m.ExportedFunctions()
+	for _, name := range []string{abi.ExportABIVersion, abi.ExportHandle, abi.ExportScheduled} {
+		f, ok := exports[name]
+		if !ok {
+			return fmt.Errorf("host: the module does not export %s; is it the Pommy guest built with -buildmode=c-shared?", name)
+		}
+		if len(f.ParamTypes()) != 0 || len(f.ResultTypes()) != 1 || f.ResultTypes()[0] != api.ValueTypeI32 {
+			return fmt.Errorf("host: export %s has the wrong signature", name)
+		}
+	}
+	if _, ok := exports[abi.ExportInitialize]; !ok {
+		return fmt.Errorf("host: the module has no %s export; build it with -buildmode=c-shared", abi.ExportInitialize)
+	}
+	if _, ok := m.ExportedMemories()["memory"]; !ok {
+		return errors.New("host: the module exports no memory")
+	}
+	return nil
+}
+
+// Close stops taking requests, waits for the running ones until ctx ends,
+// then closes every instance and the runtime (killing any guest still
+// running). It does not close the platform's stores: their owner does,
+// after Close returns.
+func (h *Host) Close(ctx context.Context) error {
+	var err error
+	h.closeOnce.Do(func() {
+		close(h.closed)
+		err = h.pool.close(ctx)
+		if cerr := h.rt.Close(context.Background()); err == nil {
+			err = cerr
+		}
+		if h.cache != nil {
+			h.cache.Close(context.Background())
+		}
+	})
+	return err
+}
+
+// ErrClosed is returned by RunScheduled after Close.
+var ErrClosed = errors.New("host: closed")

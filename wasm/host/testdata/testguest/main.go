@@ -1,0 +1,213 @@
+//go:build wasip1
+
+// Command testguest is a deliberately small guest for the host's unit
+// tests. Unlike the real guest it can misbehave on request: trap, spin past
+// its deadline, sleep while ignoring its context, and pass the host
+// pointers outside its memory. Each path of the request URL is one
+// behaviour; see handle.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"runtime"
+	"strconv"
+	"time"
+	"unsafe"
+
+	"pommy.ai/edge/wasm/abi"
+)
+
+func main() {}
+
+//go:wasmimport pommy_v1 call
+func hostCall(op uint32, in unsafe.Pointer, inLen uint32, out unsafe.Pointer, outCap uint32) int64
+
+//go:wasmimport pommy_v1 take
+func hostTake(out unsafe.Pointer, outLen uint32) int32
+
+// hostCallRaw is call with plain integers for pointers, so that /badptr can
+// pass addresses that point nowhere.
+//
+//go:wasmimport pommy_v1 call
+func hostCallRaw(op, inPtr, inLen, outPtr, outCap uint32) int64
+
+// config is the part of handlers.Config this guest reads.
+var config struct{ Version string }
+
+func init() {
+	json.Unmarshal([]byte(os.Getenv("POMMY_CONFIG")), &config)
+}
+
+//go:wasmexport pommy_v1_abi_version
+func abiVersion() int32 {
+	if config.Version == "wrong-abi" {
+		return abi.Version + 1
+	}
+	return abi.Version
+}
+
+// A deliberately small reply buffer, so that the pending/take path runs
+// for any reply over 1 KiB.
+var buf = make([]byte, 1024)
+
+func call(op abi.Op, req, resp abi.Message) error {
+	in, err := abi.Marshal(req)
+	if err != nil {
+		panic(err)
+	}
+	n := hostCall(uint32(op), unsafe.Pointer(unsafe.SliceData(in)), uint32(len(in)), unsafe.Pointer(&buf[0]), uint32(len(buf)))
+	runtime.KeepAlive(in)
+	if n < 0 {
+		panic(fmt.Sprintf("call: %d", n))
+	}
+	out := buf
+	if n > int64(len(buf)) {
+		out = make([]byte, n)
+		if r := hostTake(unsafe.Pointer(&out[0]), uint32(n)); r != 0 {
+			panic(fmt.Sprintf("take: %d", r))
+		}
+	}
+	return abi.DecodeReply(out[:n], resp)
+}
+
+func respond(status int, body string) {
+	call(abi.OpResponseHead, &abi.ResponseHead{Status: status, Body: []byte(body), Final: true}, &abi.Empty{})
+}
+
+type body struct{ h uint32 }
+
+func (b body) Read(p []byte) (int, error) {
+	var r abi.ReadResp
+	if err := call(abi.OpRead, &abi.ReadReq{Handle: b.h, Max: uint32(len(p))}, &r); err != nil {
+		return 0, err
+	}
+	n := copy(p, r.Data)
+	if r.EOF && n == len(r.Data) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+//go:wasmexport pommy_v1_handle
+func handle() int32 {
+	var head abi.RequestHead
+	if err := call(abi.OpRequestHead, &abi.RequestHeadReq{}, &head); err != nil {
+		panic(err)
+	}
+	u, _ := url.ParseRequestURI(head.RequestURI)
+	q := u.Query()
+	ctx, cancel := context.WithDeadline(context.Background(), time.Unix(0, head.Deadline))
+	defer cancel()
+	switch u.Path {
+	case "/rand":
+		// Randomness and the clock as the guest sees them.
+		var b [16]byte
+		rand.Read(b[:])
+		respond(200, fmt.Sprintf(`{"random":%q,"now":%d,"deadline":%d}`, hex.EncodeToString(b[:]), time.Now().UnixNano(), head.Deadline))
+	case "/sleep":
+		ms, _ := strconv.Atoi(q.Get("ms"))
+		d := time.Duration(ms) * time.Millisecond
+		kv("enter")
+		switch q.Get("mode") {
+		case "spin": // a busy loop that never looks at its context
+			for start := time.Now(); time.Since(start) < d; {
+			}
+		case "ignore": // a sleep that never looks at its context
+			time.Sleep(d)
+		default: // a handler that honours its context
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+				kv("leave")
+				respond(503, "ctx: "+ctx.Err().Error())
+				return abi.ResultOK
+			}
+		}
+		kv("leave")
+		respond(200, "slept")
+	case "/trap":
+		if q.Get("how") == "crash" {
+			call(abi.OpFail, &abi.FailReq{Message: "crashed on request"}, &abi.Empty{})
+			return abi.ResultCrashed
+		}
+		// An unrecovered Go panic: the runtime exits the module.
+		var m map[string]int
+		m["x"] = 1
+	case "/badptr":
+		// Pointers the host must refuse without touching its own memory.
+		var rc int64
+		switch q.Get("which") {
+		case "in":
+			rc = hostCallRaw(uint32(abi.OpClockNow), 0xFFFFFFF0, 64, 0, 0)
+		case "out":
+			rc = hostCallRaw(uint32(abi.OpClockNow), 0, 0, 0xFFFFFF00, 4096)
+		case "take":
+			rc = int64(hostTake(unsafe.Pointer(&buf[0]), 10))
+		case "huge":
+			rc = hostCall(uint32(abi.OpClockNow), unsafe.Pointer(&buf[0]), abi.MaxMessage+1, unsafe.Pointer(&buf[0]), uint32(len(buf)))
+		}
+		call(abi.OpFail, &abi.FailReq{Message: fmt.Sprintf("rc=%d", rc)}, &abi.Empty{})
+		respond(200, fmt.Sprintf("rc=%d", rc))
+	case "/echo":
+		var b [100]byte
+		n, err := io.ReadFull(body{head.Body}, b[:])
+		for err == nil {
+			var m int
+			m, err = io.ReadFull(body{head.Body}, b[:])
+			n += m
+		}
+		respond(200, fmt.Sprintf("read %d bytes, then %v", n, err))
+	case "/big":
+		n, _ := strconv.Atoi(q.Get("n"))
+		data := make([]byte, n)
+		for i := range data {
+			data[i] = byte('a' + i%26)
+		}
+		call(abi.OpResponseHead, &abi.ResponseHead{Status: 200}, &abi.Empty{})
+		for len(data) > 0 {
+			k := min(len(data), 100000)
+			call(abi.OpResponseWrite, &abi.ResponseWrite{Data: data[:k]}, &abi.Empty{})
+			data = data[k:]
+		}
+	case "/kv":
+		var v abi.KVValue
+		err := call(abi.OpKVGet, &abi.KVGetReq{Key: q.Get("key")}, &v)
+		respond(200, fmt.Sprintf("%q %v", v.Value, err))
+	case "/ops":
+		// n calls of the cheapest op, to measure the cost of one call.
+		n, _ := strconv.Atoi(q.Get("n"))
+		for range n {
+			call(abi.OpClockNow, &abi.ClockNowReq{}, &abi.ClockNow{})
+		}
+		respond(200, "ok")
+	case "/noresponse":
+	default:
+		respond(404, "no such behaviour")
+	}
+	return abi.ResultOK
+}
+
+// kv marks entry and exit of a request in the host's KV, which the tests
+// use to see how many requests run at once.
+func kv(key string) {
+	call(abi.OpKVPut, &abi.KVPutReq{Key: key}, &abi.Empty{})
+}
+
+//go:wasmexport pommy_v1_scheduled
+func scheduled() int32 {
+	var head abi.RequestHead
+	call(abi.OpRequestHead, &abi.RequestHeadReq{}, &head)
+	if config.Version == "sched-fail" {
+		call(abi.OpFail, &abi.FailReq{Message: "scheduled work failed on purpose"}, &abi.Empty{})
+		return abi.ResultFailed
+	}
+	call(abi.OpKVPut, &abi.KVPutReq{Key: "scheduled", Value: []byte(strconv.FormatInt(head.Deadline, 10))}, &abi.Empty{})
+	return abi.ResultOK
+}
