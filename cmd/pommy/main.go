@@ -217,6 +217,7 @@ func run(ctx context.Context, c config, log *slog.Logger, ready func(addr string
 	go func() { served <- srv.Serve(ln) }()
 	if c.scheduleEvry > 0 {
 		go h.Schedule(ctx, c.scheduleEvry)
+		go sweepKV(ctx, p, c.scheduleEvry, log)
 	}
 	ready(ln.Addr().String())
 
@@ -239,4 +240,24 @@ func run(ctx context.Context, c config, log *slog.Logger, ready func(addr string
 		err = nil
 	}
 	return err
+}
+
+// sweepKV deletes expired KV entries, host-side upkeep that Workers KV does
+// by itself at the edge. Reads never see expired entries either way; this
+// only reclaims their space.
+func sweepKV(ctx context.Context, p *local.Platform, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := p.KV.Sweep(ctx); err != nil && ctx.Err() == nil {
+				log.Error("KV sweep failed", "err", err)
+			} else if n > 0 {
+				log.Debug("KV sweep", "expired", n)
+			}
+		}
+	}
 }
