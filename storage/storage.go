@@ -63,4 +63,8 @@ type Platform struct {
 	Keys  Keys
 	Clock Clock
 	HTTP  HTTPDoer
+	// Passwords hashes people's passwords (argon2id).
+	Passwords Passwords
+	// Limiter sheds abuse approximately; exact limits are counted in SQL.
+	Limiter Limiter
 }
