@@ -45,69 +45,14 @@ func (k *Keyring) SealReader(ctx context.Context, tenant, kind, id string, r io.
 	}
 	prefix := make([]byte, prefixSize)
 	rand.Read(prefix)
-	return &sealReader{
-		dk: dk, src: r, prefix: prefix,
-		ad:  appendAD(nil, "stream", tenant, kind, id),
+	return &chunker{
+		src: r, prefix: prefix, ad: appendAD(nil, "stream", tenant, kind, id),
 		out: append([]byte{formatStream}, prefix...),
 		buf: make([]byte, ChunkSize+1),
+		transform: func(dst, nonce, chunk, ad []byte) ([]byte, error) {
+			return dk.Seal(dst, nonce, chunk, ad)
+		},
 	}, nil
-}
-
-type sealReader struct {
-	dk      storage.DataKey
-	src     io.Reader
-	prefix  []byte
-	ad      []byte
-	counter uint32
-	buf     []byte // plaintext; one byte of lookahead tells whether a chunk is last
-	have    int
-	out     []byte // sealed bytes not yet returned
-	done    bool
-	err     error
-}
-
-func (s *sealReader) Read(p []byte) (int, error) {
-	for len(s.out) == 0 {
-		if s.err != nil {
-			return 0, s.err
-		}
-		if s.done {
-			return 0, io.EOF
-		}
-		s.err = s.fill()
-	}
-	n := copy(p, s.out)
-	s.out = s.out[n:]
-	return n, nil
-}
-
-// fill seals the next chunk into s.out.
-func (s *sealReader) fill() error {
-	n, err := io.ReadFull(s.src, s.buf[s.have:])
-	s.have += n
-	last := false
-	switch {
-	case err == io.EOF || err == io.ErrUnexpectedEOF:
-		last = true
-	case err != nil:
-		return err
-	}
-	size := min(s.have, ChunkSize)
-	if last && s.have > ChunkSize {
-		last = false // the lookahead byte starts one more chunk
-	}
-	if s.counter == ^uint32(0) {
-		return errors.New("envelope: stream too long")
-	}
-	sealed, err := s.dk.Seal(s.out[:0], chunkNonce(s.prefix, s.counter, last), s.buf[:size], s.ad)
-	if err != nil {
-		return err
-	}
-	s.out = sealed
-	s.counter++
-	s.have = copy(s.buf, s.buf[size:s.have])
-	s.done = last
-	return nil
 }
 
 // OpenReader returns a reader of the plaintext of a sealed stream. Every
@@ -128,44 +73,57 @@ func (k *Keyring) OpenReader(ctx context.Context, tenant, kind, id string, r io.
 	if err != nil {
 		return nil, err
 	}
-	return &openReader{
-		dk: dk, src: r, prefix: head[1:],
-		ad:  appendAD(nil, "stream", tenant, kind, id),
+	return &chunker{
+		src: r, prefix: head[1:], ad: appendAD(nil, "stream", tenant, kind, id),
 		buf: make([]byte, ChunkSize+storage.Overhead+1),
+		transform: func(dst, nonce, chunk, ad []byte) ([]byte, error) {
+			if len(chunk) < storage.Overhead {
+				return nil, ErrCorrupt
+			}
+			pt, err := dk.Open(dst, nonce, chunk, ad)
+			if err != nil && !errors.Is(err, storage.ErrUnavailable) {
+				return nil, ErrCorrupt
+			}
+			return pt, err
+		},
 	}, nil
 }
 
-type openReader struct {
-	dk      storage.DataKey
-	src     io.Reader
-	prefix  []byte
-	ad      []byte
-	counter uint32
-	buf     []byte
-	have    int
-	out     []byte
-	done    bool
-	err     error
+// chunker reads src in chunks of len(buf)-1 bytes, transforms each (seal or
+// open) with its nonce, and hands out the results. The one byte of
+// lookahead in buf tells whether a chunk is the stream's last, which the
+// nonce must say.
+type chunker struct {
+	src       io.Reader
+	prefix    []byte
+	ad        []byte
+	transform func(dst, nonce, chunk, ad []byte) ([]byte, error)
+	counter   uint32
+	buf       []byte
+	have      int
+	out       []byte // results not yet returned
+	done      bool
+	err       error
 }
 
-func (o *openReader) Read(p []byte) (int, error) {
-	for len(o.out) == 0 {
-		if o.err != nil {
-			return 0, o.err
+func (c *chunker) Read(p []byte) (int, error) {
+	for len(c.out) == 0 {
+		if c.err != nil {
+			return 0, c.err
 		}
-		if o.done {
+		if c.done {
 			return 0, io.EOF
 		}
-		o.err = o.fill()
+		c.err = c.next()
 	}
-	n := copy(p, o.out)
-	o.out = o.out[n:]
+	n := copy(p, c.out)
+	c.out = c.out[n:]
 	return n, nil
 }
 
-func (o *openReader) fill() error {
-	n, err := io.ReadFull(o.src, o.buf[o.have:])
-	o.have += n
+func (c *chunker) next() error {
+	n, err := io.ReadFull(c.src, c.buf[c.have:])
+	c.have += n
 	last := false
 	switch {
 	case err == io.EOF || err == io.ErrUnexpectedEOF:
@@ -173,24 +131,21 @@ func (o *openReader) fill() error {
 	case err != nil:
 		return err
 	}
-	full := ChunkSize + storage.Overhead
-	size := min(o.have, full)
-	if last && o.have > full {
-		last = false
+	full := len(c.buf) - 1
+	size := min(c.have, full)
+	if last && c.have > full {
+		last = false // the lookahead byte starts one more chunk
 	}
-	if size < storage.Overhead {
-		return ErrCorrupt
+	if c.counter == ^uint32(0) {
+		return errors.New("envelope: stream too long")
 	}
-	pt, err := o.dk.Open(o.out[:0], chunkNonce(o.prefix, o.counter, last), o.buf[:size], o.ad)
+	out, err := c.transform(c.out[:0], chunkNonce(c.prefix, c.counter, last), c.buf[:size], c.ad)
 	if err != nil {
-		if errors.Is(err, storage.ErrUnavailable) {
-			return err
-		}
-		return ErrCorrupt
+		return err
 	}
-	o.out = pt
-	o.counter++
-	o.have = copy(o.buf, o.buf[size:o.have])
-	o.done = last
+	c.out = out
+	c.counter++
+	c.have = copy(c.buf, c.buf[size:c.have])
+	c.done = last
 	return nil
 }
