@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math/big"
+	"net/http"
+	"slices"
 	"strings"
+	"time"
 )
 
 // API keys look like pk_live_<22 base62: 128 random bits><6 base62: CRC32>.
@@ -53,4 +56,182 @@ func checkAPIKey(k string) error {
 		return fmt.Errorf("API key checksum does not match (mistyped or truncated?)")
 	}
 	return nil
+}
+
+// --- API key routes --------------------------------------------------------
+
+const (
+	defaultKeyRateLimit = 600 // requests per minute
+	maxKeyRateLimit     = 100_000
+	keyRateWindow       = time.Minute
+	maxKeyLifetime      = 2 * 366 * 24 * time.Hour
+)
+
+type createKeyRequest struct {
+	Name               string   `json:"name"`
+	Scopes             []string `json:"scopes"`
+	ExpiresAt          *string  `json:"expires_at"` // RFC 3339; omitted = never
+	RateLimitPerMinute *int64   `json:"rate_limit_per_minute"`
+}
+
+func validScope(sc string) bool {
+	res, rw, ok := strings.Cut(sc, ":")
+	return ok && slices.Contains(scopeResources, res) && (rw == "read" || rw == "write")
+}
+
+func (a *app) createAPIKey(w http.ResponseWriter, r *http.Request, s *tenantScope) error {
+	var req createKeyRequest
+	if err := decodeJSON(w, r, identityBodyLimit, &req); err != nil {
+		return err
+	}
+	name, err := checkName("name", req.Name, true, 100)
+	if err != nil {
+		return err
+	}
+	if len(req.Scopes) == 0 || len(req.Scopes) > 2*len(scopeResources) {
+		return errorf(http.StatusBadRequest, "invalid_scopes", "scopes must list 1 to %d of resource:read|write, resources: %s", 2*len(scopeResources), strings.Join(scopeResources, ", "))
+	}
+	var scopes []string
+	for _, sc := range req.Scopes {
+		if !validScope(sc) {
+			return errorf(http.StatusBadRequest, "invalid_scopes", "unknown scope %q (resource:read or resource:write; resources: %s)", truncate(sc, 40), strings.Join(scopeResources, ", "))
+		}
+		if !slices.Contains(scopes, sc) {
+			scopes = append(scopes, sc)
+		}
+	}
+	slices.Sort(scopes)
+	now := a.now()
+	var expires *int64
+	var expiresArg any // nil or int64: the SQL port takes no pointers
+	if req.ExpiresAt != nil {
+		t, err := time.Parse(time.RFC3339, *req.ExpiresAt)
+		if err != nil || !t.After(now) || t.Sub(now) > maxKeyLifetime {
+			return errorf(http.StatusBadRequest, "invalid_expires_at", "expires_at must be an RFC 3339 time in the future, at most 2 years ahead")
+		}
+		ms := t.UnixMilli()
+		expires, expiresArg = &ms, ms
+	}
+	limit := int64(defaultKeyRateLimit)
+	if req.RateLimitPerMinute != nil {
+		if *req.RateLimitPerMinute < 1 || *req.RateLimitPerMinute > maxKeyRateLimit {
+			return errorf(http.StatusBadRequest, "invalid_rate_limit", "rate_limit_per_minute must be 1 to %d", maxKeyRateLimit)
+		}
+		limit = *req.RateLimitPerMinute
+	}
+	ctx := r.Context()
+	id, key := newID("key"), newAPIKey()
+	hash, err := a.p.Keys.MAC(ctx, "api-key", []byte(key))
+	if err != nil {
+		return err
+	}
+	prefix := key[:len(apiKeyPrefix)+4]
+	if _, err := a.p.SQL.Exec(ctx, `INSERT INTO api_keys (id, tenant_id, hash, prefix, created_at, name, scopes, expires_at, created_by, rate_limit_per_minute) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		id, s.tenant, hash, prefix, now.UnixMilli(), name, strings.Join(scopes, " "), expiresArg, s.userID, limit); err != nil {
+		return err
+	}
+	if err := a.record(r, s, "api_key.created", "api_key:"+id, map[string]string{"name": name, "scopes": strings.Join(scopes, " ")}); err != nil {
+		return err
+	}
+	out := map[string]any{"id": id, "name": name, "prefix": prefix, "scopes": scopes, "rate_limit_per_minute": limit,
+		"created_at": millis(now.UnixMilli()), "expires_at": nil, "key": key} // the key is shown once; only its MAC is stored
+	if expires != nil {
+		out["expires_at"] = millis(*expires)
+	}
+	writeJSON(w, http.StatusCreated, out)
+	return nil
+}
+
+func (a *app) listAPIKeys(w http.ResponseWriter, r *http.Request, s *tenantScope) error {
+	rows, err := a.p.SQL.Query(r.Context(), `SELECT id, name, prefix, scopes, created_at, expires_at, last_used_at, revoked_at, rate_limit_per_minute, created_by
+		FROM api_keys WHERE tenant_id = ? ORDER BY created_at DESC LIMIT 500`, s.tenant)
+	if err != nil {
+		return err
+	}
+	opt := func(p *int64) any {
+		if p == nil {
+			return nil
+		}
+		return millis(*p)
+	}
+	out := make([]map[string]any, rows.Len())
+	for i := range out {
+		var id, name, prefix, scopes, by string
+		var created, limit int64
+		var expires, used, revoked *int64
+		if err := rows.Scan(i, &id, &name, &prefix, &scopes, &created, &expires, &used, &revoked, &limit, &by); err != nil {
+			return err
+		}
+		out[i] = map[string]any{"id": id, "name": name, "prefix": prefix, "scopes": strings.Fields(scopes), "created_at": millis(created),
+			"expires_at": opt(expires), "last_used_at": opt(used), "revoked_at": opt(revoked), "rate_limit_per_minute": limit, "created_by": by}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"api_keys": out})
+	return nil
+}
+
+func (a *app) revokeAPIKey(w http.ResponseWriter, r *http.Request, s *tenantScope) error {
+	id := r.PathValue("id")
+	if !validID("key", id) {
+		return errorf(http.StatusNotFound, "not_found", "no such API key")
+	}
+	res, err := a.p.SQL.Exec(r.Context(), `UPDATE api_keys SET revoked_at = ? WHERE tenant_id = ? AND id = ? AND revoked_at IS NULL`,
+		a.now().UnixMilli(), s.tenant, id)
+	if err != nil {
+		return err
+	}
+	if res.RowsAffected == 0 {
+		return errorf(http.StatusNotFound, "not_found", "no such active API key")
+	}
+	if err := a.record(r, s, "api_key.revoked", "api_key:"+id, nil); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// keyRateLimit counts the request in the key's fixed one-minute window,
+// exactly (one upsert, in SQL), and refuses it with 429 past the key's limit.
+func (a *app) keyRateLimit(r *http.Request, s *tenantScope) error {
+	now := a.now().UnixMilli()
+	win := now - now%keyRateWindow.Milliseconds()
+	rows, err := a.p.SQL.Query(r.Context(), `INSERT INTO rate_windows (tenant_id, bucket, window_start, count) VALUES (?, ?, ?, 1)
+		ON CONFLICT (tenant_id, bucket) DO UPDATE SET count = CASE WHEN window_start = excluded.window_start THEN count + 1 ELSE 1 END, window_start = excluded.window_start
+		RETURNING count`, s.tenant, "key:"+s.keyID, win)
+	if err != nil {
+		return err
+	}
+	var n int64
+	if rows.Len() != 1 {
+		return errorf(http.StatusInternalServerError, "internal", "rate counter did not answer")
+	}
+	if err := rows.Scan(0, &n); err != nil {
+		return err
+	}
+	if n > s.keyLimit {
+		e := errorf(http.StatusTooManyRequests, "rate_limited", "this API key is limited to %d requests a minute", s.keyLimit)
+		e.RetryAfter = retrySeconds(time.Duration(win+keyRateWindow.Milliseconds()-now) * time.Millisecond)
+		return e
+	}
+	return nil
+}
+
+// markKeyUsed keeps last_used_at to within a minute (a conditional write at
+// most once a minute per key) and audits the key's first use exactly once.
+func (a *app) markKeyUsed(r *http.Request, s *tenantScope) error {
+	ctx := r.Context()
+	now := a.now().UnixMilli()
+	if !s.keyFirstUsed {
+		res, err := a.p.SQL.Exec(ctx, `UPDATE api_keys SET first_used_at = ?, last_used_at = ? WHERE tenant_id = ? AND id = ? AND first_used_at IS NULL`,
+			now, now, s.tenant, s.keyID)
+		if err != nil {
+			return err
+		}
+		if res.RowsAffected == 1 {
+			return a.record(r, s, "api_key.used_first", "api_key:"+s.keyID, nil)
+		}
+		return nil
+	}
+	_, err := a.p.SQL.Exec(ctx, `UPDATE api_keys SET last_used_at = ? WHERE tenant_id = ? AND id = ? AND (last_used_at IS NULL OR last_used_at <= ?)`,
+		now, s.tenant, s.keyID, now-time.Minute.Milliseconds())
+	return err
 }

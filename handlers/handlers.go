@@ -27,6 +27,10 @@ type Config struct {
 	// ContractHTTPURL is the loopback URL the outbound-HTTP contract suite
 	// calls (test runs only).
 	ContractHTTPURL string
+	// ClientIPHeader names a header that a trusted reverse proxy in front of
+	// the home sets to the client's address (the edge uses CF-Connecting-IP
+	// when this is empty). Empty elsewhere: the peer address is used.
+	ClientIPHeader string `json:",omitempty"`
 }
 
 // MaxRequestBody is the largest body any route accepts (the attachment
@@ -45,15 +49,7 @@ func New(p storage.Platform, cfg Config) http.Handler {
 	}
 	a := &app{p: p, cfg: cfg}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", a.healthz)
-	mux.Handle("POST /v1/tenants", a.public(a.createTenant))
-	mux.Handle("DELETE /v1/tenant", a.tenant(a.deleteTenant))
-	mux.Handle("POST /v1/notes", a.tenant(a.createNote))
-	mux.Handle("GET /v1/notes", a.tenant(a.listNotes))
-	mux.Handle("GET /v1/notes/{id}", a.tenant(a.getNote))
-	mux.Handle("DELETE /v1/notes/{id}", a.tenant(a.deleteNote))
-	mux.Handle("PUT /v1/notes/{id}/attachment", a.tenant(a.putAttachment))
-	mux.Handle("GET /v1/notes/{id}/attachment", a.tenant(a.getAttachment))
+	a.mount(mux)
 	if cfg.TestRoutes {
 		a.mountTestRoutes(mux)
 	}
@@ -63,34 +59,12 @@ func New(p storage.Platform, cfg Config) http.Handler {
 	return a.secure(mux)
 }
 
-func (a *app) healthz(w http.ResponseWriter, r *http.Request) {
+func (a *app) healthz(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "home": a.p.Home, "version": a.cfg.Version})
+	return nil
 }
 
 func (a *app) logf(format string, args ...any) { log.Printf(format, args...) }
-
-// public adapts a route that needs no credential.
-func (a *app) public(h func(http.ResponseWriter, *http.Request) error) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := h(w, r); err != nil {
-			writeError(w, r, err)
-		}
-	})
-}
-
-// tenant adapts a route that works inside one tenant: it authenticates the
-// request and hands the route a scope it could not have built itself.
-func (a *app) tenant(h func(http.ResponseWriter, *http.Request, *tenantScope) error) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s, err := a.authenticate(r)
-		if err == nil {
-			err = h(w, r, s)
-		}
-		if err != nil {
-			writeError(w, r, err)
-		}
-	})
-}
 
 // secure sets the security headers on every response, gives each request an
 // id, and turns a panic into a 500 for that request alone.
@@ -111,6 +85,7 @@ func (a *app) secure(next http.Handler) http.Handler {
 			id = hex.EncodeToString(b[:])
 		}
 		h.Set("X-Request-Id", id)
+		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
 		defer func() {
 			if v := recover(); v != nil {
 				if v == errTrap {
@@ -122,6 +97,14 @@ func (a *app) secure(next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(w, r)
 	})
+}
+
+type requestIDKey struct{}
+
+// requestID is the id secure gave the request.
+func requestID(r *http.Request) string {
+	id, _ := r.Context().Value(requestIDKey{}).(string)
+	return id
 }
 
 func validRequestID(id string) bool {
@@ -141,5 +124,8 @@ func validRequestID(id string) bool {
 // ticker). It must finish within one invocation: nothing may rely on a
 // goroutine outliving it.
 func Scheduled(ctx context.Context, p storage.Platform, cfg Config) error {
-	return nil
+	if p.Clock == nil {
+		p.Clock = storage.SystemClock{}
+	}
+	return sweepIdentity(ctx, p)
 }

@@ -167,6 +167,9 @@ func (a *app) getNote(w http.ResponseWriter, r *http.Request, s *tenantScope) er
 		return err
 	}
 	n.Body = string(body)
+	if err := a.record(r, s, "note.read", "note:"+id, nil); err != nil {
+		return err
+	}
 	writeJSON(w, http.StatusOK, n)
 	return nil
 }
@@ -224,6 +227,9 @@ func (a *app) listNotes(w http.ResponseWriter, r *http.Request, s *tenantScope) 
 		n.Title, n.CreatedAt, n.UpdatedAt = string(title), millis(created), millis(updated)
 		last = created
 	}
+	if err := a.record(r, s, "notes.listed", "notes", map[string]string{"count": strconv.Itoa(len(out))}); err != nil {
+		return err
+	}
 	resp := map[string]any{"notes": out}
 	if len(out) == notesPageSize {
 		resp["next"] = strconv.FormatInt(last, 10)
@@ -251,6 +257,9 @@ func (a *app) deleteNote(w http.ResponseWriter, r *http.Request, s *tenantScope)
 		s.p.Blobs.Delete(ctx, s.blobKey(id, part))
 	}
 	s.p.KV.Delete(ctx, s.cacheKey(id))
+	if err := a.record(r, s, "note.deleted", "note:"+id, nil); err != nil {
+		return err
+	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -303,6 +312,9 @@ func (a *app) getAttachment(w http.ResponseWriter, r *http.Request, s *tenantSco
 		return err
 	}
 	defer c.Close()
+	if err := a.record(r, s, "note.attachment.read", "note:"+id, nil); err != nil {
+		return err
+	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Length", strconv.FormatInt(*n.AttachmentSize, 10))
 	// Once the first byte is sent a failure can only cut the stream short;

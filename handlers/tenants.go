@@ -1,68 +1,67 @@
 package handlers
 
 import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"net"
 	"net/http"
 	"strings"
-	"unicode/utf8"
+	"time"
 
+	"pommy.ai/edge/handlers/audit"
 	"pommy.ai/edge/storage"
 	"pommy.ai/edge/storage/envelope"
 )
 
 // tenantScope is the only way handlers reach a tenant's data. It can be made
-// only by authenticate, from a verified credential, so the tenant is never
-// taken from a client-chosen id.
+// only by authenticate, from a verified credential (a session cookie or an
+// API key), so the tenant is never taken from a client-chosen id.
 type tenantScope struct {
 	p      storage.Platform
 	tenant string
-	keyID  string
 	keys   *envelope.Keyring
+
+	// A person's session ...
+	userID    string
+	role      string
+	sessionID string
+	tokenHash []byte
+	// ... or an API key.
+	keyID        string
+	scopes       []string
+	keyLimit     int64
+	keyFirstUsed bool
 }
 
-type createTenantRequest struct {
-	Name string `json:"name"`
+// actor describes the principal for the audit log.
+func (s *tenantScope) actor() (typ, id string) {
+	if s.keyID != "" {
+		return audit.ActorAPIKey, s.keyID
+	}
+	return audit.ActorUser, s.userID
 }
 
-func (a *app) createTenant(w http.ResponseWriter, r *http.Request) error {
-	var req createTenantRequest
-	if err := decodeJSON(w, r, 4<<10, &req); err != nil {
-		return err
-	}
-	name := strings.TrimSpace(req.Name)
-	if name == "" || utf8.RuneCountInString(name) > 100 || !utf8.ValidString(name) {
-		return errorf(http.StatusBadRequest, "invalid_name", "name must be 1 to 100 characters")
-	}
-	ctx := r.Context()
-	tenant, keyID, key := newID("t"), newID("key"), newAPIKey()
-	hash, err := a.p.Keys.MAC(ctx, "api-key", []byte(key))
-	if err != nil {
-		return err
-	}
-	now := a.p.Clock.Now().UnixMilli()
-	if _, err := a.p.SQL.Batch(ctx, []storage.Stmt{
-		{Query: `INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)`, Args: []any{tenant, name, now}},
-		{Query: `INSERT INTO api_keys (id, tenant_id, hash, prefix, created_at) VALUES (?, ?, ?, ?, ?)`,
-			Args: []any{keyID, tenant, hash, key[:len(apiKeyPrefix)+4], now}},
-	}); err != nil {
-		return err
-	}
-	if err := envelope.New(a.p).Ensure(ctx, tenant); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, map[string]any{
-		"tenant":  map[string]any{"id": tenant, "name": name},
-		"api_key": key, // shown once; only its MAC is stored
-	})
-	return nil
-}
+const sessionCookie = "__Host-pommy_session"
 
-// authenticate resolves the bearer API key to its tenant.
+// authenticate resolves the request's credential to a tenant scope. An
+// Authorization header takes precedence over the session cookie.
 func (a *app) authenticate(r *http.Request) (*tenantScope, error) {
-	auth := r.Header.Get("Authorization")
-	key, ok := strings.CutPrefix(auth, "Bearer ")
-	if !ok || key == "" {
-		return nil, &apiError{Status: http.StatusUnauthorized, Code: "unauthenticated", Message: "send Authorization: Bearer <API key>"}
+	if auth := r.Header.Get("Authorization"); auth != "" {
+		key, ok := strings.CutPrefix(auth, "Bearer ")
+		if !ok || key == "" {
+			return nil, errorf(http.StatusUnauthorized, "unauthenticated", "send Authorization: Bearer <API key> or sign in")
+		}
+		return a.authenticateKey(r, key)
 	}
+	if c, err := r.Cookie(sessionCookie); err == nil && c.Value != "" {
+		return a.authenticateSession(r, c.Value)
+	}
+	return nil, errorf(http.StatusUnauthorized, "unauthenticated", "sign in, or send Authorization: Bearer <API key>")
+}
+
+func (a *app) authenticateKey(r *http.Request, key string) (*tenantScope, error) {
 	if err := checkAPIKey(key); err != nil {
 		return nil, errorf(http.StatusUnauthorized, "invalid_api_key", "%v", err)
 	}
@@ -72,7 +71,7 @@ func (a *app) authenticate(r *http.Request) (*tenantScope, error) {
 		return nil, err
 	}
 	// tenant-lookup: this query resolves the principal, so it cannot be scoped yet.
-	rows, err := a.p.SQL.Query(ctx, `SELECT id, tenant_id FROM api_keys WHERE hash = ? AND revoked_at IS NULL`, hash)
+	rows, err := a.p.SQL.Query(ctx, `SELECT id, tenant_id, scopes, expires_at, revoked_at, rate_limit_per_minute, first_used_at FROM api_keys WHERE hash = ?`, hash)
 	if err != nil {
 		return nil, err
 	}
@@ -80,26 +79,249 @@ func (a *app) authenticate(r *http.Request) (*tenantScope, error) {
 		return nil, errorf(http.StatusUnauthorized, "invalid_api_key", "API key is unknown or revoked")
 	}
 	s := &tenantScope{p: a.p, keys: envelope.New(a.p)}
-	if err := rows.Scan(0, &s.keyID, &s.tenant); err != nil {
+	var scopes string
+	var expires, revoked, firstUsed *int64
+	if err := rows.Scan(0, &s.keyID, &s.tenant, &scopes, &expires, &revoked, &s.keyLimit, &firstUsed); err != nil {
 		return nil, err
+	}
+	if revoked != nil {
+		return nil, errorf(http.StatusUnauthorized, "invalid_api_key", "API key is unknown or revoked")
+	}
+	if expires != nil && a.now().UnixMilli() >= *expires {
+		return nil, errorf(http.StatusUnauthorized, "api_key_expired", "API key expired at %s", millis(*expires))
+	}
+	s.scopes = strings.Fields(scopes)
+	s.keyFirstUsed = firstUsed != nil
+	return s, nil
+}
+
+// Session tokens: 256 random bits, base64url without padding (43 chars).
+const sessionTokenLen = 43
+
+func newToken() string {
+	var b [32]byte
+	rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func validToken(t string) bool {
+	if len(t) != sessionTokenLen {
+		return false
+	}
+	_, err := base64.RawURLEncoding.DecodeString(t)
+	return err == nil
+}
+
+func tokenHash(t string) []byte {
+	h := sha256.Sum256([]byte(t))
+	return h[:]
+}
+
+// lastSeenEvery throttles last_seen_at writes: at most one per session per
+// interval. Idle timeouts are therefore exact to within this interval.
+const lastSeenEvery = time.Minute
+
+func (a *app) authenticateSession(r *http.Request, token string) (*tenantScope, error) {
+	if !validToken(token) {
+		return nil, errorf(http.StatusUnauthorized, "invalid_session", "the session is unknown or has ended; sign in again")
+	}
+	ctx := r.Context()
+	th := tokenHash(token)
+	// tenant-lookup: this query resolves the principal from the cookie; the tenant comes from the session row.
+	rows, err := a.p.SQL.Query(ctx, `SELECT s.id, s.tenant_id, s.user_id, s.created_at, s.last_seen_at, m.role, m.status, t.session_idle_minutes, t.session_absolute_minutes
+		FROM sessions s JOIN memberships m ON m.tenant_id = s.tenant_id AND m.user_id = s.user_id JOIN tenants t ON t.id = s.tenant_id
+		WHERE s.token_hash = ? AND s.ended_at IS NULL`, th)
+	if err != nil {
+		return nil, err
+	}
+	if rows.Len() != 1 {
+		return nil, errorf(http.StatusUnauthorized, "invalid_session", "the session is unknown or has ended; sign in again")
+	}
+	s := &tenantScope{p: a.p, keys: envelope.New(a.p), tokenHash: th}
+	var created, lastSeen, idleMin, absMin int64
+	var status string
+	if err := rows.Scan(0, &s.sessionID, &s.tenant, &s.userID, &created, &lastSeen, &s.role, &status, &idleMin, &absMin); err != nil {
+		return nil, err
+	}
+	now := a.now().UnixMilli()
+	reason := ""
+	switch {
+	case status != "active":
+		reason = "member_disabled"
+	case now-created >= absMin*60_000:
+		reason = "absolute_timeout"
+	case now-lastSeen >= idleMin*60_000:
+		reason = "idle_timeout"
+	}
+	if reason != "" {
+		if _, err := a.p.SQL.Exec(ctx, `UPDATE sessions SET ended_at = ?, ended_reason = ? WHERE tenant_id = ? AND id = ? AND ended_at IS NULL`,
+			now, reason, s.tenant, s.sessionID); err != nil {
+			return nil, err
+		}
+		return nil, errorf(http.StatusUnauthorized, "session_expired", "the session has ended (%s); sign in again", strings.ReplaceAll(reason, "_", " "))
+	}
+	if now-lastSeen >= lastSeenEvery.Milliseconds() {
+		// Conditional: of concurrent requests, one writes.
+		if _, err := a.p.SQL.Exec(ctx, `UPDATE sessions SET last_seen_at = ? WHERE tenant_id = ? AND id = ? AND last_seen_at = ?`,
+			now, s.tenant, s.sessionID, lastSeen); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }
 
-// deleteTenant removes the tenant's rows and destroys its data key first, so
-// that whatever a failure leaves behind (blobs, backups) is unreadable.
-func (a *app) deleteTenant(w http.ResponseWriter, r *http.Request, s *tenantScope) error {
+// Session timeout bounds a tenant may choose within.
+const (
+	defaultIdleMinutes     = 30
+	defaultAbsoluteMinutes = 12 * 60
+	minIdleMinutes         = 5
+	maxIdleMinutes         = 120
+	minAbsoluteMinutes     = 60
+	maxAbsoluteMinutes     = 24 * 60
+)
+
+// startSession creates a session for a member and sets its cookie. Every
+// login gets a new token; a session cookie the request already carried is
+// ended (no fixation, no orphan).
+func (a *app) startSession(w http.ResponseWriter, r *http.Request, tenant, user string) (string, error) {
 	ctx := r.Context()
-	if err := s.keys.Shred(ctx, s.tenant); err != nil {
-		return err
+	now := a.now().UnixMilli()
+	token, id := newToken(), newID("s")
+	stmts := []storage.Stmt{{
+		Query: `INSERT INTO sessions (id, token_hash, tenant_id, user_id, created_at, last_seen_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		Args:  []any{id, tokenHash(token), tenant, user, now, now, a.clientIP(r), truncate(r.UserAgent(), 256)},
+	}}
+	if c, err := r.Cookie(sessionCookie); err == nil && validToken(c.Value) {
+		stmts = append(stmts, storage.Stmt{
+			// tenant-lookup: the old cookie may belong to any tenant; it is ended by its own secret hash.
+			Query: `UPDATE sessions SET ended_at = ?, ended_reason = 'replaced' WHERE token_hash = ? AND ended_at IS NULL`,
+			Args:  []any{now, tokenHash(c.Value)},
+		})
 	}
-	if _, err := a.p.SQL.Batch(ctx, []storage.Stmt{
-		{Query: `DELETE FROM notes WHERE tenant_id = ?`, Args: []any{s.tenant}},
-		{Query: `DELETE FROM api_keys WHERE tenant_id = ?`, Args: []any{s.tenant}},
-		{Query: `DELETE FROM tenants WHERE id = ?`, Args: []any{s.tenant}},
-	}); err != nil {
-		return err
+	if _, err := a.p.SQL.Batch(ctx, stmts); err != nil {
+		return "", err
 	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	setSessionCookie(w, token)
+	return id, nil
+}
+
+// rotateSession gives the current session a new token (after a privilege
+// change of the person holding it) and sets the new cookie.
+func (a *app) rotateSession(ctx context.Context, w http.ResponseWriter, s *tenantScope) ([]storage.Stmt, func()) {
+	token := newToken()
+	return []storage.Stmt{{
+			Query: `UPDATE sessions SET token_hash = ? WHERE tenant_id = ? AND id = ? AND token_hash = ? AND ended_at IS NULL`,
+			Args:  []any{tokenHash(token), s.tenant, s.sessionID, s.tokenHash},
+		}}, func() {
+			setSessionCookie(w, token)
+		}
+}
+
+// setSessionCookie: __Host- prefix (Secure, Path=/, no Domain), HttpOnly,
+// SameSite=Strict, no Max-Age (the browser forgets it when it closes; the
+// server enforces the idle and absolute timeouts).
+func setSessionCookie(w http.ResponseWriter, token string) {
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: token, Path: "/", HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
+}
+
+func clearSessionCookie(w http.ResponseWriter) {
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode, MaxAge: -1})
+}
+
+// endSessionsStmt ends every open session of a person in a tenant.
+func endSessionsStmt(tenant, user, reason string, now int64) storage.Stmt {
+	return storage.Stmt{
+		Query: `UPDATE sessions SET ended_at = ?, ended_reason = ? WHERE tenant_id = ? AND user_id = ? AND ended_at IS NULL`,
+		Args:  []any{now, reason, tenant, user},
+	}
+}
+
+// clientIP is the address the request came from: at the edge the
+// CF-Connecting-IP header that Cloudflare sets (and overwrites); in a home
+// behind a trusted proxy, Config.ClientIPHeader; otherwise the peer.
+func (a *app) clientIP(r *http.Request) string {
+	if a.cfg.TestRoutes {
+		if ip := r.Header.Get("X-Pommy-Test-Client-IP"); ip != "" {
+			return ip
+		}
+	}
+	h := a.cfg.ClientIPHeader
+	if h == "" && a.p.Home == "edge" {
+		h = "CF-Connecting-IP"
+	}
+	if h != "" {
+		if v := strings.TrimSpace(r.Header.Get(h)); v != "" && net.ParseIP(v) != nil {
+			return v
+		}
+	}
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
+	}
+	return r.RemoteAddr
+}
+
+// clientCountry is the edge's CF-IPCountry, or "" elsewhere.
+func (a *app) clientCountry(r *http.Request) string {
+	if a.p.Home == "edge" || a.cfg.ClientIPHeader != "" || a.cfg.TestRoutes {
+		return truncate(r.Header.Get("CF-IPCountry"), 8)
+	}
+	return ""
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+func (a *app) now() time.Time { return a.p.Clock.Now() }
+
+// record writes one audit event for an authenticated principal.
+func (a *app) record(r *http.Request, s *tenantScope, action, target string, details map[string]string) error {
+	typ, id := s.actor()
+	return a.recordEvent(r, audit.Event{TenantID: s.tenant, ActorType: typ, ActorID: id, Action: action, Target: target, Details: details})
+}
+
+// recordEvent fills in where the event came from and appends it. An action
+// whose audit record cannot be written is reported as failed.
+func (a *app) recordEvent(r *http.Request, e audit.Event) error {
+	e.IP, e.UserAgent = a.clientIP(r), truncate(r.UserAgent(), 256)
+	e.RequestID = requestID(r)
+	return audit.New(a.p.SQL, a.p.Clock).Record(r.Context(), e)
+}
+
+// recordLogin records a login success or failure and runs the audit
+// package's anomaly detection on it (bursts of failures; a new IP or
+// country for the person).
+func (a *app) recordLogin(r *http.Request, e audit.Event) error {
+	e.IP, e.UserAgent = a.clientIP(r), truncate(r.UserAgent(), 256)
+	e.RequestID = requestID(r)
+	if c := a.clientCountry(r); c != "" {
+		if e.Details == nil {
+			e.Details = map[string]string{}
+		}
+		e.Details["country"] = c
+	}
+	_, err := audit.New(a.p.SQL, a.p.Clock).RecordLogin(r.Context(), e)
+	return err
+}
+
+// auditRoute adapts an audit package handler: the caller's own tenant and
+// identity, from the authenticated scope, are its template.
+func (a *app) auditRoute(h audit.HandlerFunc) func(http.ResponseWriter, *http.Request, *tenantScope) error {
+	return func(w http.ResponseWriter, r *http.Request, s *tenantScope) error {
+		typ, id := s.actor()
+		return h(w, r, audit.Event{TenantID: s.tenant, ActorType: typ, ActorID: id, IP: a.clientIP(r),
+			UserAgent: truncate(r.UserAgent(), 256), RequestID: requestID(r)})
+	}
+}
+
+// auditLog is the tenant audit log over the platform's SQL (nil-safe for
+// the docs generator, which builds the table from a nil app).
+func (a *app) auditLog() *audit.Log {
+	if a == nil {
+		return nil
+	}
+	return audit.New(a.p.SQL, a.p.Clock)
 }

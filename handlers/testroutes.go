@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"pommy.ai/edge/storage/keyring"
+	"pommy.ai/edge/storage/passwords"
 	"pommy.ai/edge/storage/storagetest"
 )
 
@@ -33,6 +34,18 @@ func (a *app) mountTestRoutes(mux *http.ServeMux) {
 			s = storagetest.KeysSuite(a.p.Keys)
 		case "http":
 			s = storagetest.HTTPSuite(a.p.HTTP, a.cfg.ContractHTTPURL)
+		case "passwords":
+			if a.p.Passwords == nil {
+				writeError(w, r, errorf(http.StatusServiceUnavailable, "unavailable", "this home has no Passwords port"))
+				return
+			}
+			s = storagetest.PasswordsSuite(a.p.Passwords)
+		case "limiter":
+			if a.p.Limiter == nil {
+				writeError(w, r, errorf(http.StatusServiceUnavailable, "unavailable", "this home has no Limiter port"))
+				return
+			}
+			s = storagetest.LimiterSuite(a.p.Limiter)
 		default:
 			writeError(w, r, errorf(http.StatusNotFound, "not_found", "no contract suite %q", r.PathValue("suite")))
 			return
@@ -62,6 +75,34 @@ func (a *app) mountTestRoutes(mux *http.ServeMux) {
 			out, _ = dk.Seal(out[:0], nonce, chunk[:min(len(chunk), n-done)], nil)
 		}
 		writeJSON(w, http.StatusOK, map[string]int64{"bytes": int64(n), "ns": time.Since(start).Nanoseconds()})
+	})
+	// /__test/argon2 hashes one password with argon2id at the default
+	// parameters twice: in this runtime's own software (storage/passwords
+	// compiled into it) and through the home's Passwords port (native in the
+	// local host, the same Go code at the edge), and reports both times, so
+	// benchmarks can show what the port buys (docs/decisions.md).
+	mux.HandleFunc("GET /__test/argon2", func(w http.ResponseWriter, r *http.Request) {
+		h, err := passwords.New(passwords.Options{Concurrency: 1})
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		pw := []byte("correct horse battery staple")
+		start := time.Now()
+		if _, err := h.Hash(r.Context(), pw); err != nil {
+			writeError(w, r, err)
+			return
+		}
+		out := map[string]any{"params": h.Params(), "runtimeNs": time.Since(start).Nanoseconds()}
+		if a.p.Passwords != nil {
+			start = time.Now()
+			if _, err := a.p.Passwords.Hash(r.Context(), pw); err != nil {
+				writeError(w, r, err)
+				return
+			}
+			out["portNs"] = time.Since(start).Nanoseconds()
+		}
+		writeJSON(w, http.StatusOK, out)
 	})
 	// /__test/spin busy-loops for ms, ignoring the request's context, like a
 	// runaway handler: only the home can stop it.

@@ -15,6 +15,8 @@
 //	KV                       KV namespace binding  -> storage.KV
 //	BLOBS                    R2 bucket binding     -> storage.Blobs
 //	MASTER_KEY               secret: base64 of 32 bytes -> storage.Keys
+//	RL_IP, RL_API, RL_WIDGET, RL_LOGIN  rate-limit bindings -> storage.Limiter
+//	                         (one per name in storage.Limits; worker/ratelimit)
 //	POMMY_TEST_ROUTES        "1" mounts the contract/test routes (never in production)
 //	POMMY_CONTRACT_HTTP_URL  URL the outbound-HTTP contract suite calls (tests only)
 package main
@@ -25,9 +27,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/syumai/workers"
 	"github.com/syumai/workers/cloudflare/cron"
@@ -35,11 +39,13 @@ import (
 	"pommy.ai/edge/handlers"
 	"pommy.ai/edge/storage"
 	"pommy.ai/edge/storage/keyring"
+	"pommy.ai/edge/storage/passwords"
 	"pommy.ai/edge/worker/d1"
 	"pommy.ai/edge/worker/egress"
 	"pommy.ai/edge/worker/internal/jsbridge"
 	"pommy.ai/edge/worker/kv"
 	"pommy.ai/edge/worker/r2"
+	"pommy.ai/edge/worker/ratelimit"
 )
 
 // version is set at build time: -ldflags "-X main.version=...".
@@ -110,6 +116,15 @@ func platform() (storage.Platform, error) {
 	if p.Keys, err = keys(); err != nil {
 		errs = append(errs, err)
 	}
+	// argon2id in Go inside this runtime: the Workers platform offers no
+	// native argon2 (WebCrypto has none). About 110 ms of CPU per hash,
+	// 3–4× native (docs/edge.md): password routes need the Paid plan.
+	if p.Passwords, err = passwords.New(passwords.Options{Concurrency: 1}); err != nil {
+		errs = append(errs, err)
+	}
+	if p.Limiter, err = ratelimit.New(storage.Limits); err != nil {
+		errs = append(errs, err)
+	}
 	return p, errors.Join(errs...)
 }
 
@@ -140,7 +155,7 @@ func unavailable(cause error) http.Handler {
 }
 
 // limitBody refuses request bodies larger than any route accepts before the
-// application reads them.
+// application reads them, and drains a body a route stopped reading.
 func limitBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > handlers.MaxRequestBody {
@@ -148,12 +163,77 @@ func limitBody(next http.Handler) http.Handler {
 				fmt.Sprintf("request body exceeds %d bytes", handlers.MaxRequestBody))
 			return
 		}
-		if r.Body != nil {
-			r.Body = http.MaxBytesReader(w, r.Body, handlers.MaxRequestBody)
+		if r.Body == nil || r.Body == http.NoBody {
+			next.ServeHTTP(w, r)
+			return
 		}
-		next.ServeHTTP(w, r)
+		body := &drainingBody{r: r.Body}
+		r.Body = http.MaxBytesReader(w, body, handlers.MaxRequestBody)
+		next.ServeHTTP(&drainingWriter{ResponseWriter: w, body: body}, r)
 	})
 }
+
+// maxDrain is the most of a partly read request body drained before the
+// response starts; like net/http's server (256 KiB), a larger rest is left.
+const maxDrain = 256 << 10
+
+// drainingBody and drainingWriter read the rest of a request body that a
+// route began to read but did not finish (the application's own size limit
+// answering 413, a malformed JSON body answering 400) before the response
+// starts.
+//
+// Under wrangler dev, a worker that answers while its request body is
+// partly read breaks the next request: in workerd it failed with "Your
+// worker restarted mid-request" or hung for about 25 s, and a plain
+// JavaScript worker doing the same gets "Network connection lost" (workerd
+// issue 1741; workers-sdk issues 5095 and 15203). Wrangler's own middleware
+// drains a body nobody touched, but cannot drain one whose stream is already
+// locked by a reader, as ours is once Go reads from it. Draining after the
+// response has started is no cure: the Go runtime then exits while the
+// runtime still calls into it. So the rest is read before the first byte of
+// the response, and only for a body that was partly read; the cap bounds
+// the CPU this spends. No route streams a response while still reading its
+// body; one that did would have the rest of its body drained here.
+type drainingBody struct {
+	r         io.ReadCloser
+	read, eof bool
+}
+
+func (b *drainingBody) Read(p []byte) (int, error) {
+	b.read = true
+	n, err := b.r.Read(p)
+	if err != nil {
+		b.eof = true // EOF or a broken stream: nothing more to drain
+	}
+	return n, err
+}
+
+func (b *drainingBody) Close() error { return b.r.Close() }
+
+func (b *drainingBody) drain() {
+	if b.read && !b.eof {
+		io.Copy(io.Discard, io.LimitReader(b, maxDrain))
+	}
+}
+
+type drainingWriter struct {
+	http.ResponseWriter
+	body *drainingBody
+	once sync.Once
+}
+
+func (w *drainingWriter) WriteHeader(status int) {
+	w.once.Do(w.body.drain)
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *drainingWriter) Write(p []byte) (int, error) {
+	w.once.Do(w.body.drain)
+	return w.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the runtime's writer.
+func (w *drainingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // joinHeaders undoes syumai's request conversion, which splits every header
 // value at each comma (so "User-Agent: Mozilla/5.0 (KHTML, like Gecko)"

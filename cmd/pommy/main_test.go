@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"pommy.ai/edge/tests/apitest"
 )
 
 // TestRefusesReadableMasterKey: a key file others may read stops the
@@ -91,19 +92,7 @@ func TestRunRestartKeepsData(t *testing.T) {
 			t.Fatalf("run %d ended before listening: %v", i, err)
 		}
 		if i == 0 {
-			resp, err := http.Post(base+"/v1/tenants", "application/json", strings.NewReader(`{"name":"Acme"}`))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got struct {
-				APIKey string `json:"api_key"`
-			}
-			json.NewDecoder(resp.Body).Decode(&got)
-			resp.Body.Close()
-			if resp.StatusCode != 201 || got.APIKey == "" {
-				t.Fatalf("create tenant: %d", resp.StatusCode)
-			}
-			key = got.APIKey
+			_, key = (&apitest.Client{Base: base}).Tenant(t, "Acme")
 		}
 		req, _ := http.NewRequest("POST", base+"/v1/notes", strings.NewReader(`{"title":"t","body":"b"}`))
 		req.Header.Set("Authorization", "Bearer "+key)

@@ -1,11 +1,23 @@
 // Package audit is the tenant's tamper-evident audit log: who did what, to
 // what, when and from where. Each tenant's events form a SHA-256 hash chain,
 // so an edited, deleted or reordered event is detected by Verify.
+//
+// The encoding that is hashed, the tables and what is and is not detected
+// are specified in docs/audit.md.
 package audit
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"pommy.ai/edge/storage"
 )
@@ -16,6 +28,18 @@ const (
 	ActorAPIKey    = "api_key"
 	ActorSystem    = "system"
 	ActorAnonymous = "anonymous"
+)
+
+// Actions this package reads or writes itself. Other actions are free-form
+// dotted names chosen by the caller.
+const (
+	ActionLoginSucceeded   = "auth.login.succeeded"
+	ActionLoginFailed      = "auth.login.failed"
+	ActionLoginBurst       = "security.login_burst"
+	ActionNewLocation      = "security.new_location"
+	ActionPruned           = "audit.pruned"
+	ActionRetentionChanged = "audit.retention.changed"
+	ActionExported         = "audit.exported"
 )
 
 // Event is one audited action.
@@ -34,24 +58,271 @@ type Event struct {
 	At        time.Time // set by Record
 }
 
+// Limits on what one event may hold. Fields a client controls (user agent)
+// are cut to size; fields the application chooses are refused when too big,
+// since that is a bug, not an attack.
+const (
+	maxField     = 512
+	maxDetails   = 32
+	maxDetailLen = 4096
+	// appendAttempts bounds Record's optimistic retries under contention.
+	appendAttempts = 64
+)
+
+// ErrInvalidEvent is returned for an event that cannot be recorded as
+// given (no tenant or action, unknown actor type, oversized details).
+var ErrInvalidEvent = errors.New("audit: invalid event")
+
 // Log records and checks a tenant's events.
 type Log struct {
-	sql   storage.SQL
-	clock storage.Clock
+	sql    storage.SQL
+	clock  storage.Clock
+	policy Policy
 }
 
 // New returns the audit log over the platform's SQL store.
-func New(sql storage.SQL, clock storage.Clock) *Log { return &Log{sql: sql, clock: clock} }
+func New(sql storage.SQL, clock storage.Clock) *Log {
+	if clock == nil {
+		clock = storage.SystemClock{}
+	}
+	return &Log{sql: sql, clock: clock}
+}
 
 // Record appends e to its tenant's chain. It fails rather than drop an
 // event: an action whose audit record cannot be written must not be
 // reported as done.
 func (l *Log) Record(ctx context.Context, e Event) error {
-	return errNotYet
+	_, _, err := l.append(ctx, e, nil)
+	return err
 }
 
-var errNotYet = &notYet{}
+// RecordBatch appends e in the same atomic batch as stmts, so that a change
+// and its audit record take effect together or not at all (e.g. a role
+// change). It returns the results of stmts. The batch may be sent more than
+// once when another writer wins the race for the next seq (the failed
+// attempts roll back whole); a statement that fails on its own with a
+// constraint violation makes RecordBatch fail with storage.ErrConflict after
+// the bounded retries.
+func (l *Log) RecordBatch(ctx context.Context, e Event, stmts []storage.Stmt) ([]storage.Result, error) {
+	_, res, err := l.append(ctx, e, stmts)
+	return res, err
+}
 
-type notYet struct{}
+// row is an event as stored.
+type row struct {
+	Event
+	Seq      int64
+	AtMS     int64
+	Detail   string // the stored details JSON
+	PrevHash []byte
+	Hash     []byte
+}
 
-func (*notYet) Error() string { return "audit: not implemented yet" }
+// normalize validates e and brings it to the exact form it is stored and
+// hashed in.
+func normalize(e Event) (Event, error) {
+	clean := func(s string, max int) string {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+		if len(s) > max {
+			s = s[:max]
+			for !utf8.ValidString(s) {
+				s = s[:len(s)-1]
+			}
+		}
+		return s
+	}
+	if e.TenantID == "" || e.Action == "" {
+		return e, fmt.Errorf("%w: tenant and action are required", ErrInvalidEvent)
+	}
+	switch e.ActorType {
+	case ActorUser, ActorAPIKey, ActorSystem, ActorAnonymous:
+	case "":
+		return e, fmt.Errorf("%w: actor type is required", ErrInvalidEvent)
+	default:
+		return e, fmt.Errorf("%w: unknown actor type %q", ErrInvalidEvent, e.ActorType)
+	}
+	for _, s := range []string{e.TenantID, e.ActorID, e.Action, e.Target} {
+		if len(s) > maxField || !utf8.ValidString(s) {
+			return e, fmt.Errorf("%w: tenant, actor, action and target must be valid UTF-8 of at most %d bytes", ErrInvalidEvent, maxField)
+		}
+	}
+	e.IP = clean(e.IP, 64)
+	e.UserAgent = clean(e.UserAgent, maxField)
+	e.RequestID = clean(e.RequestID, 128)
+	if len(e.Details) > maxDetails {
+		return e, fmt.Errorf("%w: more than %d details", ErrInvalidEvent, maxDetails)
+	}
+	if e.Details != nil {
+		d := make(map[string]string, len(e.Details))
+		for k, v := range e.Details {
+			if len(k) > 64 || len(v) > maxDetailLen || !utf8.ValidString(k) {
+				return e, fmt.Errorf("%w: detail %.64q too large or not UTF-8", ErrInvalidEvent, k)
+			}
+			d[k] = clean(v, maxDetailLen)
+		}
+		e.Details = d
+	}
+	return e, nil
+}
+
+// detailsJSON is the stored form of details: encoding/json of the map,
+// which sorts keys and escapes deterministically. Empty details are "{}".
+func detailsJSON(d map[string]string) string {
+	if len(d) == 0 {
+		return "{}"
+	}
+	b, err := json.Marshal(d)
+	if err != nil { // cannot happen for map[string]string
+		panic(err)
+	}
+	return string(b)
+}
+
+// canonical is the byte string that is hashed for an event (docs/audit.md,
+// "Canonical encoding"):
+//
+//	"pommy-audit-v1\x00"
+//	u64be(seq) || u64be(at as Unix ms, two's complement)
+//	for tenant_id, actor_type, actor_id, action, target, ip, user_agent,
+//	request_id: u32be(len) || UTF-8 bytes
+//	u32be(number of details) || for each detail in byte order of its key:
+//	u32be(len key) || key || u32be(len value) || value
+func canonical(seq, atMS int64, e *Event) []byte {
+	b := make([]byte, 0, 256)
+	b = append(b, "pommy-audit-v1\x00"...)
+	b = binary.BigEndian.AppendUint64(b, uint64(seq))
+	b = binary.BigEndian.AppendUint64(b, uint64(atMS))
+	str := func(s string) {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
+		b = append(b, s...)
+	}
+	for _, s := range []string{e.TenantID, e.ActorType, e.ActorID, e.Action, e.Target, e.IP, e.UserAgent, e.RequestID} {
+		str(s)
+	}
+	keys := make([]string, 0, len(e.Details))
+	for k := range e.Details {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(keys)))
+	for _, k := range keys {
+		str(k)
+		str(e.Details[k])
+	}
+	return b
+}
+
+// chainHash is SHA-256(prev || canonical(seq, at, e)).
+func chainHash(prev []byte, seq, atMS int64, e *Event) []byte {
+	h := sha256.New()
+	h.Write(prev)
+	h.Write(canonical(seq, atMS, e))
+	return h.Sum(nil)
+}
+
+// genesis is the prev_hash of every tenant's first event.
+var genesis = make([]byte, sha256.Size)
+
+// head reads the tenant's chain head: the seq and hash of the newest event
+// ever appended (0 and the genesis hash before the first).
+func (l *Log) head(ctx context.Context, tenant string) (int64, []byte, bool, error) {
+	rows, err := l.sql.Query(ctx, `SELECT seq, hash FROM audit_heads WHERE tenant_id = ?`, tenant)
+	if err != nil {
+		return 0, nil, false, err
+	}
+	if rows.Len() == 0 {
+		return 0, genesis, false, nil
+	}
+	var seq int64
+	var hash []byte
+	if err := rows.Scan(0, &seq, &hash); err != nil {
+		return 0, nil, false, err
+	}
+	return seq, hash, true, nil
+}
+
+// append writes e as the tenant's next event, with extra statements in the
+// same batch. There is no transaction: it reads the head, then sends one
+// batch that inserts seq+1 (failing on the primary key if another writer
+// took it) and moves the head. On a conflict it rereads and tries again.
+func (l *Log) append(ctx context.Context, e Event, extra []storage.Stmt) (int64, []storage.Result, error) {
+	e, err := normalize(e)
+	if err != nil {
+		return 0, nil, err
+	}
+	details := detailsJSON(e.Details)
+	var lastErr error
+	lastSeq := int64(-1)
+	for attempt := 0; attempt < appendAttempts; attempt++ {
+		if attempt > 0 {
+			if err := backoff(ctx, attempt); err != nil {
+				return 0, nil, err
+			}
+		}
+		prevSeq, prevHash, _, err := l.head(ctx, e.TenantID)
+		if err != nil {
+			return 0, nil, fmt.Errorf("audit: record %s: %w", e.Action, err)
+		}
+		if prevSeq == lastSeq {
+			// The last attempt conflicted, yet no one advanced the head: the
+			// conflict was not a lost race for the seq (an extra statement
+			// failed, or the tables disagree). Retrying cannot help.
+			return 0, nil, fmt.Errorf("audit: record %s: %w", e.Action, lastErr)
+		}
+		lastSeq = prevSeq
+		seq := prevSeq + 1
+		atMS := l.clock.Now().UnixMilli()
+		hash := chainHash(prevHash, seq, atMS, &e)
+		stmts := make([]storage.Stmt, 0, 2+len(extra))
+		stmts = append(stmts,
+			storage.Stmt{Query: `INSERT INTO audit_events (tenant_id, seq, at, actor_type, actor_id, action, target, ip, user_agent, request_id, details, prev_hash, hash)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				Args: []any{e.TenantID, seq, atMS, e.ActorType, e.ActorID, e.Action, e.Target, e.IP, e.UserAgent, e.RequestID, details, prevHash, hash}},
+			storage.Stmt{Query: `INSERT INTO audit_heads (tenant_id, seq, hash) VALUES (?, ?, ?)
+				ON CONFLICT (tenant_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash
+				WHERE audit_heads.seq = excluded.seq - 1`,
+				Args: []any{e.TenantID, seq, hash}},
+		)
+		stmts = append(stmts, extra...)
+		res, err := l.sql.Batch(ctx, stmts)
+		if errors.Is(err, storage.ErrConflict) {
+			lastErr = err
+			continue
+		}
+		if err != nil {
+			return 0, nil, fmt.Errorf("audit: record %s: %w", e.Action, err)
+		}
+		if res[1].RowsAffected != 1 {
+			// The event went in but the head did not move: the head and the
+			// events disagree, which only tampering can cause.
+			return seq, res[2:], fmt.Errorf("audit: record %s: chain head of tenant %s did not advance to %d (audit tables tampered?)", e.Action, e.TenantID, seq)
+		}
+		return seq, res[2:], nil
+	}
+	return 0, nil, fmt.Errorf("audit: record %s: gave up after %d attempts: %w", e.Action, appendAttempts, lastErr)
+}
+
+// backoff sleeps a short random time growing with attempt, so that writers
+// racing for the same seq spread out.
+func backoff(ctx context.Context, attempt int) error {
+	max := time.Duration(min(attempt, 20)) * 2 * time.Millisecond
+	t := time.NewTimer(time.Duration(rand.Int64N(int64(max)) + 1))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// PurgeTenantStmts are the statements that delete all of a tenant's audit
+// data, for the tenant deletion batch. Only tenant deletion may use them:
+// they end the tenant's chain for good.
+func PurgeTenantStmts(tenant string) []storage.Stmt {
+	var out []storage.Stmt
+	for _, t := range []string{"audit_events", "audit_heads", "audit_checkpoints", "audit_settings", "security_notices"} {
+		out = append(out, storage.Stmt{Query: `DELETE FROM ` + t + ` WHERE tenant_id = ?`, Args: []any{tenant}})
+	}
+	return out
+}

@@ -1,26 +1,181 @@
 // Package native runs the acceptance suite against the handlers compiled
 // natively (no Wasm) on the local platform's adapters: the baseline the
 // Wasm homes are compared with, and the quickest place to debug a scenario.
+// The scenarios that need to move time (session timeouts, key expiry) run
+// here, with a clock the test controls.
 package native
 
 import (
 	"context"
+	"maps"
 	"net/http/httptest"
+	"strconv"
+	"sync"
 	"testing"
+	"time"
 
 	"pommy.ai/edge/handlers"
+	"pommy.ai/edge/storage"
 	"pommy.ai/edge/tests/apitest"
 	"pommy.ai/edge/wasm/host/local"
 )
 
 func TestNativeHandlers(t *testing.T) {
-	p, err := local.Open(context.Background(), local.Config{Dir: t.TempDir()})
+	c, _ := start(t)
+	apitest.Run(t, c, "native")
+}
+
+// fakeClock is a clock the test moves.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// testLimits sets the approximate per-IP login limit (TestLoginShedding).
+func testLimits(login int) map[string]storage.Limit {
+	l := maps.Clone(storage.Limits)
+	l[storage.LimitLogin] = storage.Limit{Limit: login, Period: time.Minute}
+	return l
+}
+
+func start(t *testing.T) (*apitest.Client, *fakeClock) { return startWith(t, nil) }
+
+func startWith(t *testing.T, limits map[string]storage.Limit) (*apitest.Client, *fakeClock) {
+	clock := &fakeClock{t: time.Now().UTC()}
+	p, err := local.Open(context.Background(), local.Config{Dir: t.TempDir(), Clock: clock, Limits: limits})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
+	t.Cleanup(func() { p.Close() })
 	p.Home = "native"
-	srv := httptest.NewServer(handlers.New(p.Platform, handlers.Config{Version: "test"}))
-	defer srv.Close()
-	apitest.Run(t, &apitest.Client{Base: srv.URL}, "native")
+	// TestRoutes lets the suite choose a client IP (X-Pommy-Test-Client-IP).
+	srv := httptest.NewServer(handlers.New(p.Platform, handlers.Config{Version: "test", TestRoutes: true}))
+	t.Cleanup(srv.Close)
+	return &apitest.Client{Base: srv.URL}, clock
+}
+
+func TestIdleTimeout(t *testing.T) {
+	c, clock := start(t)
+	o := c.Signup(t, "Idle Co")
+	clock.Advance(29 * time.Minute)
+	o.Do(t, "GET", "/v1/me", nil).Expect(t, 200) // activity moves last_seen
+	clock.Advance(29 * time.Minute)
+	o.Do(t, "GET", "/v1/me", nil).Expect(t, 200)
+	clock.Advance(31 * time.Minute)
+	if code := o.Do(t, "GET", "/v1/me", nil).Expect(t, 401).ErrorCode(t); code != "session_expired" {
+		t.Errorf("code %s", code)
+	}
+	o.Do(t, "GET", "/v1/me", nil).Expect(t, 401) // and it stays ended
+}
+
+func TestIdleTimeoutTenantSetting(t *testing.T) {
+	c, clock := start(t)
+	o := c.Signup(t, "Strict Co")
+	o.Do(t, "PATCH", "/v1/settings", map[string]any{"session_idle_minutes": 5}).Expect(t, 200)
+	clock.Advance(6 * time.Minute)
+	o.Do(t, "GET", "/v1/me", nil).Expect(t, 401)
+}
+
+func TestAbsoluteTimeout(t *testing.T) {
+	c, clock := start(t)
+	o := c.Signup(t, "Absolute Co")
+	for range 12*3 - 1 { // active every 20 minutes for 11 h 40 min
+		clock.Advance(20 * time.Minute)
+		o.Do(t, "GET", "/v1/me", nil).Expect(t, 200)
+	}
+	clock.Advance(20 * time.Minute) // 12 h since login, though active
+	if code := o.Do(t, "GET", "/v1/me", nil).Expect(t, 401).ErrorCode(t); code != "session_expired" {
+		t.Errorf("code %s", code)
+	}
+	// Signing in again works.
+	c.LoginSession(t, o.Email).Do(t, "GET", "/v1/me", nil).Expect(t, 200)
+}
+
+func TestAPIKeyExpiry(t *testing.T) {
+	c, clock := start(t)
+	o := c.Signup(t, "Expiry Co")
+	m := o.Do(t, "POST", "/v1/api-keys", map[string]any{"name": "short", "scopes": []string{"notes:read"},
+		"expires_at": clock.Now().Add(time.Hour).Format(time.RFC3339)}).Expect(t, 201).JSON(t)
+	key := m["key"].(string)
+	auth := []string{"Authorization", "Bearer " + key}
+	c.Do(t, "GET", "/v1/notes", nil, auth...).Expect(t, 200)
+	clock.Advance(time.Hour + time.Second)
+	if code := c.Do(t, "GET", "/v1/notes", nil, auth...).Expect(t, 401).ErrorCode(t); code != "api_key_expired" {
+		t.Errorf("code %s", code)
+	}
+}
+
+func TestThrottleDelayPasses(t *testing.T) {
+	c, clock := start(t)
+	o := c.Signup(t, "Delay Co")
+	ip := []string{"X-Pommy-Test-Client-IP", "203.0.113.9"}
+	for range 5 {
+		c.Login(t, o.Email, "wrong password here", ip...).Expect(t, 401)
+	}
+	r := c.Login(t, o.Email, apitest.Password, ip...).Expect(t, 429)
+	if r.Header.Get("Retry-After") != "30" {
+		t.Errorf("Retry-After %q, want 30 after the 5th failure", r.Header.Get("Retry-After"))
+	}
+	clock.Advance(31 * time.Second)
+	c.Login(t, o.Email, "wrong again, sixth", ip...).Expect(t, 401)
+	if ra := c.Login(t, o.Email, apitest.Password, ip...).Expect(t, 429).Header.Get("Retry-After"); ra != "60" {
+		t.Errorf("Retry-After %q, want 60 (the delay doubles)", ra)
+	}
+	clock.Advance(61 * time.Second)
+	c.Login(t, o.Email, apitest.Password, ip...).Expect(t, 200)
+	// The success reset the account+IP counter.
+	c.Login(t, o.Email, "wrong once more", ip...).Expect(t, 401)
+	c.Login(t, o.Email, apitest.Password, ip...).Expect(t, 200)
+}
+
+func TestAccountThrottleSparesKnownIP(t *testing.T) {
+	c, clock := start(t)
+	o := c.Signup(t, "Distributed Co")
+	home := []string{apitest.TestClientIP, "198.51.100.1"}
+	c.LoginSession(t, o.Email, home...) // the person's usual address
+	for i := range 25 {                // a botnet: one failure from each of many IPs
+		ip := []string{"X-Pommy-Test-Client-IP", "192.0.2." + itoa(i+1)}
+		if r := c.Login(t, o.Email, "botnet guess", ip...); r.Status != 401 && r.Status != 429 {
+			t.Fatalf("status %d", r.Status)
+		}
+	}
+	// From a new IP, the mild per-account brake applies (capped at a minute).
+	r := c.Login(t, o.Email, apitest.Password, "X-Pommy-Test-Client-IP", "192.0.2.200").Expect(t, 429)
+	if r.Header.Get("Retry-After") == "" {
+		t.Error("no Retry-After")
+	}
+	// From the address the person has used, no brake.
+	c.Login(t, o.Email, apitest.Password, home...).Expect(t, 200)
+	clock.Advance(time.Minute + time.Second)
+	c.Login(t, o.Email, apitest.Password, "X-Pommy-Test-Client-IP", "192.0.2.200").Expect(t, 200)
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+func TestLoginShedding(t *testing.T) {
+	c, clock := startWith(t, testLimits(3))
+	body := map[string]string{"email": "nobody@example.com", "password": "whatever it is"}
+	ip := []string{apitest.TestClientIP, "203.0.113.50"}
+	for range 3 {
+		c.Do(t, "POST", "/v1/login", body, ip...).Expect(t, 401)
+	}
+	r := c.Do(t, "POST", "/v1/login", body, ip...).Expect(t, 429)
+	if r.ErrorCode(t) != "rate_limited" || r.Header.Get("Retry-After") == "" {
+		t.Errorf("shed: %s %v", r.Body, r.Header)
+	}
+	c.Do(t, "POST", "/v1/login", body, apitest.TestClientIP, "203.0.113.51").Expect(t, 401) // per IP
+	clock.Advance(time.Minute + time.Second)
+	c.Do(t, "POST", "/v1/login", body, ip...).Expect(t, 401)
 }

@@ -71,6 +71,12 @@ func examples() []Message {
 		&ClockNow{Now: t0},
 		&LogReq{Level: -4, Message: "debug line"},
 		&FailReq{Message: "panic: boom"},
+		&PasswordHashReq{Password: []byte("correct horse \x00 battery")},
+		&PasswordHash{Encoded: "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$K13EBUiG7JV+9ZxztmHFTdb7J0WQsnj2V8bZaqyPptE"},
+		&PasswordVerifyReq{Encoded: "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$K13EBUiG7JV+9ZxztmHFTdb7J0WQsnj2V8bZaqyPptE", Password: []byte("password")},
+		&PasswordVerifyResp{Match: true},
+		&LimitAllowReq{Name: "login", Key: "203.0.113.7"},
+		&LimitDecision{Allowed: false, RetryAfter: 12 * time.Second},
 		&ErrorMessage{Message: "storage: not found"},
 	}
 }

@@ -675,6 +675,58 @@ type FailReq struct{ Message string }
 func (m *FailReq) Encode(e *Encoder) { e.String(m.Message) }
 func (m *FailReq) Decode(d *Decoder) { m.Message = d.String() }
 
+// ---- passwords ----------------------------------------------------------------
+
+// PasswordHashReq asks the host to hash a password with argon2id under a
+// fresh salt.
+type PasswordHashReq struct{ Password []byte }
+
+func (m *PasswordHashReq) Encode(e *Encoder) { e.Bytes(m.Password) }
+func (m *PasswordHashReq) Decode(d *Decoder) { m.Password = d.Bytes() }
+
+// PasswordHash is the PHC string of the hash.
+type PasswordHash struct{ Encoded string }
+
+func (m *PasswordHash) Encode(e *Encoder) { e.String(m.Encoded) }
+func (m *PasswordHash) Decode(d *Decoder) { m.Encoded = d.String() }
+
+// PasswordVerifyReq asks whether Password matches the PHC string Encoded.
+type PasswordVerifyReq struct {
+	Encoded  string
+	Password []byte
+}
+
+func (m *PasswordVerifyReq) Encode(e *Encoder) { e.String(m.Encoded); e.Bytes(m.Password) }
+func (m *PasswordVerifyReq) Decode(d *Decoder) { m.Encoded = d.String(); m.Password = d.Bytes() }
+
+// PasswordVerifyResp is the answer; a malformed Encoded is an invalid
+// error reply instead.
+type PasswordVerifyResp struct{ Match bool }
+
+func (m *PasswordVerifyResp) Encode(e *Encoder) { e.Bool(m.Match) }
+func (m *PasswordVerifyResp) Decode(d *Decoder) { m.Match = d.Bool() }
+
+// ---- rate limiter -------------------------------------------------------------
+
+// LimitAllowReq counts one event for Key against the limit Name.
+type LimitAllowReq struct{ Name, Key string }
+
+func (m *LimitAllowReq) Encode(e *Encoder) { e.String(m.Name); e.String(m.Key) }
+func (m *LimitAllowReq) Decode(d *Decoder) { m.Name = d.String(); m.Key = d.String() }
+
+// LimitDecision mirrors storage.LimitDecision; RetryAfter is in
+// nanoseconds, 0 when allowed.
+type LimitDecision struct {
+	Allowed    bool
+	RetryAfter time.Duration
+}
+
+func (m *LimitDecision) Encode(e *Encoder) { e.Bool(m.Allowed); e.Varint(int64(m.RetryAfter)) }
+func (m *LimitDecision) Decode(d *Decoder) {
+	m.Allowed = d.Bool()
+	m.RetryAfter = time.Duration(d.Varint())
+}
+
 // ---- time -------------------------------------------------------------------
 
 // Time encodes t as Unix nanoseconds, the zero time as 0.

@@ -1,8 +1,9 @@
 // Package local assembles the local home's native platform from a data
 // directory: SQLite for SQL, a KV file, files or an S3-compatible store for
-// blobs, the key custodian with its master key file, and allow-listed
-// outbound HTTP. The server command, the end-to-end tests and the benchmarks
-// all open their platform here, so they run the same configuration.
+// blobs, the key custodian with its master key file, allow-listed outbound
+// HTTP, native argon2id and an in-process rate limiter. The server command,
+// the end-to-end tests and the benchmarks all open their platform here, so
+// they run the same configuration.
 package local
 
 import (
@@ -16,10 +17,12 @@ import (
 	"pommy.ai/edge/storage"
 	"pommy.ai/edge/storage/keyring"
 	"pommy.ai/edge/storage/migrations"
+	"pommy.ai/edge/storage/passwords"
 	"pommy.ai/edge/wasm/host/blobfs"
 	"pommy.ai/edge/wasm/host/blobs3"
 	"pommy.ai/edge/wasm/host/egress"
 	"pommy.ai/edge/wasm/host/kvstore"
+	"pommy.ai/edge/wasm/host/limiter"
 	"pommy.ai/edge/wasm/host/sqlite"
 )
 
@@ -36,6 +39,9 @@ type Config struct {
 	Clock storage.Clock
 	// Synchronous is SQLite's synchronous mode ("FULL" default).
 	Synchronous string
+	// Limits are the rate limiter's named limits; storage.Limits (ip
+	// 300/min, api 600/min, widget 120/min, login 30/min) when nil.
+	Limits map[string]storage.Limit
 }
 
 // Platform is an open local platform; Close releases its stores.
@@ -113,6 +119,15 @@ func Open(ctx context.Context, cfg Config) (*Platform, error) {
 	}
 
 	if p.HTTP, err = egress.New(cfg.Egress); err != nil {
+		return fail(err)
+	}
+
+	// argon2id natively, at most GOMAXPROCS hashes at once (19 MiB each).
+	if p.Passwords, err = passwords.New(passwords.Options{}); err != nil {
+		return fail(err)
+	}
+	// In-process counters, shared by every guest instance of this host.
+	if p.Limiter, err = limiter.New(limiter.Options{Limits: cfg.Limits, Clock: clock}); err != nil {
 		return fail(err)
 	}
 	return p, nil

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"pommy.ai/edge/storage"
 )
 
 func TestMasterKeyFile(t *testing.T) {
@@ -70,6 +72,25 @@ func TestOpenCreatesStoresAndReopens(t *testing.T) {
 	for _, f := range []string{"pommy.db", "kv.db", "master.key", "blobs"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+// The local platform has every port, and its limiter knows every name the
+// application uses.
+func TestOpenHasPasswordsAndLimits(t *testing.T) {
+	ctx := context.Background()
+	p, err := Open(ctx, Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if p.Passwords == nil || p.Limiter == nil {
+		t.Fatalf("Passwords %v, Limiter %v", p.Passwords, p.Limiter)
+	}
+	for name := range storage.Limits {
+		if d, err := p.Limiter.Allow(ctx, name, "local-test"); err != nil || !d.Allowed {
+			t.Errorf("limit %q: %+v %v", name, d, err)
 		}
 	}
 }

@@ -1,0 +1,342 @@
+package handlers
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"pommy.ai/edge/handlers/audit"
+	"pommy.ai/edge/storage"
+)
+
+// The one route table. The mux is built from it, the authorization
+// middleware enforces it, and docs/permissions.md is generated from it
+// (TestPermissionsDoc fails when the file and the table disagree).
+
+// perm is what a role may do. A route needs exactly one.
+type perm string
+
+const (
+	permPublic        perm = ""                   // no credential
+	permSelf          perm = "self"               // any signed-in person, on their own account and sessions
+	permNotesRead     perm = "notes.read"         // read conversations' notes (data access, audited)
+	permNotesWrite    perm = "notes.write"        // create, change, delete notes
+	permMembersRead   perm = "members.read"       // see the tenant's people
+	permMembersManage perm = "members.manage"     // invite, change roles, disable, remove
+	permSettingsRead  perm = "settings.read"      // see tenant settings
+	permSettingsWrite perm = "settings.write"     // change tenant settings
+	permKeysManage    perm = "api_keys.manage"    // create, list, revoke API keys
+	permOwnershipMove perm = "ownership.transfer" // make someone else owner, step down
+	permTenantDelete  perm = "tenant.delete"      // delete the tenant and crypto-shred its data
+	permAuditRead     perm = "audit.read"         // query, export and verify the audit log; security notices
+)
+
+// Roles, least to most privileged.
+const (
+	roleAgent = "agent"
+	roleAdmin = "admin"
+	roleOwner = "owner"
+)
+
+var roles = []string{roleOwner, roleAdmin, roleAgent}
+
+// rolePerms is the least-privilege matrix: an agent works conversations but
+// cannot change settings, people or keys; an admin cannot delete the tenant
+// or transfer ownership.
+var rolePerms = map[string][]perm{
+	roleAgent: {permSelf, permNotesRead, permNotesWrite, permMembersRead, permSettingsRead},
+	roleAdmin: {permSelf, permNotesRead, permNotesWrite, permMembersRead, permMembersManage,
+		permSettingsRead, permSettingsWrite, permKeysManage, permAuditRead},
+	roleOwner: {permSelf, permNotesRead, permNotesWrite, permMembersRead, permMembersManage,
+		permSettingsRead, permSettingsWrite, permKeysManage, permAuditRead, permOwnershipMove, permTenantDelete},
+}
+
+func roleAllows(role string, p perm) bool { return slices.Contains(rolePerms[role], p) }
+
+// apiScope is what an API key needs for a route: resource:read or
+// resource:write. Write does not imply read.
+type apiScope struct {
+	Resource string
+	Write    bool
+}
+
+func (s apiScope) String() string {
+	if s.Write {
+		return s.Resource + ":write"
+	}
+	return s.Resource + ":read"
+}
+
+// scopeResources are the resources an API key can be given scopes on.
+var scopeResources = []string{"notes", "members", "settings"}
+
+func scope(resource string, write bool) *apiScope { return &apiScope{resource, write} }
+
+// route is one entry of the table.
+type route struct {
+	Method, Pattern string
+	Perm            perm
+	// Scope is what an API key needs; nil means API keys are refused (the
+	// route needs a person's session).
+	Scope   *apiScope
+	Summary string
+	public  func(http.ResponseWriter, *http.Request) error
+	handle  func(http.ResponseWriter, *http.Request, *tenantScope) error
+}
+
+// routes is the table. It is a method so that the handlers bind to a; the
+// table itself never depends on a's state (docs are generated from a nil app).
+func (a *app) routes() []route {
+	pub := func(m, p, sum string, h func(http.ResponseWriter, *http.Request) error) route {
+		return route{Method: m, Pattern: p, Perm: permPublic, Summary: sum, public: h}
+	}
+	r := func(m, p string, pm perm, sc *apiScope, sum string, h func(http.ResponseWriter, *http.Request, *tenantScope) error) route {
+		return route{Method: m, Pattern: p, Perm: pm, Scope: sc, Summary: sum, handle: h}
+	}
+	return []route{
+		pub("GET", "/healthz", "health and version", a.healthz),
+		pub("POST", "/v1/signup", "create a tenant and its owner; signs the owner in", a.signup),
+		pub("POST", "/v1/login", "sign in with email and password (throttled)", a.login),
+		pub("POST", "/v1/invitations/accept", "accept an invitation with a password; signs in", a.acceptInvitation),
+
+		r("POST", "/v1/logout", permSelf, nil, "end the current session", a.logout),
+		r("GET", "/v1/me", permSelf, nil, "the signed-in person and their role", a.me),
+		r("POST", "/v1/me/password", permSelf, nil, "change password; ends every other session", a.changePassword),
+		r("GET", "/v1/sessions", permSelf, nil, "list own active sessions", a.listSessions),
+		r("DELETE", "/v1/sessions/{id}", permSelf, nil, "end one of own sessions", a.endSession),
+		r("POST", "/v1/sessions/end-others", permSelf, nil, "end all own sessions but this one", a.endOtherSessions),
+
+		r("GET", "/v1/members", permMembersRead, scope("members", false), "list people and roles", a.listMembers),
+		r("PATCH", "/v1/members/{id}", permMembersManage, nil, "change a person's role or status", a.updateMember),
+		r("DELETE", "/v1/members/{id}", permMembersManage, nil, "remove a person from the tenant", a.removeMember),
+		r("POST", "/v1/invitations", permMembersManage, scope("members", true), "invite a person with a role", a.createInvitation),
+		r("GET", "/v1/invitations", permMembersManage, scope("members", false), "list pending invitations", a.listInvitations),
+		r("DELETE", "/v1/invitations/{id}", permMembersManage, scope("members", true), "revoke an invitation", a.revokeInvitation),
+		r("POST", "/v1/ownership/transfer", permOwnershipMove, nil, "make another member owner and step down to admin", a.transferOwnership),
+
+		r("GET", "/v1/settings", permSettingsRead, scope("settings", false), "tenant settings", a.getSettings),
+		r("PATCH", "/v1/settings", permSettingsWrite, scope("settings", true), "change tenant settings (name, session timeouts)", a.updateSettings),
+
+		r("GET", "/v1/api-keys", permKeysManage, nil, "list API keys (prefix, scopes, use)", a.listAPIKeys),
+		r("POST", "/v1/api-keys", permKeysManage, nil, "create an API key (shown once)", a.createAPIKey),
+		r("DELETE", "/v1/api-keys/{id}", permKeysManage, nil, "revoke an API key", a.revokeAPIKey),
+
+		r("GET", "/v1/audit/events", permAuditRead, nil, "audit events, newest first, filtered", a.auditRoute(audit.QueryHandler(a.auditLog()))),
+		r("GET", "/v1/audit/export", permAuditRead, nil, "export audit events as NDJSON", a.auditRoute(audit.ExportHandler(a.auditLog()))),
+		r("GET", "/v1/audit/verify", permAuditRead, nil, "verify the audit hash chain", a.auditRoute(audit.VerifyHandler(a.auditLog()))),
+		r("GET", "/v1/audit/notices", permAuditRead, nil, "security notices (login bursts, new locations)", a.auditRoute(audit.NoticesHandler(a.auditLog()))),
+
+		r("DELETE", "/v1/tenant", permTenantDelete, nil, "delete the tenant; crypto-shreds its data", a.deleteTenant),
+
+		r("POST", "/v1/notes", permNotesWrite, scope("notes", true), "create a note", a.createNote),
+		r("GET", "/v1/notes", permNotesRead, scope("notes", false), "list notes", a.listNotes),
+		r("GET", "/v1/notes/{id}", permNotesRead, scope("notes", false), "read a note (audited)", a.getNote),
+		r("DELETE", "/v1/notes/{id}", permNotesWrite, scope("notes", true), "delete a note", a.deleteNote),
+		r("PUT", "/v1/notes/{id}/attachment", permNotesWrite, scope("notes", true), "upload a note's attachment", a.putAttachment),
+		r("GET", "/v1/notes/{id}/attachment", permNotesRead, scope("notes", false), "download a note's attachment (audited)", a.getAttachment),
+	}
+}
+
+// RouteInfo is one entry of the route table as seen from outside the
+// package: the cross-tenant authorization matrix (tests/apitest) is
+// generated from it, so a new route enters the matrix by itself.
+type RouteInfo struct {
+	Method, Pattern string
+	// Public routes need no credential; Permission, Roles and Scope are
+	// then empty.
+	Public bool
+	// Permission is what a role needs (e.g. "members.manage").
+	Permission string
+	// Roles are the roles allowed to call the route, most privileged first.
+	Roles []string
+	// Scope is the API key scope the route needs ("notes:read"); "" means
+	// API keys are refused (403 session_required).
+	Scope   string
+	Summary string
+}
+
+// Routes lists the route table, in its order.
+func Routes() []RouteInfo {
+	var out []RouteInfo
+	for _, rt := range (*app)(nil).routes() {
+		ri := RouteInfo{Method: rt.Method, Pattern: rt.Pattern, Public: rt.Perm == permPublic, Permission: string(rt.Perm), Summary: rt.Summary}
+		if !ri.Public {
+			for _, role := range roles {
+				if roleAllows(role, rt.Perm) {
+					ri.Roles = append(ri.Roles, role)
+				}
+			}
+			if rt.Scope != nil {
+				ri.Scope = rt.Scope.String()
+			}
+		}
+		out = append(out, ri)
+	}
+	return out
+}
+
+// mount builds the mux from the table.
+func (a *app) mount(mux *http.ServeMux) {
+	for _, rt := range a.routes() {
+		mux.Handle(rt.Method+" "+rt.Pattern, a.routeHandler(rt))
+	}
+}
+
+func (a *app) routeHandler(rt route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := a.serveRoute(rt, w, r); err != nil {
+			writeError(w, r, err)
+		}
+	})
+}
+
+func safeMethod(m string) bool { return m == "GET" || m == "HEAD" || m == "OPTIONS" }
+
+// serveRoute is the authorization middleware: authenticate, verify origin
+// for cookie-authenticated state changes, check the role or the key's scope,
+// count the key's rate limit, then run the route with its tenant scope.
+func (a *app) serveRoute(rt route, w http.ResponseWriter, r *http.Request) error {
+	if rt.Perm == permPublic {
+		if !safeMethod(r.Method) {
+			if err := a.checkPublicOrigin(r); err != nil {
+				return err
+			}
+			if err := a.shed(r, storage.LimitLogin); err != nil {
+				return err
+			}
+		}
+		return rt.public(w, r)
+	}
+	s, err := a.authenticate(r)
+	if err != nil {
+		return err
+	}
+	if s.sessionID != "" && !safeMethod(r.Method) {
+		if err := checkSameOrigin(r); err != nil {
+			return err
+		}
+	}
+	if err := s.authorize(rt); err != nil {
+		return err
+	}
+	if s.keyID != "" {
+		if err := a.keyRateLimit(r, s); err != nil {
+			return err
+		}
+		if err := a.markKeyUsed(r, s); err != nil {
+			return err
+		}
+	}
+	return rt.handle(w, r, s)
+}
+
+// authorize checks a principal against a route.
+func (s *tenantScope) authorize(rt route) error {
+	if s.keyID != "" {
+		if rt.Scope == nil {
+			return errorf(http.StatusForbidden, "session_required", "%s %s needs a person's session; API keys cannot use it", rt.Method, rt.Pattern)
+		}
+		if !slices.Contains(s.scopes, rt.Scope.String()) && !slices.Contains(s.scopes, rt.Scope.Resource+":write") {
+			return errorf(http.StatusForbidden, "insufficient_scope", "this API key lacks the %s scope", rt.Scope)
+		}
+		return nil
+	}
+	if !roleAllows(s.role, rt.Perm) {
+		return errorf(http.StatusForbidden, "forbidden", "the %s role may not %s", s.role, rt.Perm)
+	}
+	return nil
+}
+
+// checkSameOrigin is the CSRF defence for requests authenticated by the
+// session cookie: the browser must say the request came from our own
+// origin. Sec-Fetch-Site (all current browsers) is trusted first; without
+// it, Origin must equal this request's own origin; with neither, the
+// request is refused (a browser always sends one of them on a POST).
+func checkSameOrigin(r *http.Request) error {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "same-origin", "none":
+		return nil
+	case "":
+	default:
+		return errorf(http.StatusForbidden, "cross_site_request", "state-changing requests with a session cookie must come from this site")
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return errorf(http.StatusForbidden, "origin_required", "state-changing requests with a session cookie must carry Origin or Sec-Fetch-Site")
+	}
+	if !sameOrigin(r, origin) {
+		return errorf(http.StatusForbidden, "cross_site_request", "Origin %q is not this site", origin)
+	}
+	return nil
+}
+
+func sameOrigin(r *http.Request, origin string) bool {
+	if origin == "https://"+r.Host {
+		return true
+	}
+	// Plain http only where this request itself came over plain http (a
+	// local home without TLS in front of it).
+	return r.TLS == nil && r.URL.Scheme != "https" && origin == "http://"+r.Host
+}
+
+// checkPublicOrigin protects the public state-changing routes (sign-up,
+// login, invitation acceptance) from login CSRF: a browser that says the
+// request is cross-site is refused. Clients that are not browsers send
+// neither header and are let through; they carry no ambient credential.
+func (a *app) checkPublicOrigin(r *http.Request) error {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "", "same-origin", "none":
+	default:
+		return errorf(http.StatusForbidden, "cross_site_request", "this request must come from this site")
+	}
+	if o := r.Header.Get("Origin"); o != "" && o != "null" && !sameOrigin(r, o) {
+		return errorf(http.StatusForbidden, "cross_site_request", "Origin %q is not this site", o)
+	}
+	if r.Header.Get("Origin") == "null" {
+		return errorf(http.StatusForbidden, "cross_site_request", "opaque origins are refused")
+	}
+	return nil
+}
+
+// PermissionsDoc renders docs/permissions.md from the route table.
+func PermissionsDoc() string {
+	var b strings.Builder
+	b.WriteString("# Permissions\n\n")
+	b.WriteString("Generated from the route table in `handlers/routes.go` by `go test ./handlers -run TestPermissionsDoc -update`\n")
+	b.WriteString("(or `POMMY_UPDATE_DOCS=1 go test ./handlers -run TestPermissionsDoc`). Do not edit by hand.\n\n")
+	b.WriteString("The tenant always comes from the credential (session cookie or API key), never from the request.\n")
+	b.WriteString("`yes` means the role may call the route; `—` means 403. An API key needs the scope shown;\n")
+	b.WriteString("`session only` means API keys get 403 `session_required`. Public routes need no credential.\n\n")
+	b.WriteString("| method | path | permission | owner | admin | agent | API key scope | what |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|\n")
+	for _, rt := range (*app)(nil).routes() {
+		p := string(rt.Perm)
+		cells := make([]string, 0, 3)
+		for _, role := range roles {
+			switch {
+			case rt.Perm == permPublic:
+				cells = append(cells, "public")
+			case roleAllows(role, rt.Perm):
+				cells = append(cells, "yes")
+			default:
+				cells = append(cells, "—")
+			}
+		}
+		sc := "session only"
+		if rt.Scope != nil {
+			sc = "`" + rt.Scope.String() + "`"
+		}
+		if rt.Perm == permPublic {
+			p, sc = "public", "public"
+		}
+		fmt.Fprintf(&b, "| %s | `%s` | %s | %s | %s | %s | %s | %s |\n", rt.Method, rt.Pattern, p, cells[0], cells[1], cells[2], sc, rt.Summary)
+	}
+	b.WriteString("\n## Rules the table cannot show\n\n")
+	b.WriteString("- Only an owner may grant the owner role, or change, disable or remove an owner.\n")
+	b.WriteString("- The last active owner cannot be demoted, disabled or removed (one conditional statement decides).\n")
+	b.WriteString("- Cookie-authenticated state changes must pass origin verification (`Sec-Fetch-Site` or `Origin`).\n")
+	b.WriteString("- API keys are limited per key (exact, per minute, in SQL); over the limit is 429 with `Retry-After`.\n")
+	b.WriteString("- Test-only routes (`/__contract/`, `/__test/`) are mounted only when `Config.TestRoutes` is set.\n")
+	return b.String()
+}

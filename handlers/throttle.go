@@ -1,0 +1,172 @@
+package handlers
+
+import (
+	"context"
+	"crypto/sha256"
+	"net/http"
+	"time"
+)
+
+// Login throttling, counted exactly in SQL (never KV: a counter that takes a
+// minute to reach other locations is no limit). Only verified failures
+// count; a refused (throttled) attempt neither verifies the password nor
+// counts. Three counters, each with a threshold of free failures after which
+// every further attempt must wait a delay that doubles per failure up to a
+// cap:
+//
+//	account+IP : 5 free, then 30 s doubling to 15 min.  Reset by a success
+//	             from that IP. The strong, targeted brake: it stops one
+//	             source guessing one account and touches no one else.
+//	IP         : 50 free, then 60 s doubling to 1 h. Catches one source
+//	             spraying many accounts. Never reset by a success (an
+//	             attacker with one real account must not clear it).
+//	account    : 20 free, then 5 s doubling to 60 s (mild, capped). Catches
+//	             a distributed attack on one account, but does not apply
+//	             from an IP the person has signed in from in the last 30
+//	             days: an attacker can at worst make the real user wait a
+//	             minute on a new device, never lock them out.
+//
+// Counters forget after 24 h without a failure.
+type throttleRule struct {
+	kind      string
+	free      int64
+	base, max time.Duration
+}
+
+var (
+	throttleAccountIP = throttleRule{"account-ip", 5, 30 * time.Second, 15 * time.Minute}
+	throttleIP        = throttleRule{"ip", 50, time.Minute, time.Hour}
+	throttleAccount   = throttleRule{"account", 20, 5 * time.Second, time.Minute}
+	throttleForget    = 24 * time.Hour
+	knownIPWindow     = 30 * 24 * time.Hour
+)
+
+func (t throttleRule) delay(failures int64) time.Duration {
+	if failures < t.free {
+		return 0
+	}
+	d := t.base
+	for i := t.free; i < failures && d < t.max; i++ {
+		d *= 2
+	}
+	return min(d, t.max)
+}
+
+func throttleKey(rule throttleRule, parts ...string) []byte {
+	h := sha256.New()
+	h.Write([]byte(rule.kind))
+	for _, p := range parts {
+		h.Write([]byte{0})
+		h.Write([]byte(p))
+	}
+	return h.Sum(nil)
+}
+
+type loginThrottle struct {
+	email, ip string
+	knownIP   bool // the person has signed in from this IP before
+}
+
+func (lt loginThrottle) keys() []struct {
+	rule throttleRule
+	key  []byte
+} {
+	out := []struct {
+		rule throttleRule
+		key  []byte
+	}{
+		{throttleAccountIP, throttleKey(throttleAccountIP, lt.email, lt.ip)},
+		{throttleIP, throttleKey(throttleIP, lt.ip)},
+	}
+	if !lt.knownIP {
+		out = append(out, struct {
+			rule throttleRule
+			key  []byte
+		}{throttleAccount, throttleKey(throttleAccount, lt.email)})
+	}
+	return out
+}
+
+// check refuses the attempt with 429 and Retry-After while any counter's
+// delay has not passed.
+func (a *app) throttleCheck(ctx context.Context, lt loginThrottle) error {
+	now := a.now()
+	var wait time.Duration
+	for _, k := range lt.keys() {
+		// tenant-lookup: login throttling is per account and IP, before any tenant is known.
+		rows, err := a.p.SQL.Query(ctx, `SELECT failures, last_failure_at FROM login_throttle WHERE key = ?`, k.key)
+		if err != nil {
+			return err
+		}
+		if rows.Len() == 0 {
+			continue
+		}
+		var failures, last int64
+		if err := rows.Scan(0, &failures, &last); err != nil {
+			return err
+		}
+		lastAt := time.UnixMilli(last)
+		if now.Sub(lastAt) >= throttleForget {
+			continue
+		}
+		if until := lastAt.Add(k.rule.delay(failures)); until.After(now) {
+			wait = max(wait, until.Sub(now))
+		}
+	}
+	if wait > 0 {
+		e := errorf(http.StatusTooManyRequests, "too_many_attempts", "too many failed sign-ins; try again in %d seconds", retrySeconds(wait))
+		e.RetryAfter = retrySeconds(wait)
+		return e
+	}
+	return nil
+}
+
+func retrySeconds(d time.Duration) int {
+	s := int((d + time.Second - 1) / time.Second)
+	return max(s, 1)
+}
+
+// throttleFail counts one verified failure on every counter, atomically
+// per counter (one upsert each, in one batch).
+func (a *app) throttleFail(ctx context.Context, lt loginThrottle) error {
+	now := a.now().UnixMilli()
+	forget := now - throttleForget.Milliseconds()
+	var stmts []stmt
+	for _, k := range lt.keys() {
+		stmts = append(stmts, stmt{
+			// tenant-lookup: login throttling is per account and IP, before any tenant is known.
+			Query: `INSERT INTO login_throttle (key, failures, last_failure_at) VALUES (?, 1, ?)
+			ON CONFLICT (key) DO UPDATE SET failures = CASE WHEN last_failure_at < ? THEN 1 ELSE failures + 1 END, last_failure_at = excluded.last_failure_at`,
+			Args: []any{k.key, now, forget}})
+	}
+	return a.batch(ctx, stmts)
+}
+
+// throttleSuccess clears the account+IP and account counters: the person
+// proved they know the password from here. The IP counter stays.
+func (a *app) throttleSuccess(ctx context.Context, lt loginThrottle) error {
+	return a.batch(ctx, []stmt{
+		// tenant-lookup: login throttling is per account and IP, before any tenant is known.
+		{Query: `DELETE FROM login_throttle WHERE key = ? OR key = ?`, Args: []any{throttleKey(throttleAccountIP, lt.email, lt.ip), throttleKey(throttleAccount, lt.email)}},
+	})
+}
+
+// shed is the cheap, approximate per-IP limit of the home (the Workers
+// rate-limit binding at the edge) on public state-changing endpoints. It
+// fails open: the exact limits above still hold.
+func (a *app) shed(r *http.Request, name string) error {
+	if a.p.Limiter == nil {
+		return nil
+	}
+	d, err := a.p.Limiter.Allow(r.Context(), name, a.clientIP(r))
+	if err != nil {
+		a.logf("limiter %s: %v (allowing)", name, err)
+		return nil
+	}
+	if !d.Allowed {
+		e := errorf(http.StatusTooManyRequests, "rate_limited", "too many requests from this address; slow down")
+		e.RetryAfter = retrySeconds(d.RetryAfter)
+		return e
+	}
+	return nil
+}
