@@ -8,11 +8,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log"
 	"net/http"
 	"runtime/debug"
 
+	"pommy.ai/edge/handlers/audit"
 	"pommy.ai/edge/storage"
 )
 
@@ -127,5 +129,9 @@ func Scheduled(ctx context.Context, p storage.Platform, cfg Config) error {
 	if p.Clock == nil {
 		p.Clock = storage.SystemClock{}
 	}
-	return sweepIdentity(ctx, p)
+	// Each job runs even if another failed; the first error is reported.
+	return errors.Join(
+		sweepIdentity(ctx, p),
+		audit.New(p.SQL, p.Clock).PruneAll(ctx, p.Clock.Now()),
+	)
 }
