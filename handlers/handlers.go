@@ -80,12 +80,7 @@ func (a *app) secure(next http.Handler) http.Handler {
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
 		h.Set("Cache-Control", "no-store")
-		id := r.Header.Get("X-Request-Id")
-		if !validRequestID(id) {
-			var b [12]byte
-			rand.Read(b[:])
-			id = hex.EncodeToString(b[:])
-		}
+		id := RequestID(r)
 		h.Set("X-Request-Id", id)
 		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
 		defer func() {
@@ -107,6 +102,26 @@ type requestIDKey struct{}
 func requestID(r *http.Request) string {
 	id, _ := r.Context().Value(requestIDKey{}).(string)
 	return id
+}
+
+// RequestID returns the request's X-Request-Id when it is well formed,
+// else a fresh one, which it writes into the request's header so that the
+// application and the home (its logs, its own error responses) report the
+// same id.
+func RequestID(r *http.Request) string {
+	id := r.Header.Get("X-Request-Id")
+	if !validRequestID(id) {
+		id = NewRequestID()
+		r.Header.Set("X-Request-Id", id)
+	}
+	return id
+}
+
+// NewRequestID returns a fresh random request id.
+func NewRequestID() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func validRequestID(id string) bool {

@@ -2,8 +2,6 @@ package host
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,13 +11,14 @@ import (
 
 	"github.com/tetratelabs/wazero/api"
 
+	"pommy.ai/edge/handlers"
 	"pommy.ai/edge/storage"
 	"pommy.ai/edge/wasm/abi"
 )
 
 // ServeHTTP runs the request through a guest instance.
 func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	id := requestID(r)
+	id := handlers.RequestID(r)
 	if r.ContentLength > h.opts.MaxBody {
 		// Refused before any guest runs: nothing of the body is read.
 		writeError(w, id, http.StatusRequestEntityTooLarge, "too_large",
@@ -149,7 +148,7 @@ func (h *Host) RunScheduled(ctx context.Context) error {
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	inv := h.newInvocation(ctx, newID(), deadline)
+	inv := h.newInvocation(ctx, handlers.NewRequestID(), deadline)
 	inst, err := h.pool.acquire(inv.ctx)
 	if err != nil {
 		inv.cleanup()
@@ -285,38 +284,6 @@ func (inv *invocation) write(b []byte, flush bool) error {
 }
 
 // ---- helpers ----
-
-// requestID returns the request's id: the client's X-Request-Id when it is
-// well-formed (the same rule the application applies), else a new one,
-// written into the request so that the application echoes the id the host
-// logs.
-func requestID(r *http.Request) string {
-	id := r.Header.Get("X-Request-Id")
-	if !validRequestID(id) {
-		id = newID()
-		r.Header.Set("X-Request-Id", id)
-	}
-	return id
-}
-
-func newID() string {
-	var b [12]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
-func validRequestID(id string) bool {
-	if len(id) < 8 || len(id) > 64 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
 
 // writeError writes the platform's one error shape,
 // {"error":{"code":"...","message":"..."}}, with the headers every response
