@@ -110,7 +110,9 @@ func (a *app) routes() []route {
 		r("GET", "/v1/members", permMembersRead, scope("members", false), "list people and roles", a.listMembers),
 		r("PATCH", "/v1/members/{id}", permMembersManage, nil, "change a person's role or status", a.updateMember),
 		r("DELETE", "/v1/members/{id}", permMembersManage, nil, "remove a person from the tenant", a.removeMember),
-		r("POST", "/v1/invitations", permMembersManage, scope("members", true), "invite a person with a role", a.createInvitation),
+		// Session only: an API key is a machine credential and must not mint
+		// people, who would then hold more than the key's scopes.
+		r("POST", "/v1/invitations", permMembersManage, nil, "invite a person with a role", a.createInvitation),
 		r("GET", "/v1/invitations", permMembersManage, scope("members", false), "list pending invitations", a.listInvitations),
 		r("DELETE", "/v1/invitations/{id}", permMembersManage, scope("members", true), "revoke an invitation", a.revokeInvitation),
 		r("POST", "/v1/ownership/transfer", permOwnershipMove, nil, "make another member owner and step down to admin", a.transferOwnership),
@@ -237,7 +239,7 @@ func (s *tenantScope) authorize(rt route) error {
 		if rt.Scope == nil {
 			return errorf(http.StatusForbidden, "session_required", "%s %s needs a person's session; API keys cannot use it", rt.Method, rt.Pattern)
 		}
-		if !slices.Contains(s.scopes, rt.Scope.String()) && !slices.Contains(s.scopes, rt.Scope.Resource+":write") {
+		if !slices.Contains(s.scopes, rt.Scope.String()) {
 			return errorf(http.StatusForbidden, "insufficient_scope", "this API key lacks the %s scope", rt.Scope)
 		}
 		return nil

@@ -145,7 +145,7 @@ func TestAccountThrottleSparesKnownIP(t *testing.T) {
 	o := c.Signup(t, "Distributed Co")
 	home := []string{apitest.TestClientIP, "198.51.100.1"}
 	c.LoginSession(t, o.Email, home...) // the person's usual address
-	for i := range 25 {                // a botnet: one failure from each of many IPs
+	for i := range 25 {                 // a botnet: one failure from each of many IPs
 		ip := []string{"X-Pommy-Test-Client-IP", "192.0.2." + itoa(i+1)}
 		if r := c.Login(t, o.Email, "botnet guess", ip...); r.Status != 401 && r.Status != 429 {
 			t.Fatalf("status %d", r.Status)

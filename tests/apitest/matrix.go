@@ -1,0 +1,621 @@
+package apitest
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"pommy.ai/edge/handlers"
+)
+
+// The cross-tenant authorization matrix (issue 3, item 10).
+//
+// Every route of the table (handlers.Routes) is called by every principal
+// of tenant A — owner, admin, agent, anonymous, an API key with every scope
+// and one lacking the route's scope — once with A's own ids and once with
+// tenant B's ids. The expected status comes from the table alone:
+//
+//	anonymous                             401 unauthenticated (public routes excepted)
+//	person whose role lacks the permission 403 forbidden
+//	API key on a session-only route        403 session_required
+//	API key without the route's scope      403 insufficient_scope
+//	allowed, own ids                       the recipe's success status (2xx)
+//	allowed, B's ids                       404 not_found (never 2xx, never a 403 that tells B's object exists)
+//
+// Routes whose request names no object (GET /v1/notes, PATCH /v1/settings,
+// ...) have no ids to swap: their "foreign" call is the same request with B's
+// tenant id smuggled into headers a careless router might trust, and must
+// behave exactly like the own call. After every route, B's whole state (its
+// notes, attachment, members, invitations, API keys, settings and a live
+// session) must equal what it was before the matrix, and A's stable "victim"
+// objects (which the denied calls aimed at) must be untouched. No response to
+// A may contain any of B's ids.
+//
+// A route without a recipe below fails the matrix: a new route cannot be
+// added without saying how it is exercised.
+
+// mxRecipe says how to call one route.
+type mxRecipe struct {
+	// ids: the request names the target tenant's objects (in the path or
+	// the body). Without ids the foreign column smuggles B's tenant id in
+	// headers instead and expects the own column's status.
+	ids bool
+	// ok is the status an allowed caller gets on its own tenant (0: any 2xx).
+	ok int
+	// foreign and foreignCode override 404 not_found for an allowed caller
+	// naming B's objects (only where the route is public and answers the same
+	// for a tenant that does not exist).
+	foreign     int
+	foreignCode string
+	// never lists callers ("agent", "admin", "key") that must be refused
+	// whatever the route table says: the least-privilege promises of issue 3
+	// (an agent cannot change settings, people or keys, nor read the audit
+	// log; an admin cannot delete the tenant or transfer ownership; API keys
+	// never manage keys, sessions or people's roles). This is the matrix's
+	// one statement that does not come from the table, so that loosening the
+	// table fails here (as well as in TestRouteTable).
+	never []string
+	build func(t testing.TB, m *matrix, x mxCase) mxCall
+}
+
+// mxCase is one cell of the matrix.
+type mxCase struct {
+	p       *mxPrincipal
+	own     *mxTenant // the caller's tenant (A)
+	target  *mxTenant // whose ids the call names: own or the other tenant
+	foreign bool
+	allowed bool // the table lets p call the route
+}
+
+// mxCall is the request a recipe builds.
+type mxCall struct {
+	path string
+	body any
+	hdr  []string
+	// as replaces a person's fixture session for this call (a fresh session
+	// or a fresh person, when the call ends the session, changes the
+	// password, or demotes the caller).
+	as *Session
+	// after runs when the call succeeded (2xx): the effect happened where
+	// it should. (That nothing happened where it should not is what the
+	// snapshots after each route check.)
+	after func(t testing.TB, r *Response)
+}
+
+// mxPrincipal is a caller from tenant A.
+type mxPrincipal struct {
+	name string // owner, admin, agent, anonymous, key, key-without-scope
+	role string
+	sess *Session
+	key  string
+	// without: the key-without-scope principal's key for each scope
+	without map[string]string
+}
+
+// mxTenant is a tenant and its stable objects.
+type mxTenant struct {
+	id                  string
+	owner, admin, agent *Session
+	key                 string // every scope
+	// The victim: a member who never calls anything, and their session.
+	victim        *Session
+	victimSession string
+	note          string // a note with an attachment
+	file          []byte
+	invitation    string // a pending invitation
+	keyID, keyStr string // an API key with notes:read
+}
+
+type matrix struct {
+	c       *Client
+	a, b    *mxTenant
+	secrets []string // B's ids: no response to A may contain one
+	calls   int
+}
+
+// Matrix runs the cross-tenant authorization matrix against the home at c.
+func Matrix(t *testing.T, c *Client) {
+	start := time.Now()
+	routes := handlers.Routes()
+	seen := map[string]bool{}
+	for _, rt := range routes {
+		k := rt.Method + " " + rt.Pattern
+		seen[k] = true
+		if _, ok := mxRecipes[k]; !ok {
+			t.Errorf("route %s (handlers/routes.go) has no entry in the cross-tenant matrix: add a recipe for %q to mxRecipes in tests/apitest/matrix.go "+
+				"(how to fill its path parameters and a valid body, and which tenant's object it touches)", k, k)
+		}
+		if rt.Scope != "" && !slices.Contains(AllScopes, rt.Scope) {
+			t.Errorf("route %s needs scope %s, which apitest.AllScopes lacks: add it", k, rt.Scope)
+		}
+	}
+	for k := range mxRecipes {
+		if !seen[k] {
+			t.Errorf("matrix recipe %q names no route in handlers.Routes(): remove it or fix its key", k)
+		}
+	}
+	if t.Failed() {
+		return
+	}
+
+	m := &matrix{c: c}
+	m.a = m.tenant(t, "Matrix A", true)
+	m.b = m.tenant(t, "Matrix B", false)
+	b := m.b
+	m.secrets = []string{b.id, b.owner.UserID, b.victim.UserID, b.victimSession, b.note, b.invitation, b.keyID}
+	principals := m.principals(t)
+	baseB := m.snapshot(t, m.b, true)
+	baseA := m.snapshot(t, m.a, false)
+
+	for _, rt := range routes {
+		rc := mxRecipes[rt.Method+" "+rt.Pattern]
+		t.Run(rt.Method+" "+rt.Pattern, func(t *testing.T) {
+			for _, p := range principals {
+				for _, foreign := range []bool{false, true} {
+					m.cell(t, rt, rc, p, foreign)
+				}
+			}
+			// Nothing any caller of A did reached B, and the calls A's
+			// principals were refused changed nothing of A's.
+			diff(t, "tenant B", baseB, m.snapshot(t, m.b, true))
+			diff(t, "tenant A's victim objects", baseA, m.snapshot(t, m.a, false))
+		})
+	}
+	// B's audit log names none of A's people.
+	exp := b.owner.Do(t, "GET", "/v1/audit/export", nil).Expect(t, 200)
+	for _, id := range []string{m.a.id, m.a.owner.UserID, m.a.admin.UserID, m.a.agent.UserID} {
+		if bytes.Contains(exp.Body, []byte(id)) {
+			t.Errorf("tenant B's audit log mentions tenant A's %s", id)
+		}
+	}
+	t.Logf("matrix: %d routes x %d principals x 2 tenants = %d calls in %v", len(routes), len(principals), m.calls, time.Since(start).Round(time.Millisecond))
+}
+
+// cell makes one call and checks it.
+func (m *matrix) cell(t *testing.T, rt handlers.RouteInfo, rc mxRecipe, p *mxPrincipal, foreign bool) {
+	t.Helper()
+	x := mxCase{p: p, own: m.a, target: m.a, foreign: foreign}
+	if foreign && rc.ids {
+		x.target = m.b
+	}
+	key := p.key
+	if p.without != nil {
+		key = p.keyFor(rt.Scope)
+	}
+	want, code := 0, ""
+	switch {
+	case rt.Public:
+		x.allowed = true
+	case p.sess == nil && key == "":
+		want, code = 401, "unauthenticated"
+	case key != "" && rt.Scope == "":
+		want, code = 403, "session_required"
+	case key != "" && p.without != nil:
+		want, code = 403, "insufficient_scope"
+	case key != "":
+		x.allowed = true
+	case slices.Contains(rt.Roles, p.role):
+		x.allowed = true
+	default:
+		want, code = 403, "forbidden"
+	}
+	if x.allowed && !foreign {
+		who := p.role
+		if key != "" {
+			who = "key"
+		}
+		if slices.Contains(rc.never, who) {
+			t.Errorf("%s %s: the route table lets %s call it, which least privilege forbids (issue 3; see the recipe's never list in tests/apitest/matrix.go)",
+				rt.Method, rt.Pattern, p.name)
+		}
+	}
+	if x.allowed && foreign && rc.ids {
+		want, code = 404, "not_found"
+		if rc.foreign != 0 {
+			want, code = rc.foreign, rc.foreignCode
+		}
+	}
+	call := rc.build(t, m, x)
+	hdr := call.hdr
+	if foreign && !rc.ids {
+		hdr = append(slices.Clone(hdr), "X-Tenant-Id", m.b.id, "X-Pommy-Tenant", m.b.id)
+	}
+	var r *Response
+	switch {
+	case p.sess != nil:
+		s := p.sess
+		if call.as != nil {
+			s = call.as
+		}
+		r = s.Do(t, rt.Method, call.path, call.body, hdr...)
+	case key != "":
+		r = m.c.Do(t, rt.Method, call.path, call.body, append(bearer(key), hdr...)...)
+	default:
+		r = m.c.Do(t, rt.Method, call.path, call.body, hdr...)
+	}
+	m.calls++
+	col := "own ids"
+	if foreign {
+		col = "tenant B's ids"
+		if !rc.ids {
+			col = "tenant B's id in headers"
+		}
+	}
+	where := fmt.Sprintf("%s %s as %s with %s", rt.Method, call.path, p.name, col)
+	for _, s := range m.secrets {
+		if s != "" && bytes.Contains(r.Body, []byte(s)) {
+			t.Errorf("%s: response %d leaks tenant B's id %s: %s", where, r.Status, s, trunc(r.Body))
+		}
+	}
+	switch {
+	case want != 0:
+		if r.Status != want {
+			t.Errorf("%s: status %d, want %d %s: %s", where, r.Status, want, code, trunc(r.Body))
+			return
+		}
+		if got := errCode(r); got != code {
+			t.Errorf("%s: error code %q, want %q", where, got, code)
+		}
+	case rc.ok != 0 && r.Status != rc.ok, rc.ok == 0 && (r.Status < 200 || r.Status > 299):
+		w := "2xx"
+		if rc.ok != 0 {
+			w = fmt.Sprint(rc.ok)
+		}
+		t.Errorf("%s: status %d, want %s: %s", where, r.Status, w, trunc(r.Body))
+		return
+	}
+	if call.after != nil && r.Status >= 200 && r.Status <= 299 {
+		call.after(t, r)
+	}
+}
+
+// keyFor is the key the principal uses on a route needing scope.
+func (p *mxPrincipal) keyFor(scope string) string {
+	if p.without == nil {
+		return p.key
+	}
+	if k, ok := p.without[scope]; ok {
+		return k
+	}
+	return p.without[AllScopes[0]] // session-only or public: any key
+}
+
+func errCode(r *Response) string {
+	var m struct {
+		Error struct{ Code string } `json:"error"`
+	}
+	if err := json.Unmarshal(r.Body, &m); err != nil {
+		return ""
+	}
+	return m.Error.Code
+}
+
+// tenant makes a tenant with its stable objects; full adds the admin and
+// agent sessions and the keys the principals use.
+func (m *matrix) tenant(t *testing.T, name string, full bool) *mxTenant {
+	o := m.c.Signup(t, name)
+	tn := &mxTenant{id: o.Tenant, owner: o}
+	if full {
+		tn.admin = o.Invite(t, "admin")
+		tn.agent = o.Invite(t, "agent")
+		tn.key = o.NewKey(t, AllScopes...)
+	}
+	tn.victim = o.Invite(t, "agent")
+	tn.victimSession = sessionID(t, tn.victim)
+	tn.note = newNote(t, o)
+	tn.file = []byte("the attachment of " + name)
+	o.Do(t, "PUT", "/v1/notes/"+tn.note+"/attachment", tn.file).Expect(t, 200)
+	tn.invitation = newInvitation(t, o)
+	k := o.Do(t, "POST", "/v1/api-keys", map[string]any{"name": "victim", "scopes": []string{"notes:read"}}).Expect(t, 201).JSON(t)
+	tn.keyID, tn.keyStr = k["id"].(string), k["key"].(string)
+	return tn
+}
+
+func (m *matrix) principals(t *testing.T) []*mxPrincipal {
+	a := m.a
+	without := map[string]string{}
+	for _, sc := range AllScopes {
+		rest := slices.DeleteFunc(slices.Clone(AllScopes), func(s string) bool { return s == sc })
+		without[sc] = a.owner.NewKey(t, rest...)
+	}
+	return []*mxPrincipal{
+		{name: "owner", role: "owner", sess: a.owner},
+		{name: "admin", role: "admin", sess: a.admin},
+		{name: "agent", role: "agent", sess: a.agent},
+		{name: "anonymous"},
+		{name: "API key with every scope", key: a.key},
+		{name: "API key without the route's scope", key: without[AllScopes[0]], without: without},
+	}
+}
+
+func sessionID(t testing.TB, s *Session) string {
+	t.Helper()
+	return s.Do(t, "GET", "/v1/me", nil).Expect(t, 200).JSON(t)["session"].(map[string]any)["id"].(string)
+}
+
+func newNote(t testing.TB, s *Session) string {
+	t.Helper()
+	return s.Do(t, "POST", "/v1/notes", map[string]string{"title": "matrix note", "body": "matrix body"}).Expect(t, 201).JSON(t)["id"].(string)
+}
+
+func newInvitation(t testing.TB, s *Session) string {
+	t.Helper()
+	return s.Do(t, "POST", "/v1/invitations", map[string]string{"email": randomEmail(), "role": "agent"}).Expect(t, 201).JSON(t)["id"].(string)
+}
+
+// snapshot is a tenant's state as its owner sees it. all: the whole
+// tenant (B, which nothing may change); otherwise only the victim objects.
+func (m *matrix) snapshot(t testing.TB, tn *mxTenant, all bool) map[string]string {
+	t.Helper()
+	o := tn.owner
+	s := map[string]string{}
+	n := o.Do(t, "GET", "/v1/notes/"+tn.note, nil)
+	s["note "+tn.note] = fmt.Sprintf("%d %s", n.Status, noteState(n))
+	att := o.Do(t, "GET", "/v1/notes/"+tn.note+"/attachment", nil)
+	s["attachment "+tn.note] = fmt.Sprintf("%d %x", att.Status, sha256.Sum256(att.Body))
+	s["victim session"] = fmt.Sprint(tn.victim.Do(t, "GET", "/v1/me", nil).Status)
+	s["victim key"] = fmt.Sprint(m.c.Do(t, "GET", "/v1/notes?before=1", nil, bearer(tn.keyStr)...).Status)
+	keep := func(id string) bool {
+		return all || id == tn.victim.UserID || id == tn.owner.UserID || id == tn.invitation || id == tn.keyID
+	}
+	list := func(path, field string, cols ...string) {
+		for _, x := range o.Do(t, "GET", path, nil).Expect(t, 200).JSON(t)[field].([]any) {
+			e := x.(map[string]any)
+			id, _ := e["id"].(string)
+			if !keep(id) {
+				continue
+			}
+			var v []string
+			for _, c := range cols {
+				v = append(v, fmt.Sprint(e[c]))
+			}
+			s[field+" "+id] = strings.Join(v, " ")
+		}
+	}
+	list("/v1/members", "members", "role", "status", "email")
+	list("/v1/invitations", "invitations", "role", "email", "expires_at")
+	list("/v1/api-keys", "api_keys", "name", "scopes", "revoked_at", "expires_at", "rate_limit_per_minute")
+	if all {
+		list("/v1/notes", "notes", "title", "version", "body_size")
+		st := o.Do(t, "GET", "/v1/settings", nil).Expect(t, 200)
+		s["settings"] = string(bytes.TrimSpace(st.Body))
+	}
+	return s
+}
+
+func noteState(r *Response) string {
+	if r.Status != 200 {
+		return ""
+	}
+	var n struct {
+		Title          string
+		Body           string
+		Version        int64
+		AttachmentSize *int64 `json:"attachment_size"`
+	}
+	if json.Unmarshal(r.Body, &n) != nil {
+		return "?"
+	}
+	size := int64(-1)
+	if n.AttachmentSize != nil {
+		size = *n.AttachmentSize
+	}
+	return fmt.Sprintf("%q %q v%d a%d", n.Title, n.Body, n.Version, size)
+}
+
+func diff(t testing.TB, what string, before, after map[string]string) {
+	t.Helper()
+	var ks []string
+	for k := range before {
+		ks = append(ks, k)
+	}
+	for k := range after {
+		if _, ok := before[k]; !ok {
+			ks = append(ks, k)
+		}
+	}
+	sort.Strings(ks)
+	for _, k := range ks {
+		b, okb := before[k]
+		a, oka := after[k]
+		switch {
+		case !okb:
+			t.Errorf("%s: %s appeared: %s", what, k, a)
+		case !oka:
+			t.Errorf("%s: %s disappeared (was %s)", what, k, b)
+		case a != b:
+			t.Errorf("%s: %s changed: %s -> %s", what, k, b, a)
+		}
+	}
+}
+
+// fresh is a new session of p's person (p's fixture session stays).
+func (m *matrix) fresh(t testing.TB, p *mxPrincipal) *Session {
+	if p.sess == nil {
+		return nil
+	}
+	return m.c.LoginSession(t, p.sess.Email)
+}
+
+func newPassword() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return "matrix passphrase " + hex.EncodeToString(b[:])
+}
+
+// idOr is a fresh object (made by fresh) for an allowed call on the own
+// tenant, which will delete or change it; otherwise the stable object.
+func idOr(x mxCase, fresh func() string, stable string) string {
+	if x.allowed && !x.foreign {
+		return fresh()
+	}
+	return stable
+}
+
+// mxRecipes: one per route of handlers.Routes(), keyed "METHOD pattern".
+var mxRecipes = map[string]mxRecipe{
+	"GET /healthz": {ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall { return mxCall{path: "/healthz"} }},
+
+	// Public sign-in routes start a session, ending the cookie the request
+	// carried: people call them with a fresh session of their own.
+	"POST /v1/signup": {ok: 201, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/signup", as: m.fresh(t, x.p),
+			body: map[string]string{"organization": "Matrix Signup", "email": randomEmail(), "password": Password}}
+	}},
+	// Signing in to B by naming it is refused exactly as for a tenant that
+	// does not exist (403 no_membership, after the password is verified).
+	"POST /v1/login": {ids: true, ok: 200, foreign: 403, foreignCode: "no_membership", build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/login", as: m.fresh(t, x.p),
+			body: map[string]string{"email": x.own.victim.Email, "password": Password, "tenant": x.target.id}}
+	}},
+	"POST /v1/invitations/accept": {ok: 201, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		tok := x.own.owner.Do(t, "POST", "/v1/invitations", map[string]string{"email": randomEmail(), "role": "agent"}).Expect(t, 201).JSON(t)["token"]
+		return mxCall{path: "/v1/invitations/accept", as: m.fresh(t, x.p),
+			body: map[string]any{"token": tok, "password": Password},
+			after: func(t testing.TB, r *Response) {
+				if got := r.JSON(t)["tenant"].(map[string]any)["id"]; got != x.own.id {
+					t.Errorf("accepted into tenant %v, want %s", got, x.own.id)
+				}
+			}}
+	}},
+
+	"POST /v1/logout": {never: []string{"key"}, ok: 204, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		s := m.fresh(t, x.p)
+		return mxCall{path: "/v1/logout", as: s, after: func(t testing.TB, r *Response) {
+			s.Do(t, "GET", "/v1/me", nil).Expect(t, 401)
+		}}
+	}},
+	"GET /v1/me": {never: []string{"key"}, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/me", after: func(t testing.TB, r *Response) {
+			if got := r.JSON(t)["tenant"].(map[string]any)["id"]; got != x.own.id {
+				t.Errorf("me: tenant %v, want %s", got, x.own.id)
+			}
+		}}
+	}},
+	// Each allowed call changes the password of a new person of the role.
+	"POST /v1/me/password": {never: []string{"key"}, ok: 204, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		c := mxCall{path: "/v1/me/password", body: map[string]string{"current_password": Password, "new_password": newPassword()}}
+		if x.allowed && x.p.sess != nil {
+			c.as = x.own.owner.Invite(t, x.p.role)
+		}
+		return c
+	}},
+	"GET /v1/sessions": {never: []string{"key"}, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall { return mxCall{path: "/v1/sessions"} }},
+	"DELETE /v1/sessions/{id}": {never: []string{"key"}, ids: true, ok: 204, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		var s *Session
+		id := idOr(x, func() string { s = m.fresh(t, x.p); return sessionID(t, s) }, x.target.victimSession)
+		return mxCall{path: "/v1/sessions/" + id, after: func(t testing.TB, r *Response) {
+			if s != nil {
+				s.Do(t, "GET", "/v1/me", nil).Expect(t, 401)
+				// Another person's session in the same tenant is not found either.
+				x.p.sess.Do(t, "DELETE", "/v1/sessions/"+x.own.victimSession, nil).Expect(t, 404)
+			}
+		}}
+	}},
+	"POST /v1/sessions/end-others": {never: []string{"key"}, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/sessions/end-others"}
+	}},
+
+	"GET /v1/members": {ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall { return mxCall{path: "/v1/members"} }},
+	"PATCH /v1/members/{id}": {never: []string{"agent", "key"}, ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		id := idOr(x, func() string { return x.own.owner.Invite(t, "agent").UserID }, x.target.victim.UserID)
+		return mxCall{path: "/v1/members/" + id, body: map[string]string{"role": "admin"}}
+	}},
+	"DELETE /v1/members/{id}": {never: []string{"agent", "key"}, ids: true, ok: 204, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		id := idOr(x, func() string { return x.own.owner.Invite(t, "agent").UserID }, x.target.victim.UserID)
+		return mxCall{path: "/v1/members/" + id}
+	}},
+	"POST /v1/invitations": {never: []string{"agent", "key"}, ok: 201, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/invitations", body: map[string]string{"email": randomEmail(), "role": "agent"}}
+	}},
+	"GET /v1/invitations": {never: []string{"agent"}, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall { return mxCall{path: "/v1/invitations"} }},
+	"DELETE /v1/invitations/{id}": {never: []string{"agent"}, ids: true, ok: 204, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		id := idOr(x, func() string { return newInvitation(t, x.own.owner) }, x.target.invitation)
+		return mxCall{path: "/v1/invitations/" + id}
+	}},
+	// An allowed caller is a new owner (the transfer demotes the caller),
+	// handing over to a new member, or naming B's member.
+	"POST /v1/ownership/transfer": {never: []string{"agent", "admin", "key"}, ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		c := mxCall{path: "/v1/ownership/transfer"}
+		to := idOr(x, func() string { return x.own.owner.Invite(t, "agent").UserID }, x.target.victim.UserID)
+		c.body = map[string]string{"user_id": to}
+		if x.allowed && x.p.sess != nil {
+			c.as = x.own.owner.Invite(t, "owner")
+		}
+		return c
+	}},
+
+	"GET /v1/settings": {ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall { return mxCall{path: "/v1/settings"} }},
+	"PATCH /v1/settings": {never: []string{"agent"}, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/settings", body: map[string]any{"name": "Matrix A " + x.p.name, "session_idle_minutes": 30}}
+	}},
+
+	"GET /v1/api-keys": {never: []string{"agent", "key"}, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall { return mxCall{path: "/v1/api-keys"} }},
+	"POST /v1/api-keys": {never: []string{"agent", "key"}, ok: 201, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/api-keys", body: map[string]any{"name": "matrix", "scopes": []string{"notes:read"}}}
+	}},
+	"DELETE /v1/api-keys/{id}": {never: []string{"agent", "key"}, ids: true, ok: 204, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		var key string
+		id := idOr(x, func() string {
+			k := x.own.owner.Do(t, "POST", "/v1/api-keys", map[string]any{"name": "doomed", "scopes": []string{"notes:read"}}).Expect(t, 201).JSON(t)
+			key = k["key"].(string)
+			return k["id"].(string)
+		}, x.target.keyID)
+		return mxCall{path: "/v1/api-keys/" + id, after: func(t testing.TB, r *Response) {
+			if key != "" {
+				m.c.Do(t, "GET", "/v1/notes", nil, bearer(key)...).Expect(t, 401)
+			}
+		}}
+	}},
+
+	"GET /v1/audit/events":  {never: []string{"agent"}, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall { return mxCall{path: "/v1/audit/events"} }},
+	"GET /v1/audit/export":  {never: []string{"agent"}, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall { return mxCall{path: "/v1/audit/export"} }},
+	"GET /v1/audit/verify":  {never: []string{"agent"}, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall { return mxCall{path: "/v1/audit/verify"} }},
+	"GET /v1/audit/notices": {never: []string{"agent"}, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall { return mxCall{path: "/v1/audit/notices"} }},
+
+	// An allowed caller is the owner of a new tenant made for the call.
+	"DELETE /v1/tenant": {never: []string{"agent", "admin", "key"}, ok: 204, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		c := mxCall{path: "/v1/tenant"}
+		if x.allowed && x.p.sess != nil {
+			s := m.c.Signup(t, "Matrix Leaving")
+			c.as = s
+			c.after = func(t testing.TB, r *Response) { s.Do(t, "GET", "/v1/me", nil).Expect(t, 401) }
+		}
+		return c
+	}},
+
+	"POST /v1/notes": {ok: 201, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/notes", body: map[string]string{"title": "by " + x.p.name}}
+	}},
+	"GET /v1/notes": {ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall { return mxCall{path: "/v1/notes"} }},
+	"GET /v1/notes/{id}": {ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/notes/" + x.target.note}
+	}},
+	"DELETE /v1/notes/{id}": {ids: true, ok: 204, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		id := idOr(x, func() string { return newNote(t, x.own.owner) }, x.target.note)
+		return mxCall{path: "/v1/notes/" + id, after: func(t testing.TB, r *Response) {
+			if id != x.target.note {
+				x.own.owner.Do(t, "GET", "/v1/notes/"+id, nil).Expect(t, 404)
+			}
+		}}
+	}},
+	"PUT /v1/notes/{id}/attachment": {ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		id := idOr(x, func() string { return newNote(t, x.own.owner) }, x.target.note)
+		return mxCall{path: "/v1/notes/" + id + "/attachment", body: []byte("overwritten by " + x.p.name)}
+	}},
+	"GET /v1/notes/{id}/attachment": {ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/notes/" + x.target.note + "/attachment", after: func(t testing.TB, r *Response) {
+			if !x.foreign && !bytes.Equal(r.Body, x.own.file) {
+				t.Errorf("attachment %q, want %q", r.Body, x.own.file)
+			}
+		}}
+	}},
+}
