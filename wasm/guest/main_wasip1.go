@@ -32,6 +32,11 @@ func hostTake(out unsafe.Pointer, outLen uint32) int32
 
 var hostClient = newClient(&wasmTransport{buf: make([]byte, smallReplyBuf)})
 
+// init builds the application during _initialize, which the host runs once
+// and snapshots, so no request pays for building the handler. It makes no
+// host call: the ABI has no invocation to serve one until an export runs.
+func init() { setup(hostClient) }
+
 // smallReplyBuf is the reply buffer kept between calls. Most replies fit;
 // a larger one grows the buffer for that call only.
 const smallReplyBuf = 64 << 10

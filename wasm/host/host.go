@@ -7,7 +7,8 @@
 // What it guarantees:
 //
 //   - One request per instance at a time (wazero functions are not safe for
-//     concurrent calls), with at most Options.Pool instances alive.
+//     concurrent calls), with at most Options.Pool instances alive (plus
+//     one spare, which has served nothing, with InstancePerRequest).
 //   - Every request has a deadline. The guest sees it as its request
 //     context's deadline; past it the host answers 503, and past it plus a
 //     grace period the host kills the instance, even one spinning in a loop
@@ -17,6 +18,10 @@
 //     the server goes on serving with fresh instances.
 //   - The guest's clocks are the real ones and its randomness is
 //     crypto/rand (wazero's defaults are fake clocks and a fixed seed).
+//   - Unless Options.NoSnapshot, new instances start as a copy of one
+//     instance's state just after _initialize (snapshot.go), taken in New:
+//     they share the Go runtime's random seed and nothing else random, and
+//     New refuses a guest whose init draws more randomness than that.
 //   - Nothing a request opened (streams, pending blob puts, data-key
 //     handles) outlives the export call: the host closes or aborts it.
 //
@@ -63,6 +68,19 @@ type Options struct {
 	// InstancePerRequest gives every request and scheduled run a fresh
 	// instance, as the edge does, so nothing can leak between requests.
 	InstancePerRequest bool
+	// NoSnapshot makes every new instance run the guest's _initialize
+	// (start the Go runtime and run every package's init: 2-5 ms) instead
+	// of starting as a copy of the state a template instance reached after
+	// it, taken once in New (snapshot.go). The copies share the Go
+	// runtime's random seed (math/rand's sequence, map hash seeds;
+	// crypto/rand is unaffected): see docs/decisions.md. Setting it is for
+	// comparison and as an escape hatch.
+	NoSnapshot bool
+	// NoSpare stops the host keeping one spare instance ready with
+	// InstancePerRequest (made in the background once the last one is
+	// taken), so that every request waits for its own to be made. The
+	// spare is one instance alive beyond Pool.
+	NoSpare bool
 
 	// Timeout is each request's deadline (default 30s).
 	Timeout time.Duration
@@ -97,6 +115,7 @@ type Host struct {
 	cache    wazero.CompilationCache
 	compiled wazero.CompiledModule
 	modCfg   wazero.ModuleConfig
+	snap     *snapshot // nil with Options.NoSnapshot
 	pool     *pool
 	stats    counters
 
@@ -107,7 +126,8 @@ type Host struct {
 // Stats are counters and timings for tests, logs and benchmarks.
 type Stats struct {
 	Compile          time.Duration // compiling (or loading from the cache) the module
-	LastInstantiate  time.Duration // the most recent instantiation, _initialize included
+	Snapshot         time.Duration // taking the snapshot new instances start from (0 with NoSnapshot)
+	LastInstantiate  time.Duration // the most recent instantiation: _initialize or the snapshot's restore included
 	Instantiated     int64         // instances created
 	Discarded        int64         // instances thrown away after a fault
 	Traps            int64         // traps, escaped panics and ABI misuse
@@ -119,7 +139,7 @@ type Stats struct {
 }
 
 type counters struct {
-	compile, lastInst                        atomic.Int64
+	compile, snapshot, lastInst              atomic.Int64
 	instantiated, discarded, traps, timeouts atomic.Int64
 	killed, requests, scheduled, alive       atomic.Int64
 }
@@ -128,8 +148,9 @@ type counters struct {
 func (h *Host) Stats() Stats {
 	c := &h.stats
 	return Stats{
-		Compile: time.Duration(c.compile.Load()), LastInstantiate: time.Duration(c.lastInst.Load()),
-		Instantiated: c.instantiated.Load(), Discarded: c.discarded.Load(), Traps: c.traps.Load(),
+		Compile: time.Duration(c.compile.Load()), Snapshot: time.Duration(c.snapshot.Load()),
+		LastInstantiate: time.Duration(c.lastInst.Load()),
+		Instantiated:    c.instantiated.Load(), Discarded: c.discarded.Load(), Traps: c.traps.Load(),
 		Timeouts: c.timeouts.Load(), Killed: c.killed.Load(), Requests: c.requests.Load(),
 		ScheduledRuns: c.scheduled.Load(), InstancesRunning: c.alive.Load(),
 	}
@@ -208,8 +229,14 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		return fail(err)
 	}
 
+	// Rewritten first (module.go): its data segments merged, and with a
+	// snapshot its globals exported.
+	module, globals, err := prepareModule(opts.Module, !opts.NoSnapshot)
+	if err != nil {
+		return fail(fmt.Errorf("host: preparing the guest module for snapshots (Options.NoSnapshot runs it without): %w", err))
+	}
 	start := time.Now()
-	h.compiled, err = h.rt.CompileModule(ctx, opts.Module)
+	h.compiled, err = h.rt.CompileModule(ctx, module)
 	if err != nil {
 		return fail(fmt.Errorf("host: compiling the guest: %w", err))
 	}
@@ -226,6 +253,16 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		WithRandSource(rand.Reader).
 		WithEnv("POMMY_CONFIG", string(cfgJSON))
 
+	if !opts.NoSnapshot {
+		start := time.Now()
+		if h.snap, err = h.takeSnapshot(ctx, globals); err != nil {
+			return fail(fmt.Errorf("host: starting the guest instance to snapshot: %w", err))
+		}
+		h.stats.snapshot.Store(int64(time.Since(start)))
+		h.log.Debug("guest snapshot taken", "pages", h.snap.pages, "bytes", h.snap.bytes,
+			"globals", len(h.snap.globals), "took", time.Since(start))
+	}
+
 	h.pool = newPool(h, opts.Pool, opts.InstancePerRequest)
 	// Start one instance now: a module that cannot start, or speaks
 	// another ABI version, fails New rather than the first request.
@@ -234,6 +271,9 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		return fail(err)
 	}
 	h.pool.release(inst, true)
+	if !opts.NoSpare {
+		h.pool.startSpare()
+	}
 	return h, nil
 }
 

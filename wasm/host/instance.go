@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 
 	"pommy.ai/edge/wasm/abi"
@@ -54,22 +55,35 @@ func invocationFrom(ctx context.Context) *invocation {
 	return i
 }
 
-// instantiate creates an instance, running the Go runtime's _initialize,
-// and checks the ABI version it reports.
-func (h *Host) instantiate(ctx context.Context) (*instance, error) {
-	inst := &instance{id: instanceIDs.Add(1)}
+// newInstance prepares an instance's record, its module configuration
+// (its own log lines and sleep) and the context to start it in: bounded,
+// since an init that hangs must not hang the host, and carrying the
+// instance for the ABI functions init may call. The caller calls cancel.
+func (h *Host) newInstance(ctx context.Context) (inst *instance, cfg wazero.ModuleConfig, ictx context.Context, cancel context.CancelFunc) {
+	inst = &instance{id: instanceIDs.Add(1)}
 	logw := &lineLogger{log: h.log, instance: inst.id}
-	cfg := h.modCfg.
+	cfg = h.modCfg.
 		WithNanosleep(inst.sleep).
 		WithStdout(logw).
 		WithStderr(logw)
-	// _initialize gets a bounded context: an init that hangs must not hang
-	// the host.
-	ictx, cancel := context.WithTimeout(context.WithValue(ctx, instanceKey, inst), 30*time.Second)
-	defer cancel()
+	ictx, cancel = context.WithTimeout(context.WithValue(ctx, instanceKey, inst), 30*time.Second)
 	inst.callCtx.Store(&ictx)
+	return inst, cfg, ictx, cancel
+}
+
+// instantiate creates an instance, from the snapshot or by running the Go
+// runtime's _initialize, and checks the ABI version it reports.
+func (h *Host) instantiate(ctx context.Context) (*instance, error) {
+	inst, cfg, ictx, cancel := h.newInstance(ctx)
+	defer cancel()
 	start := time.Now()
-	mod, err := h.rt.InstantiateModule(ictx, h.compiled, cfg)
+	var mod api.Module
+	var err error
+	if h.snap != nil {
+		mod, err = h.snap.instantiate(ictx, h.rt, h.compiled, cfg)
+	} else {
+		mod, err = h.rt.InstantiateModule(ictx, h.compiled, cfg)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("host: starting a guest instance: %w", err)
 	}
@@ -90,6 +104,14 @@ func (h *Host) instantiate(ctx context.Context) (*instance, error) {
 	h.stats.instantiated.Add(1)
 	h.stats.alive.Add(1)
 	return inst, nil
+}
+
+// takeSnapshot runs _initialize in a template instance, which is then
+// closed, and keeps its state for every later instance to start from.
+func (h *Host) takeSnapshot(ctx context.Context, globals []string) (*snapshot, error) {
+	_, cfg, ictx, cancel := h.newInstance(ctx)
+	defer cancel()
+	return takeSnapshot(ictx, h.rt, h.compiled, cfg, abi.ExportInitialize, globals)
 }
 
 func (i *instance) close(h *Host) {

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // pool bounds the instances alive at once and hands each to one caller at
 // a time. A semaphore slot is held for as long as an instance is in use, so
 // at most size requests run at once; idle instances are kept for reuse
-// unless every use must start fresh.
+// unless every use must start fresh. Then one spare instance, which has
+// served nothing, may be kept ready besides (startSpare).
 type pool struct {
 	h          *Host
 	sem        chan struct{}
@@ -19,10 +21,55 @@ type pool struct {
 	mu     sync.Mutex
 	idle   []*instance
 	closed bool
+
+	// With an instance per request, spare hands over an instance made
+	// ahead of time by warm, so that a request need not wait for one. It
+	// has served nothing: it is as fresh as one made on demand. Nil
+	// without a spare (a nil channel is never ready).
+	spare    chan *instance
+	stopWarm context.CancelFunc
+	warmDone chan struct{}
 }
 
 func newPool(h *Host, size int, perRequest bool) *pool {
 	return &pool{h: h, sem: make(chan struct{}, size), perRequest: perRequest}
+}
+
+// startSpare starts keeping a spare instance, with an instance per request
+// only; close stops it. It is called once, before any request.
+func (p *pool) startSpare() {
+	if !p.perRequest {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.spare, p.stopWarm, p.warmDone = make(chan *instance), cancel, make(chan struct{})
+	go p.warm(ctx)
+}
+
+// warm keeps one spare instance ready until ctx ends: it makes one, waits
+// until a request takes it, and makes the next.
+func (p *pool) warm(ctx context.Context) {
+	defer close(p.warmDone)
+	for ctx.Err() == nil {
+		inst, err := p.h.instantiate(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				// Requests will make their own (and report why
+				// they cannot); try again later.
+				p.h.log.Error("making a spare instance", "err", err)
+				select {
+				case <-time.After(time.Second):
+				case <-ctx.Done():
+				}
+			}
+			continue
+		}
+		select {
+		case p.spare <- inst:
+		case <-ctx.Done():
+			inst.close(p.h)
+		}
+	}
 }
 
 var errBusy = errors.New("host: no instance became free before the deadline")
@@ -48,6 +95,11 @@ func (p *pool) acquire(ctx context.Context) (*instance, error) {
 		return inst, nil
 	}
 	p.mu.Unlock()
+	select {
+	case inst := <-p.spare:
+		return inst, nil
+	default:
+	}
 	inst, err := p.h.instantiate(ctx)
 	if err != nil {
 		<-p.sem
@@ -82,6 +134,10 @@ func (p *pool) close(ctx context.Context) error {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
+	if p.stopWarm != nil {
+		p.stopWarm()
+		<-p.warmDone
+	}
 	var err error
 	for range cap(p.sem) {
 		select {

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	mathrand "math/rand/v2"
 	"net/url"
 	"os"
 	"runtime"
@@ -41,8 +42,20 @@ func hostCallRaw(op, inPtr, inLen, outPtr, outCap uint32) int64
 // config is the part of handlers.Config this guest reads.
 var config struct{ Version string }
 
+// initTime is when init ran: in an instance started from a snapshot,
+// when the template ran it.
+var initTime time.Time
+
+// initKey is drawn from crypto/rand during init when the config asks for
+// it, which the host must refuse to snapshot.
+var initKey [16]byte
+
 func init() {
+	initTime = time.Now()
 	json.Unmarshal([]byte(os.Getenv("POMMY_CONFIG")), &config)
+	if config.Version == "init-rand" {
+		rand.Read(initKey[:])
+	}
 }
 
 //go:wasmexport pommy_v1_abi_version
@@ -111,6 +124,25 @@ func handle() int32 {
 		var b [16]byte
 		rand.Read(b[:])
 		respond(200, fmt.Sprintf(`{"random":%q,"now":%d,"deadline":%d}`, hex.EncodeToString(b[:]), time.Now().UnixNano(), head.Deadline))
+	case "/mathrand":
+		// The runtime's generator (behind math/rand/v2), seeded at init.
+		respond(200, fmt.Sprintf(`{"uint64":%d}`, mathrand.Uint64()))
+	case "/clock":
+		// The clocks after a restore: the monotonic and the wall clock
+		// must agree on how long ago init ran, and timers and sleeps
+		// must take the time they say.
+		start := time.Now()
+		time.Sleep(20 * time.Millisecond)
+		slept := time.Since(start)
+		fired := false
+		select {
+		case <-time.After(10 * time.Millisecond):
+			fired = true
+		case <-ctx.Done():
+		}
+		now := time.Now()
+		respond(200, fmt.Sprintf(`{"now":%d,"init":%d,"sinceInit":%d,"slept":%d,"timerFired":%t}`,
+			now.UnixNano(), initTime.UnixNano(), now.Sub(initTime), slept, fired))
 	case "/sleep":
 		ms, _ := strconv.Atoi(q.Get("ms"))
 		d := time.Duration(ms) * time.Millisecond
