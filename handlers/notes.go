@@ -198,10 +198,12 @@ func (s *tenantScope) readSealed(ctx context.Context, id, part string) ([]byte, 
 
 func (a *app) listNotes(w http.ResponseWriter, r *http.Request, s *tenantScope) error {
 	ctx := r.Context()
-	before := int64(1 << 62)
+	// D1 carries integers as JavaScript numbers, so nothing beyond 2^53
+	// may reach SQL; that bound is far past any millisecond timestamp.
+	before := int64(maxSafeInt)
 	if c := r.URL.Query().Get("before"); c != "" {
 		v, err := strconv.ParseInt(c, 10, 64)
-		if err != nil || v <= 0 {
+		if err != nil || v <= 0 || v > maxSafeInt {
 			return errorf(http.StatusBadRequest, "invalid_cursor", "before must be a positive integer cursor")
 		}
 		before = v
@@ -338,3 +340,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 }
 
 func millis(ms int64) string { return time.UnixMilli(ms).UTC().Format(time.RFC3339Nano) }
+
+// maxSafeInt is the largest integer every SQL home stores exactly (D1's
+// numbers are IEEE doubles).
+const maxSafeInt = 1<<53 - 1

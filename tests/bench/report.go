@@ -1,0 +1,121 @@
+//go:build !windows
+
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// report is the markdown document being written: a summary of the figures
+// that have targets, then one section per measurement.
+type report struct {
+	summary [][]string
+	body    strings.Builder
+}
+
+// check adds a summary row.
+func (r *report) check(figure, measured, target, verdict string) {
+	r.summary = append(r.summary, []string{figure, measured, target, verdict})
+}
+
+// met is the verdict of a target.
+func met(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "**no**"
+}
+
+func (r *report) section(title string, text ...string) {
+	fmt.Fprintf(&r.body, "\n## %s\n\n", title)
+	for _, t := range text {
+		r.body.WriteString(t + "\n")
+	}
+	if len(text) > 0 {
+		r.body.WriteString("\n")
+	}
+}
+
+func (r *report) para(format string, args ...any) {
+	fmt.Fprintf(&r.body, format+"\n\n", args...)
+}
+
+func (r *report) table(header []string, rows [][]string) {
+	writeTable(&r.body, header, rows)
+	r.body.WriteString("\n")
+}
+
+func writeTable(b *strings.Builder, header []string, rows [][]string) {
+	b.WriteString("| " + strings.Join(header, " | ") + " |\n|")
+	for range header {
+		b.WriteString("---|")
+	}
+	b.WriteString("\n")
+	for _, row := range rows {
+		b.WriteString("| " + strings.Join(row, " | ") + " |\n")
+	}
+}
+
+func (r *report) write(path, head string) error {
+	var b strings.Builder
+	b.WriteString(head)
+	b.WriteString("\n## Summary\n\n")
+	writeTable(&b, []string{"figure", "measured", "target", "met"}, r.summary)
+	b.WriteString(r.body.String())
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+// Formatting helpers.
+
+func ms(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "–"
+	case d < 10*time.Millisecond:
+		return strconv.FormatFloat(float64(d)/1e6, 'f', 2, 64) + " ms"
+	case d < time.Second:
+		return strconv.FormatFloat(float64(d)/1e6, 'f', 1, 64) + " ms"
+	}
+	return strconv.FormatFloat(d.Seconds(), 'f', 2, 64) + " s"
+}
+
+func bytesMB(n int64) string {
+	return fmt.Sprintf("%s B (%.2f MB)", thousands(n), float64(n)/1e6)
+}
+
+func thousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	var out []byte
+	for i := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			out = append(out, ',')
+		}
+		out = append(out, s[i])
+	}
+	return string(out)
+}
+
+func rate(x float64) string {
+	switch {
+	case x >= 100:
+		return strconv.FormatFloat(x, 'f', 0, 64)
+	case x >= 10:
+		return strconv.FormatFloat(x, 'f', 1, 64)
+	}
+	return strconv.FormatFloat(x, 'f', 2, 64)
+}
+
+func pct(x float64) string { return strconv.FormatFloat(100*x, 'f', 0, 64) + " %" }
+
+func times(x float64) string {
+	if x >= 10 {
+		return strconv.FormatFloat(x, 'f', 0, 64) + "×"
+	}
+	return strconv.FormatFloat(x, 'f', 1, 64) + "×"
+}
+
+func mib(kb int64) string { return fmt.Sprintf("%.0f MiB", float64(kb)/1024) }
