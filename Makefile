@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 export GOFLAGS := -trimpath
 
-.PHONY: all run guest host test test-go test-cross vet fuzz bench clean help
+.PHONY: all run guest host test test-js test-cross vet fuzz bench clean help
 
 all: guest host
 
@@ -53,9 +53,15 @@ test-cross: deps
 	@if $(GO) list -deps ./handlers/... ./storage/... | grep -E 'syumai/workers|tetratelabs/wazero'; then \
 		echo "handlers/ or storage/ imports platform code"; exit 1; fi
 
-test: vet test-cross worker-deps
+test: vet test-cross worker-deps test-js
 	@echo "==> go test ./... (unit, contract suites, e2e in wazero, S3 against a real server, smoke in workerd)"
 	@$(GO) test -count=1 -timeout 30m ./...
+
+# Edge packages whose tests need a JavaScript runtime (WebCrypto interop),
+# run under Node with Go's js/wasm launcher.
+test-js: deps
+	@echo "==> js/wasm tests under Node (worker/webcrypto)"
+	@GOOS=js GOARCH=wasm $(GO) test -count=1 -exec="$$($(GO) env GOROOT)/lib/wasm/go_js_wasm_exec" ./worker/webcrypto/
 
 fuzz: deps
 	@$(GO) test ./wasm/abi/ -run '^$$' -fuzz FuzzDecode -fuzztime $${FUZZTIME:-1m}

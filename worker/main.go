@@ -15,6 +15,7 @@
 //	KV                       KV namespace binding  -> storage.KV
 //	BLOBS                    R2 bucket binding     -> storage.Blobs
 //	MASTER_KEY               secret: base64 of 32 bytes -> storage.Keys
+//	                         (storage/keyring + worker/webcrypto)
 //	RL_IP, RL_API, RL_WIDGET, RL_LOGIN  rate-limit bindings -> storage.Limiter
 //	                         (one per name in storage.Limits; worker/ratelimit)
 //	POMMY_TEST_ROUTES        "1" mounts the contract/test routes (never in production)
@@ -46,6 +47,7 @@ import (
 	"pommy.ai/edge/worker/kv"
 	"pommy.ai/edge/worker/r2"
 	"pommy.ai/edge/worker/ratelimit"
+	"pommy.ai/edge/worker/webcrypto"
 )
 
 // version is set at build time: -ldflags "-X main.version=...".
@@ -140,7 +142,9 @@ func keys() (storage.Keys, error) {
 		clear(raw)
 		return nil, fmt.Errorf("secret %s must be the standard base64 encoding of exactly %d bytes", secretMasterKey, keyring.MasterKeySize)
 	}
-	k, err := keyring.New(raw)
+	// Wrapping, unwrapping and MAC in Go; data keys seal and open messages
+	// of webcrypto.Threshold bytes and more through WebCrypto (docs/edge.md).
+	k, err := keyring.NewWith(raw, keyring.Options{NewDataKey: webcrypto.NewDataKey})
 	clear(raw)
 	return k, err
 }

@@ -27,14 +27,33 @@ const wrapVersion = 1
 
 // Local is a custodian whose master key lives in this process.
 type Local struct {
-	master cipher.AEAD
-	macKey []byte
+	master     cipher.AEAD
+	macKey     []byte
+	newDataKey func(raw []byte) (storage.DataKey, error)
 }
 
 var _ storage.Keys = (*Local)(nil)
 
-// New returns a custodian for a 32-byte master key.
-func New(master []byte) (*Local, error) {
+// Options are a home's choices for a custodian made by NewWith.
+type Options struct {
+	// NewDataKey makes the storage.DataKey for 32 raw key bytes, fresh or
+	// just unwrapped. The custodian clears raw when it returns, so an
+	// implementation must copy what it keeps (and should clear its copy once
+	// it no longer needs it). Its Seal output must be byte-identical to Go's
+	// AES-256-GCM (ciphertext||16-byte tag), and its Open must fail with
+	// ErrOpen when authentication fails, so that data moves between homes.
+	// nil means NewDataKey below (Go's AES-GCM).
+	NewDataKey func(raw []byte) (storage.DataKey, error)
+}
+
+// New returns a custodian for a 32-byte master key whose data keys use Go's
+// AES-GCM.
+func New(master []byte) (*Local, error) { return NewWith(master, Options{}) }
+
+// NewWith is New with a home's options. Wrapping and unwrapping data keys
+// and MAC always run here, in Go; only the data keys' Seal and Open may be
+// supplied by the home (the edge worker uses WebCrypto for large messages).
+func NewWith(master []byte, o Options) (*Local, error) {
 	if len(master) != MasterKeySize {
 		return nil, fmt.Errorf("keyring: master key must be %d bytes, got %d", MasterKeySize, len(master))
 	}
@@ -50,7 +69,11 @@ func New(master []byte) (*Local, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Local{master: a, macKey: macKey}, nil
+	newKey := o.NewDataKey
+	if newKey == nil {
+		newKey = func(raw []byte) (storage.DataKey, error) { return NewDataKey(raw) }
+	}
+	return &Local{master: a, macKey: macKey, newDataKey: newKey}, nil
 }
 
 // NewMasterKey returns a fresh random master key.
@@ -71,8 +94,9 @@ func newGCM(key []byte) (cipher.AEAD, error) {
 func (l *Local) NewDataKey(_ context.Context, ad []byte) (storage.DataKey, []byte, error) {
 	raw := make([]byte, 32)
 	rand.Read(raw)
-	k, err := NewDataKey(raw)
+	k, err := l.newDataKey(raw)
 	if err != nil {
+		clear(raw)
 		return nil, nil, err
 	}
 	nonce := make([]byte, storage.NonceSize)
@@ -97,7 +121,7 @@ func (l *Local) OpenDataKey(_ context.Context, wrapped, ad []byte) (storage.Data
 		return nil, ErrUnwrap
 	}
 	defer clear(raw)
-	return NewDataKey(raw)
+	return l.newDataKey(raw)
 }
 
 func (l *Local) MAC(_ context.Context, purpose string, msg []byte) ([]byte, error) {

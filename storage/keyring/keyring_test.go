@@ -85,3 +85,63 @@ func (i ignoreAD) NewDataKey(ctx context.Context, _ []byte) (storage.DataKey, []
 func (i ignoreAD) OpenDataKey(ctx context.Context, w, _ []byte) (storage.DataKey, error) {
 	return i.Local.OpenDataKey(ctx, w, nil)
 }
+
+// TestNewWithSuppliesDataKeys: a home's NewDataKey makes every data key,
+// fresh or unwrapped, gets a copy of the raw bytes that is cleared after it
+// returns, and the wrapped form is the same as New's (the same master key
+// unwraps it either way).
+func TestNewWithSuppliesDataKeys(t *testing.T) {
+	ctx := context.Background()
+	master := NewMasterKey()
+	plain, err := New(master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen [][]byte // the slices the custodian handed over
+	custom, err := NewWith(master, Options{NewDataKey: func(raw []byte) (storage.DataKey, error) {
+		seen = append(seen, raw)
+		return NewDataKey(raw)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	storagetest.Run(t, storagetest.KeysSuite(custom))
+	n := len(seen)
+	if n == 0 {
+		t.Fatal("Options.NewDataKey was never called")
+	}
+
+	k1, wrapped, err := custom.NewDataKey(ctx, []byte("ad"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := plain.OpenDataKey(ctx, wrapped, []byte("ad"))
+	if err != nil {
+		t.Fatalf("New's custodian cannot unwrap NewWith's key: %v", err)
+	}
+	nonce := make([]byte, storage.NonceSize)
+	ct, _ := k1.Seal(nil, nonce, []byte("moves between homes"), nil)
+	if pt, err := k2.Open(nil, nonce, ct, nil); err != nil || string(pt) != "moves between homes" {
+		t.Fatalf("open: %q, %v", pt, err)
+	}
+	if _, err := custom.OpenDataKey(ctx, wrapped, []byte("ad")); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != n+2 {
+		t.Fatalf("NewDataKey and OpenDataKey made %d keys through Options.NewDataKey, want 2", len(seen)-n)
+	}
+	for i, raw := range seen {
+		if !bytes.Equal(raw, make([]byte, 32)) {
+			t.Errorf("raw key bytes %d were not cleared after the call", i)
+		}
+	}
+
+	boom := errors.New("boom")
+	failing, _ := NewWith(master, Options{NewDataKey: func([]byte) (storage.DataKey, error) { return nil, boom }})
+	if _, _, err := failing.NewDataKey(ctx, nil); !errors.Is(err, boom) {
+		t.Errorf("NewDataKey: %v, want the option's error", err)
+	}
+	if _, err := failing.OpenDataKey(ctx, wrapped, []byte("ad")); !errors.Is(err, boom) {
+		t.Errorf("OpenDataKey: %v, want the option's error", err)
+	}
+}
