@@ -127,3 +127,71 @@ func TestStreamRoundTripAndTamper(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamHandOff checks the two hooks through which a home seals or
+// opens a stream where its bytes are: what a store builds from Unsealed is
+// byte for byte what the sealing reader yields, and an opener that accepts
+// replaces the generic opening.
+func TestStreamHandOff(t *testing.T) {
+	ctx := context.Background()
+	k := envelope.New(platform(t))
+	k.Ensure(ctx, "t_a")
+	plain := make([]byte, 3*envelope.ChunkSize+5)
+	rand.Read(plain)
+	r, err := k.SealReader(ctx, "t_a", "att", "n_1", bytes.NewReader(plain))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, ok := r.(envelope.PlaintextSource)
+	if !ok {
+		t.Fatal("SealReader's reader is not a PlaintextSource")
+	}
+	sp, _, ok := src.Unsealed()
+	if !ok {
+		t.Fatal("Unsealed refused an unread reader")
+	}
+	elsewhere, err := envelope.SealStream(sp, bytes.NewReader(plain))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(elsewhere)
+	want, _ := io.ReadAll(r) // Unsealed left the reader usable
+	if !bytes.Equal(got, want) || len(want) == 0 {
+		t.Fatalf("SealStream from Unsealed's parameters differs from the reader (%d vs %d bytes)", len(got), len(want))
+	}
+	if _, _, ok := src.Unsealed(); ok {
+		t.Error("Unsealed accepted a reader that has been read")
+	}
+
+	// An opener that accepts gets the stream's parameters; one that
+	// declines leaves OpenReader to open the stream itself.
+	for _, accept := range []bool{true, false} {
+		o := &fakeOpener{r: bytes.NewReader(want), accept: accept}
+		pt, err := k.OpenReader(ctx, "t_a", "att", "n_1", o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if accept {
+			if pt != io.Reader(o) || !bytes.Equal(o.got.Prefix, want[1:1+envelope.PrefixSize]) {
+				t.Fatalf("accepting opener: reader %T, prefix %x", pt, o.got.Prefix)
+			}
+			continue
+		}
+		if b, err := io.ReadAll(pt); err != nil || !bytes.Equal(b, plain) {
+			t.Fatalf("declining opener: %v", err)
+		}
+	}
+}
+
+type fakeOpener struct {
+	r      io.Reader
+	accept bool
+	got    envelope.StreamParams
+}
+
+func (o *fakeOpener) Read(p []byte) (int, error) { return o.r.Read(p) }
+
+func (o *fakeOpener) OpenSealed(p envelope.StreamParams) (io.Reader, bool) {
+	o.got = p
+	return o, o.accept
+}

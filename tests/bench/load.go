@@ -104,6 +104,12 @@ func load(c *http.Client, req request, conc int, warm, dur time.Duration) result
 }
 
 func run(c *http.Client, req request, conc int, dur time.Duration) result {
+	return runEach(c, func() request { return req }, conc, dur)
+}
+
+// runEach is run with the request of each send made by next, which the
+// workers call concurrently.
+func runEach(c *http.Client, next func() request, conc int, dur time.Duration) result {
 	var (
 		mu  sync.Mutex
 		res result
@@ -118,6 +124,7 @@ func run(c *http.Client, req request, conc int, dur time.Duration) result {
 			lat := make([]time.Duration, 0, 4096)
 			errs, first := 0, ""
 			for time.Now().Before(end) {
+				req := next()
 				t := time.Now()
 				status, body, err := req.do(c)
 				d := time.Since(t)
@@ -152,12 +159,18 @@ func run(c *http.Client, req request, conc int, dur time.Duration) result {
 // sequential sends req n times one after another (after warm unmeasured
 // ones) and returns the latencies.
 func sequential(c *http.Client, req request, warm, n int) result {
+	return sequentialEach(c, func() request { return req }, warm, n)
+}
+
+// sequentialEach is sequential with each request made by next.
+func sequentialEach(c *http.Client, next func() request, warm, n int) result {
 	for range warm {
-		req.do(c)
+		next().do(c)
 	}
 	var res result
 	start := time.Now()
 	for range n {
+		req := next()
 		t := time.Now()
 		status, body, err := req.do(c)
 		d := time.Since(t)

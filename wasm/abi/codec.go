@@ -98,11 +98,13 @@ func (e *Encoder) Header(h http.Header) {
 
 // Decoder reads a message's fields. The first error sticks: every later read
 // returns a zero value, so decode methods need no error checks of their own.
-// Byte slices are always copied, so a decoded message never aliases the
-// buffer (on the host that buffer is guest memory).
+// Byte slices are copied, so a decoded message never aliases the buffer (on
+// the host that buffer is guest memory), unless the decoder was made to
+// alias (DecodeReplyAliased).
 type Decoder struct {
-	buf []byte
-	err error
+	buf   []byte
+	err   error
+	alias bool // Bytes returns sub-slices of buf instead of copies
 }
 
 // NewDecoder returns a decoder over b.
@@ -235,6 +237,9 @@ func (d *Decoder) Bytes() []byte {
 	if d.err != nil {
 		return nil
 	}
+	if d.alias {
+		return b[:len(b):len(b)] // capped: an append must not write past it
+	}
 	return append([]byte{}, b...)
 }
 
@@ -298,8 +303,10 @@ func Marshal(m Message) ([]byte, error) {
 
 // Unmarshal decodes b into m. Trailing bytes are an error: a message has
 // exactly one encoding length.
-func Unmarshal(b []byte, m Message) error {
-	d := NewDecoder(b)
+func Unmarshal(b []byte, m Message) error { return unmarshal(b, m, false) }
+
+func unmarshal(b []byte, m Message, alias bool) error {
+	d := &Decoder{buf: b, alias: alias}
 	m.Decode(d)
 	if d.err == nil && len(d.buf) != 0 {
 		d.Fail("%d trailing bytes", len(d.buf))
@@ -334,12 +341,22 @@ func AppendError(buf []byte, code Code, msg string) []byte {
 
 // DecodeReply decodes a reply into m, returning the reply's *Error if it is
 // an error reply.
-func DecodeReply(b []byte, m Message) error {
+func DecodeReply(b []byte, m Message) error { return decodeReply(b, m, false) }
+
+// DecodeReplyAliased is DecodeReply whose decoded byte slices point into b
+// instead of being copied. It is for the guest's bulk reads, which consume
+// the bytes before the reply buffer is reused: the copy would be one
+// allocation per chunk, and garbage is what makes the guest slow (each GC
+// cycle scans the whole heap under the host's cancellation checks; see
+// docs/decisions.md). Never use it on the host, where b is guest memory.
+func DecodeReplyAliased(b []byte, m Message) error { return decodeReply(b, m, true) }
+
+func decodeReply(b []byte, m Message, alias bool) error {
 	if len(b) < 1 {
 		return fmt.Errorf("%w: empty reply", ErrMalformed)
 	}
 	if b[0] == StatusOK {
-		return Unmarshal(b[1:], m)
+		return unmarshal(b[1:], m, alias)
 	}
 	code := Code(b[0])
 	if code >= codeEnd {

@@ -121,6 +121,27 @@ type ReadReq struct {
 func (m *ReadReq) Encode(e *Encoder) { e.Uint32(m.Handle); e.Uint32(m.Max) }
 func (m *ReadReq) Decode(d *Decoder) { m.Handle = d.Uint32(); m.Max = d.Uint32() }
 
+// ReadOpenSealedReq turns a reader of a sealed stream, positioned after its
+// head, into a reader of its plaintext (envelope.OpenStream), opened by the
+// host. Unread is what the guest had already read past the head and not
+// used; the host puts it back in front of the rest.
+type ReadOpenSealedReq struct {
+	Handle uint32
+	Seal   SealedStream
+	Unread []byte
+}
+
+func (m *ReadOpenSealedReq) Encode(e *Encoder) {
+	e.Uint32(m.Handle)
+	m.Seal.Encode(e)
+	e.Bytes(m.Unread)
+}
+func (m *ReadOpenSealedReq) Decode(d *Decoder) {
+	m.Handle = d.Uint32()
+	m.Seal.Decode(d)
+	m.Unread = d.Bytes()
+}
+
 // ReadResp carries the bytes read; EOF is set once the stream is exhausted
 // (possibly together with the last bytes).
 type ReadResp struct {
@@ -420,6 +441,41 @@ type BlobPutWriteReq struct {
 
 func (m *BlobPutWriteReq) Encode(e *Encoder) { e.Uint32(m.Handle); e.Bytes(m.Data) }
 func (m *BlobPutWriteReq) Decode(d *Decoder) { m.Handle = d.Uint32(); m.Data = d.Bytes() }
+
+// SealedStream names how a stream is sealed: a data-key handle, the
+// stream's nonce prefix and its associated data (envelope.StreamParams).
+type SealedStream struct {
+	Key    uint32 // a data-key handle
+	Prefix []byte
+	AD     []byte
+}
+
+func (m *SealedStream) Encode(e *Encoder) { e.Uint32(m.Key); e.Bytes(m.Prefix); e.Bytes(m.AD) }
+func (m *SealedStream) Decode(d *Decoder) { m.Key = d.Uint32(); m.Prefix = d.Bytes(); m.AD = d.Bytes() }
+
+// BlobPutOpenSealedReq starts a put like BlobPutOpenReq whose writes carry
+// plaintext: the host seals it as a stream (envelope.SealStream) and stores
+// the sealed bytes. Size is the sealed size, or -1.
+type BlobPutOpenSealedReq struct {
+	Key         string
+	Size        int64
+	ContentType string
+	Seal        SealedStream
+}
+
+func (m *BlobPutOpenSealedReq) Encode(e *Encoder) {
+	e.String(m.Key)
+	e.Varint(m.Size)
+	e.String(m.ContentType)
+	m.Seal.Encode(e)
+}
+
+func (m *BlobPutOpenSealedReq) Decode(d *Decoder) {
+	m.Key = d.String()
+	m.Size = d.Varint()
+	m.ContentType = d.String()
+	m.Seal.Decode(d)
+}
 
 type BlobPutCommitReq struct{ Handle uint32 }
 

@@ -29,6 +29,24 @@ func newClient(t transport) *client { return &client{t: t} }
 // the storage sentinel of its code, so errors.Is works as it would against
 // the native adapter.
 func (c *client) do(op abi.Op, req, resp abi.Message) error {
+	return c.call(op, req, resp, abi.DecodeReply)
+}
+
+// doAliased is do for bulk reads: resp's byte slices point into the reply
+// buffer and are valid only until the next call, so the caller copies them
+// out first. It saves an allocation per chunk (docs/decisions.md: garbage,
+// not copying, is what costs in the guest).
+func (c *client) doAliased(op abi.Op, req, resp abi.Message) error {
+	return c.call(op, req, resp, abi.DecodeReplyAliased)
+}
+
+// keepBuf is the largest encoding buffer (and, in the transport, reply
+// buffer) kept between calls: room for one bulk chunk and its framing, so
+// streaming a body allocates nothing per chunk. Anything larger (a big SQL
+// result) is left to the collector.
+const keepBuf = bulkChunk + 4<<10
+
+func (c *client) call(op abi.Op, req, resp abi.Message, decode func([]byte, abi.Message) error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := abi.NewEncoder(c.enc[:0])
@@ -38,10 +56,10 @@ func (c *client) do(op abi.Op, req, resp abi.Message) error {
 		return &abi.Error{Code: abi.CodeInvalid, Message: fmt.Sprintf("%v: %v", op, err)}
 	}
 	out := c.t.call(op, in)
-	if cap(in) <= 64<<10 {
+	if cap(in) <= keepBuf {
 		c.enc = in[:0]
 	}
-	if err := abi.DecodeReply(out, resp); err != nil {
+	if err := decode(out, resp); err != nil {
 		if _, ok := err.(*abi.Error); ok {
 			return err
 		}

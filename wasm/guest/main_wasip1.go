@@ -37,15 +37,16 @@ var hostClient = newClient(&wasmTransport{buf: make([]byte, smallReplyBuf)})
 // host call: the ABI has no invocation to serve one until an export runs.
 func init() { setup(hostClient) }
 
-// smallReplyBuf is the reply buffer kept between calls. Most replies fit;
-// a larger one grows the buffer for that call only.
+// smallReplyBuf is the reply buffer an instance starts with. Most replies
+// fit; a larger one grows it, and a buffer of up to keepBuf (one bulk read)
+// is kept so that streaming does not allocate a reply buffer per chunk.
 const smallReplyBuf = 64 << 10
 
 // wasmTransport makes calls through the pommy_v1 imports.
 type wasmTransport struct{ buf []byte }
 
 func (t *wasmTransport) call(op abi.Op, in []byte) []byte {
-	if cap(t.buf) > smallReplyBuf {
+	if cap(t.buf) > keepBuf {
 		// Let a large reply buffer from an earlier call be collected.
 		t.buf = make([]byte, smallReplyBuf)
 	}
@@ -57,7 +58,9 @@ func (t *wasmTransport) call(op abi.Op, in []byte) []byte {
 	}
 	if n > int64(len(t.buf)) {
 		// The reply did not fit: the host holds it until we take it.
-		t.buf = make([]byte, n)
+		// Grow straight to keepBuf, the size kept, so that a stream of
+		// large replies pays for one allocation, not one each.
+		t.buf = make([]byte, max(n, keepBuf))
 		if r := hostTake(unsafe.Pointer(unsafe.SliceData(t.buf)), uint32(n)); r != 0 {
 			panic(fmt.Sprintf("pommy_v1.take(%v): the host reports an ABI violation (%d)", op, r))
 		}

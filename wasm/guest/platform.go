@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"pommy.ai/edge/storage"
+	"pommy.ai/edge/storage/envelope"
 	"pommy.ai/edge/wasm/abi"
 )
 
@@ -148,23 +149,56 @@ func clampInt32(n int) int { return max(min(n, 1<<31-1), -1<<31) }
 
 type blobsPort struct{ c *client }
 
-// putChunk is how much of a blob body crosses in one call.
-const putChunk = 512 << 10
+// bulkChunk is how much of a stream crosses in one call: a blob body
+// written, a read. Each call costs the guest a fixed amount of work, so
+// fewer, larger calls make bulk transfers faster; the buffers it takes are
+// kept between calls (keepBuf), so it also bounds the memory an instance
+// holds after streaming. Measurements: docs/decisions.md.
+const bulkChunk = 1 << 20
 
+// Put streams r to the host. A sealed stream from envelope.SealReader whose
+// data key is one of this client's handles is sealed by the host instead
+// (blob.put_open_sealed): the guest passes the plaintext in bulk, where it
+// would otherwise make one key.seal call per 64 KiB chunk and copy each
+// chunk in and out of its memory. The bytes stored are the same
+// (envelope.SealStream on both sides).
 func (p blobsPort) Put(ctx context.Context, key string, r io.Reader, size int64, opts storage.BlobPutOptions) (storage.BlobInfo, error) {
 	if err := ctx.Err(); err != nil {
 		return storage.BlobInfo{}, err
 	}
 	var h abi.HandleResp
-	if err := p.c.do(abi.OpBlobPutOpen, &abi.BlobPutOpenReq{Key: key, Size: size, ContentType: opts.ContentType}, &h); err != nil {
-		return storage.BlobInfo{}, err
+	opened := false
+	if src, ok := r.(envelope.PlaintextSource); ok {
+		if sp, plain, ok := src.Unsealed(); ok {
+			if k, ok := sp.Key.(dataKey); ok && k.c == p.c {
+				req := &abi.BlobPutOpenSealedReq{Key: key, Size: size, ContentType: opts.ContentType,
+					Seal: abi.SealedStream{Key: k.handle, Prefix: sp.Prefix, AD: sp.AD}}
+				// On any failure (an older host answers invalid)
+				// the guest seals as before: r is untouched.
+				if p.c.do(abi.OpBlobPutOpenSealed, req, &h) == nil {
+					r, opened = plain, true
+				}
+			}
+		}
+	}
+	if !opened {
+		if err := p.c.do(abi.OpBlobPutOpen, &abi.BlobPutOpenReq{Key: key, Size: size, ContentType: opts.ContentType}, &h); err != nil {
+			return storage.BlobInfo{}, err
+		}
 	}
 	abort := func(err error) (storage.BlobInfo, error) {
 		// The put is all-or-nothing: aborting leaves the old object.
 		p.c.do(abi.OpBlobPutAbort, &abi.BlobPutAbortReq{Handle: h.Handle}, &abi.Empty{})
 		return storage.BlobInfo{}, err
 	}
-	buf := make([]byte, putChunk)
+	// One buffer for the whole put. ReadFull fills it before each write,
+	// so a body arriving in small reads still crosses in full chunks. A
+	// small body of known size gets a buffer its size (plus the byte that
+	// reads EOF): a note does not need a megabyte of garbage.
+	buf := make([]byte, bulkChunk)
+	if size >= 0 && size < bulkChunk {
+		buf = make([]byte, size+1)
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return abort(err)
@@ -244,6 +278,10 @@ func blobInfo(i abi.BlobInfo) storage.BlobInfo {
 // response body) in chunks. It asks for more than the caller wants so that
 // small reads (a JSON decoder's) do not each cost a call.
 //
+// It allocates nothing per read: the reply is decoded in place
+// (doAliased) and copied straight into the caller's buffer, and only what
+// the caller had no room for is kept, in a buffer the stream reuses.
+//
 // A read blocks the whole guest until the host returns (Wasm has one
 // thread), so a cancellation can only be seen between reads: ctx is checked
 // before each one. Deadlines reach the host with the request.
@@ -251,7 +289,8 @@ type stream struct {
 	c      *client
 	ctx    context.Context // may be nil
 	handle uint32
-	buf    []byte // data received and not yet returned
+	buf    []byte // data received and not yet returned (in spare)
+	spare  []byte // backing store for buf, reused
 	eof    bool
 	err    error
 	closed bool
@@ -260,7 +299,7 @@ type stream struct {
 const streamChunk = 256 << 10
 
 func (s *stream) Read(p []byte) (int, error) {
-	for len(s.buf) == 0 {
+	if len(s.buf) == 0 {
 		if s.err != nil {
 			return 0, s.err
 		}
@@ -273,30 +312,104 @@ func (s *stream) Read(p []byte) (int, error) {
 		if len(p) == 0 {
 			return 0, nil
 		}
-		if s.ctx != nil && s.ctx.Err() != nil {
-			s.err = s.ctx.Err()
-			return 0, s.err
+		for len(s.buf) == 0 && !s.eof {
+			if s.ctx != nil && s.ctx.Err() != nil {
+				s.err = s.ctx.Err()
+				return 0, s.err
+			}
+			want := min(max(len(p), streamChunk), abi.MaxChunk)
+			var r abi.ReadResp
+			if err := s.c.doAliased(abi.OpRead, &abi.ReadReq{Handle: s.handle, Max: uint32(want)}, &r); err != nil {
+				s.err = err
+				return 0, err
+			}
+			s.eof = r.EOF
+			// r.Data is the client's reply buffer: take it now.
+			n := copy(p, r.Data)
+			if n < len(r.Data) {
+				s.spare = append(s.spare[:0], r.Data[n:]...)
+				s.buf = s.spare
+			}
+			if n > 0 {
+				return n, nil
+			}
 		}
-		want := min(max(len(p), streamChunk), abi.MaxChunk)
-		var r abi.ReadResp
-		if err := s.c.do(abi.OpRead, &abi.ReadReq{Handle: s.handle, Max: uint32(want)}, &r); err != nil {
-			s.err = err
-			return 0, err
+		if len(s.buf) == 0 {
+			return 0, io.EOF
 		}
-		s.buf, s.eof = r.Data, r.EOF
 	}
 	n := copy(p, s.buf)
 	s.buf = s.buf[n:]
 	return n, nil
 }
 
+// WriteTo copies the rest of the stream to w in bulk chunks, through one
+// buffer. io.Copy uses it: without it, io.Copy's 32 KiB buffer would cut a
+// blob into small writes, each a host call on the way out.
+func (s *stream) WriteTo(w io.Writer) (int64, error) {
+	// The buffer starts at one ordinary read and doubles while reads fill
+	// it, so a small body does not cost a bulk-sized allocation.
+	buf := make([]byte, streamChunk)
+	var total int64
+	for {
+		n, err := s.Read(buf)
+		if n == len(buf) && len(buf) < bulkChunk {
+			next := make([]byte, min(2*len(buf), bulkChunk))
+			copy(next, buf[:n])
+			buf = next
+		}
+		if n > 0 {
+			m, werr := w.Write(buf[:n])
+			total += int64(m)
+			if werr != nil {
+				return total, werr
+			}
+			if m < n {
+				return total, io.ErrShortWrite
+			}
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// OpenSealed implements envelope.StreamOpener: the host opens the rest of
+// the stream (read.open_sealed) and later reads return plaintext, where the
+// guest would otherwise make one key.open call per 64 KiB chunk. It
+// declines (and the guest opens the stream itself) if the key is not one of
+// this client's handles or the host refuses (an older host answers
+// invalid).
+func (s *stream) OpenSealed(sp envelope.StreamParams) (io.Reader, bool) {
+	k, ok := sp.Key.(dataKey)
+	if !ok || k.c != s.c || s.closed || s.err != nil {
+		return nil, false
+	}
+	// What was read ahead past the head goes back to the host, in front
+	// of the rest of the stream.
+	req := &abi.ReadOpenSealedReq{Handle: s.handle, Seal: abi.SealedStream{Key: k.handle, Prefix: sp.Prefix, AD: sp.AD}, Unread: s.buf}
+	if err := s.c.do(abi.OpReadOpenSealed, req, &abi.Empty{}); err != nil {
+		return nil, false
+	}
+	s.buf, s.eof = nil, false
+	return s, true
+}
+
 func (s *stream) Close() error {
 	if s.closed {
 		return nil
 	}
-	s.closed, s.buf = true, nil
+	s.closed, s.buf, s.spare = true, nil, nil
 	return s.c.do(abi.OpClose, &abi.CloseReq{Handle: s.handle}, &abi.Empty{})
 }
+
+var (
+	_ io.WriterTo           = (*stream)(nil)
+	_ envelope.StreamOpener = (*stream)(nil)
+)
 
 // ---- keys ----
 

@@ -115,29 +115,32 @@ func buildRequest(ctx context.Context, c *client, h *abi.RequestHead) (*http.Req
 		r.TLS = &tls.ConnectionState{HandshakeComplete: true}
 	}
 	if h.Body != 0 {
-		r.Body = &bodyReader{stream: stream{c: c, ctx: ctx, handle: h.Body}, limit: h.MaxBody}
+		r.Body = &bodyReader{s: stream{c: c, ctx: ctx, handle: h.Body}, limit: h.MaxBody}
 	}
 	return r.WithContext(ctx), nil
 }
 
 // bodyReader enforces the body limit in the guest too, so the application
 // sees the same *http.MaxBytesError as under net/http whichever side notices
-// first.
+// first. The stream is a field, not embedded, so that its WriteTo (which
+// would bypass the limit) is not promoted.
 type bodyReader struct {
-	stream
+	s        stream
 	limit, n int64
 }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
-	n, err := b.stream.Read(p)
+	n, err := b.s.Read(p)
 	b.n += int64(n)
 	var e *abi.Error
 	if errors.As(err, &e) && e.Code == abi.CodeTooLarge || b.limit > 0 && b.n > b.limit {
-		b.stream.err = &http.MaxBytesError{Limit: b.limit}
-		return 0, b.stream.err
+		b.s.err = &http.MaxBytesError{Limit: b.limit}
+		return 0, b.s.err
 	}
 	return n, err
 }
+
+func (b *bodyReader) Close() error { return b.s.Close() }
 
 // responseWriter sends the response to the host: the head (with the first
 // bytes of the body) when the handler first writes or flushes, then the body
@@ -170,6 +173,7 @@ func (w *responseWriter) WriteHeader(code int) {
 }
 
 func (w *responseWriter) Write(p []byte) (int, error) {
+	n := len(p)
 	if w.err != nil {
 		return 0, w.err
 	}
@@ -178,6 +182,19 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 	}
 	if !bodyAllowed(w.status) {
 		return 0, http.ErrBodyNotAllowed
+	}
+	if len(w.buf) == 0 && len(p) >= writeChunk {
+		// A large write (a blob streamed by io.Copy) goes out as it is,
+		// in pieces a message can carry: buffering it would only copy it.
+		for len(p) > 0 && w.err == nil {
+			k := min(len(p), abi.MaxChunk)
+			w.sendData(p[:k], false, false)
+			p = p[k:]
+		}
+		if w.err != nil {
+			return 0, w.err
+		}
+		return n, nil
 	}
 	w.buf = append(w.buf, p...)
 	if len(w.buf) >= writeChunk {
@@ -212,21 +229,27 @@ func (w *responseWriter) finish() {
 }
 
 func (w *responseWriter) send(flush, final bool) {
+	w.sendData(w.buf, flush, final)
+	w.buf = w.buf[:0]
+}
+
+// sendData sends data as the head's first body bytes or as the next part
+// of the body.
+func (w *responseWriter) sendData(data []byte, flush, final bool) {
 	if w.err != nil {
 		return
 	}
 	var err error
 	if !w.sent {
 		h := w.frozen
-		if h.Get("Content-Type") == "" && len(w.buf) > 0 && h.Get("Transfer-Encoding") == "" {
-			h.Set("Content-Type", http.DetectContentType(w.buf[:min(len(w.buf), 512)]))
+		if h.Get("Content-Type") == "" && len(data) > 0 && h.Get("Transfer-Encoding") == "" {
+			h.Set("Content-Type", http.DetectContentType(data[:min(len(data), 512)]))
 		}
 		w.sent = true
-		err = w.c.do(abi.OpResponseHead, &abi.ResponseHead{Status: w.status, Header: h, Body: w.buf, Flush: flush, Final: final}, &abi.Empty{})
-	} else if len(w.buf) > 0 || flush {
-		err = w.c.do(abi.OpResponseWrite, &abi.ResponseWrite{Data: w.buf, Flush: flush}, &abi.Empty{})
+		err = w.c.do(abi.OpResponseHead, &abi.ResponseHead{Status: w.status, Header: h, Body: data, Flush: flush, Final: final}, &abi.Empty{})
+	} else if len(data) > 0 || flush {
+		err = w.c.do(abi.OpResponseWrite, &abi.ResponseWrite{Data: data, Flush: flush}, &abi.Empty{})
 	}
-	w.buf = w.buf[:0]
 	if err != nil {
 		w.err = err
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"pommy.ai/edge/storage"
+	"pommy.ai/edge/storage/envelope"
 	"pommy.ai/edge/wasm/abi"
 )
 
@@ -53,14 +54,11 @@ type (
 		eof    bool
 		onErr  func(error) // called on a read error
 		onEOF  func()      // called when the stream ends
-	}
-	putHandle struct {
-		pw   *io.PipeWriter
-		done chan putResult
-	}
-	putResult struct {
-		info storage.BlobInfo
-		err  error
+		// fill: a read fills the chunk instead of returning what is at
+		// hand. Set for a stream opened by the host, whose opener
+		// yields one 64 KiB chunk per Read: returning each alone would
+		// cost the guest a call per chunk, the cost the op removes.
+		fill bool
 	}
 	keyHandle struct{ k storage.DataKey }
 )
@@ -99,16 +97,6 @@ func (inv *invocation) cleanup() {
 		}
 		delete(inv.handles, id)
 	}
-}
-
-var (
-	errAborted  = errors.New("host: blob put aborted")
-	errPutEnded = errors.New("host: blob put already ended")
-)
-
-func (p *putHandle) abort() error {
-	p.pw.CloseWithError(errAborted)
-	return (<-p.done).err
 }
 
 func (r *reader) close() {
@@ -276,13 +264,32 @@ func (inv *invocation) perform(req abi.Message) (abi.Message, error) {
 		if p.Blobs == nil {
 			return nil, unavailable("blob")
 		}
-		return inv.putOpen(p.Blobs, m)
+		return inv.putOpen(p.Blobs, m.Key, m.Size, m.ContentType, nil)
+	case *abi.BlobPutOpenSealedReq:
+		if p.Blobs == nil {
+			return nil, unavailable("blob")
+		}
+		sp, err := inv.streamParams(&m.Seal)
+		if err != nil {
+			return nil, err
+		}
+		return inv.putOpen(p.Blobs, m.Key, m.Size, m.ContentType, &sp)
+	case *abi.ReadOpenSealedReq:
+		rd, err := handleOf[*reader](inv, m.Handle, "reader")
+		if err != nil {
+			return nil, err
+		}
+		sp, err := inv.streamParams(&m.Seal)
+		if err != nil {
+			return nil, err
+		}
+		return empty, rd.openSealed(sp, m.Unread)
 	case *abi.BlobPutWriteReq:
 		ph, err := handleOf[*putHandle](inv, m.Handle, "blob put")
 		if err != nil {
 			return nil, err
 		}
-		if _, err := ph.pw.Write(m.Data); err != nil {
+		if err := ph.write(m.Data); err != nil {
 			// The put has ended early; report its own error.
 			delete(inv.handles, m.Handle)
 			if perr := ph.abort(); perr != nil {
@@ -297,8 +304,7 @@ func (inv *invocation) perform(req abi.Message) (abi.Message, error) {
 			return nil, err
 		}
 		delete(inv.handles, m.Handle)
-		ph.pw.Close()
-		res := <-ph.done
+		res := ph.commit()
 		if res.err != nil {
 			return nil, res.err
 		}
@@ -460,6 +466,12 @@ func (r *reader) read(max uint32) (*abi.ReadResp, error) {
 	}
 	var n int
 	var err error
+	if r.fill {
+		n, err = io.ReadFull(r.r, buf)
+		if err == io.ErrUnexpectedEOF {
+			err = io.EOF
+		}
+	}
 	for tries := 0; n == 0 && err == nil; tries++ {
 		if tries == 100 {
 			err = io.ErrNoProgress
@@ -487,30 +499,43 @@ func (r *reader) read(max uint32) (*abi.ReadResp, error) {
 	return &abi.ReadResp{Data: buf[:n]}, nil
 }
 
-// putOpen starts the adapter's Put in a goroutine reading from a pipe; the
-// guest's chunks are written into the pipe. Closing the pipe commits,
-// closing it with an error aborts, which the port's all-or-nothing contract
-// turns into "nothing written".
-func (inv *invocation) putOpen(b storage.Blobs, m *abi.BlobPutOpenReq) (abi.Message, error) {
-	pr, pw := io.Pipe()
-	ph := &putHandle{pw: pw, done: make(chan putResult, 1)}
-	id, err := inv.add(ph)
+// streamParams resolves a sealed stream's data-key handle. The guest
+// chooses the prefix, as it chooses every nonce it passes to key.seal: it
+// gains nothing here it did not have.
+func (inv *invocation) streamParams(s *abi.SealedStream) (envelope.StreamParams, error) {
+	kh, err := handleOf[*keyHandle](inv, s.Key, "data key")
 	if err != nil {
-		return nil, err
+		return envelope.StreamParams{}, err
 	}
-	ctx := inv.ctx
-	go func() {
-		info, err := b.Put(ctx, m.Key, pr, m.Size, storage.BlobPutOptions{ContentType: m.ContentType})
-		// Fail any further write by the guest rather than block it.
-		if err != nil {
-			pr.CloseWithError(err)
-		} else {
-			pr.CloseWithError(errPutEnded)
-		}
-		ph.done <- putResult{info, err}
-	}()
-	return &abi.HandleResp{Handle: id}, nil
+	if len(s.Prefix) != envelope.PrefixSize {
+		return envelope.StreamParams{}, fmt.Errorf("%w: a stream's nonce prefix is %d bytes, not %d", storage.ErrInvalid, envelope.PrefixSize, len(s.Prefix))
+	}
+	return envelope.StreamParams{Key: kh.k, Prefix: s.Prefix, AD: s.AD}, nil
 }
+
+// openSealed makes r a reader of the plaintext of the sealed stream it was
+// reading (positioned after the head), with unread (what the guest had
+// read ahead) put back in front. Errors the old reader was holding stay
+// where they were in the byte stream.
+func (r *reader) openSealed(sp envelope.StreamParams, unread []byte) error {
+	var rest io.Reader = bytes.NewReader(unread)
+	switch {
+	case r.err != nil:
+		rest = io.MultiReader(rest, errReader{r.err})
+	case !r.eof:
+		rest = io.MultiReader(rest, r.r)
+	}
+	pt, err := envelope.OpenStream(sp, rest)
+	if err != nil {
+		return err
+	}
+	r.r, r.err, r.eof, r.fill = pt, nil, false, true
+	return nil
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
 // httpDo sends an outbound request through the platform's HTTPDoer (which
 // enforces the egress allow-list) and hands the body back as a reader.
