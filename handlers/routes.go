@@ -212,6 +212,15 @@ func (a *app) serveRoute(rt route, w http.ResponseWriter, r *http.Request) error
 	}
 	s, err := a.authenticate(r)
 	if err != nil {
+		// Failed credentials are counted per address, so guessing keys or
+		// replaying stolen cookies from one place is shed before it costs
+		// more lookups; authenticated traffic is limited per key and tenant.
+		if shed := a.shed(r, storage.LimitIP); shed != nil {
+			return shed
+		}
+		return err
+	}
+	if err := a.shedKey(r, storage.LimitTenant, s.tenant, "too many requests for this organization; slow down"); err != nil {
 		return err
 	}
 	if s.sessionID != "" && !safeMethod(r.Method) {

@@ -155,16 +155,23 @@ func (a *app) throttleSuccess(ctx context.Context, lt loginThrottle) error {
 // rate-limit binding at the edge) on public state-changing endpoints. It
 // fails open: the exact limits above still hold.
 func (a *app) shed(r *http.Request, name string) error {
+	return a.shedKey(r, name, a.clientIP(r), "too many requests from this address; slow down")
+}
+
+// shedKey counts the request against the home's approximate limiter under
+// name and key. A limiter fault lets the request through: shedding is a
+// cheap first line, and the exact limits that must hold are kept in SQL.
+func (a *app) shedKey(r *http.Request, name, key, message string) error {
 	if a.p.Limiter == nil {
 		return nil
 	}
-	d, err := a.p.Limiter.Allow(r.Context(), name, a.clientIP(r))
+	d, err := a.p.Limiter.Allow(r.Context(), name, key)
 	if err != nil {
 		a.logf("limiter %s: %v (allowing)", name, err)
 		return nil
 	}
 	if !d.Allowed {
-		e := errorf(http.StatusTooManyRequests, "rate_limited", "too many requests from this address; slow down")
+		e := errorf(http.StatusTooManyRequests, "rate_limited", "%s", message)
 		e.RetryAfter = retrySeconds(d.RetryAfter)
 		return e
 	}

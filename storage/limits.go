@@ -20,6 +20,9 @@ const (
 	// LimitAPI sheds abuse per API key (the exact, billed quota is counted
 	// in SQL).
 	LimitAPI = "api"
+	// LimitTenant sheds abuse per tenant, across all its people and keys,
+	// so that one organization cannot starve the others.
+	LimitTenant = "tenant"
 	// LimitWidget sheds abuse per widget token (public, embedded in
 	// customers' sites, so easy to replay).
 	LimitWidget = "widget"
@@ -38,6 +41,7 @@ const MaxLimitKey = 256
 var Limits = map[string]Limit{
 	LimitIP:     {Limit: 300, Period: time.Minute},
 	LimitAPI:    {Limit: 600, Period: time.Minute},
+	LimitTenant: {Limit: 6000, Period: time.Minute},
 	LimitWidget: {Limit: 120, Period: time.Minute},
 	LimitLogin:  {Limit: 30, Period: time.Minute},
 }

@@ -16,7 +16,7 @@
 //	BLOBS                    R2 bucket binding     -> storage.Blobs
 //	MASTER_KEY               secret: base64 of 32 bytes -> storage.Keys
 //	                         (storage/keyring + worker/webcrypto)
-//	RL_IP, RL_API, RL_WIDGET, RL_LOGIN  rate-limit bindings -> storage.Limiter
+//	RL_IP, RL_API, RL_TENANT, RL_WIDGET, RL_LOGIN  rate-limit bindings -> storage.Limiter
 //	                         (one per name in storage.Limits; worker/ratelimit)
 //	POMMY_TEST_ROUTES        "1" mounts the contract/test routes (never in production)
 //	POMMY_CONTRACT_HTTP_URL  URL the outbound-HTTP contract suite calls (tests only)

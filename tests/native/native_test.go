@@ -176,6 +176,57 @@ func TestLoginShedding(t *testing.T) {
 		t.Errorf("shed: %s %v", r.Body, r.Header)
 	}
 	c.Do(t, "POST", "/v1/login", body, apitest.TestClientIP, "203.0.113.51").Expect(t, 401) // per IP
-	clock.Advance(time.Minute + time.Second)
+	// The host limiter slides its window: a minute later part of the last
+	// minute still counts, two minutes later none of it does.
+	clock.Advance(2*time.Minute + time.Second)
 	c.Do(t, "POST", "/v1/login", body, ip...).Expect(t, 401)
+}
+
+// TestFailedAuthIsShedPerIP: failed credentials count against the address's
+// limit, so guessing API keys from one place ends in 429; another address
+// is unaffected.
+func TestFailedAuthIsShedPerIP(t *testing.T) {
+	l := maps.Clone(storage.Limits)
+	l[storage.LimitIP] = storage.Limit{Limit: 3, Period: time.Minute}
+	c, _ := startWith(t, l)
+	_, key := c.Tenant(t, "Shed Co")
+	guess := []string{"Authorization", "Bearer pk_live_0000000000000000000000000000", apitest.TestClientIP, "198.51.100.7"}
+	for range 3 {
+		c.Do(t, "GET", "/v1/notes", nil, guess...).Expect(t, 401)
+	}
+	r := c.Do(t, "GET", "/v1/notes", nil, guess...).Expect(t, 429)
+	if r.ErrorCode(t) != "rate_limited" || r.Header.Get("Retry-After") == "" {
+		t.Errorf("shed: %s %v", r.Body, r.Header)
+	}
+	c.Do(t, "GET", "/v1/notes", nil, "Authorization", "Bearer pk_live_0000000000000000000000000000", apitest.TestClientIP, "198.51.100.8").Expect(t, 401)
+	// A valid key is limited per key and tenant, not by others' failures.
+	c.Do(t, "GET", "/v1/notes", nil, "Authorization", "Bearer "+key, apitest.TestClientIP, "198.51.100.7").Expect(t, 200)
+}
+
+// TestTenantIsShed: one organization's traffic, across all its keys, is
+// limited so that it cannot starve the others.
+func TestTenantIsShed(t *testing.T) {
+	l := maps.Clone(storage.Limits)
+	l[storage.LimitTenant] = storage.Limit{Limit: 5, Period: time.Minute}
+	c, _ := startWith(t, l)
+	owner := c.Signup(t, "Busy Co")
+	k1, k2 := owner.NewKey(t, "notes:read"), owner.NewKey(t, "notes:read")
+	_, other := c.Tenant(t, "Quiet Co")
+	n := 0
+	for ; n < 20; n++ {
+		key := k1
+		if n%2 == 1 {
+			key = k2
+		}
+		if r := c.Do(t, "GET", "/v1/notes", nil, "Authorization", "Bearer "+key); r.Status == 429 {
+			if r.ErrorCode(t) != "rate_limited" || r.Header.Get("Retry-After") == "" {
+				t.Errorf("shed: %s %v", r.Body, r.Header)
+			}
+			break
+		}
+	}
+	if n == 20 {
+		t.Fatal("20 requests across two keys of one tenant were never shed")
+	}
+	c.Do(t, "GET", "/v1/notes", nil, "Authorization", "Bearer "+other).Expect(t, 200)
 }
