@@ -21,33 +21,16 @@ import (
 	"time"
 
 	"pommy.ai/edge/storage"
+	"pommy.ai/edge/storage/storagetest"
 	"pommy.ai/edge/wasm/host/local"
 )
-
-// fakeClock is a settable clock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 // open gives a fresh local platform (real SQLite, all migrations) and a Log.
-func open(t *testing.T) (*Log, storage.SQL, *fakeClock) {
+func open(t *testing.T) (*Log, storage.SQL, *storagetest.Clock) {
 	t.Helper()
-	clk := &fakeClock{t: t0}
+	clk := storagetest.NewClock(t0)
 	p, err := local.Open(context.Background(), local.Config{Dir: t.TempDir(), Clock: clk, Synchronous: "NORMAL"})
 	if err != nil {
 		t.Fatal(err)
@@ -174,7 +157,7 @@ func TestExportReverifiesIndependently(t *testing.T) {
 		if err := l.Record(ctx, e); err != nil {
 			t.Fatal(err)
 		}
-		clk.Add(time.Second)
+		clk.Advance(time.Second)
 	}
 	var buf bytes.Buffer
 	n, err := l.Export(ctx, "t_a", Filter{}, &buf)
@@ -367,12 +350,12 @@ func TestPruneKeepsChainVerifiable(t *testing.T) {
 	l, db, clk := open(t)
 	ctx := context.Background()
 	record(t, l, "t_a", 1200) // more than one delete page
-	clk.Add(200 * 24 * time.Hour)
+	clk.Advance(200 * 24 * time.Hour)
 	// Within the default 365 days: nothing goes.
 	if r, err := l.Prune(ctx, "t_a", clk.Now()); err != nil || r.Deleted != 0 || r.ThroughSeq != 0 {
 		t.Fatalf("prune at 200 days: %+v, %v", r, err)
 	}
-	clk.Add(200 * 24 * time.Hour)
+	clk.Advance(200 * 24 * time.Hour)
 	record(t, l, "t_a", 3) // seq 1201..1203, young
 	r, err := l.Prune(ctx, "t_a", clk.Now())
 	if err != nil || r.Deleted != 1200 || r.ThroughSeq != 1200 || !r.Done {
@@ -388,7 +371,7 @@ func TestPruneKeepsChainVerifiable(t *testing.T) {
 	}
 	// An interrupted prune (checkpoint moved, rows not yet deleted) verifies
 	// and is finished by the next one.
-	clk.Add(400 * 24 * time.Hour)
+	clk.Advance(400 * 24 * time.Hour)
 	record(t, l, "t_a", 2)
 	db.Exec(ctx, `UPDATE audit_events SET tenant_id = 't_hold' WHERE tenant_id = 't_a' AND seq BETWEEN 1201 AND 1203`) // hide rows from the delete
 	r, err = l.Prune(ctx, "t_a", clk.Now())
@@ -408,7 +391,7 @@ func TestPruneKeepsChainVerifiable(t *testing.T) {
 	l2, _, clk2 := open(t)
 	record(t, l2, "t_c", 2)
 	record(t, l2, "t_d", 2)
-	clk2.Add(364 * 24 * time.Hour)
+	clk2.Advance(364 * 24 * time.Hour)
 	record(t, l2, "t_d", 1)
 	if err := l2.PruneAll(ctx, clk2.Now()); err != nil {
 		t.Fatal(err)
@@ -416,7 +399,7 @@ func TestPruneKeepsChainVerifiable(t *testing.T) {
 	if rep := mustVerify(t, l2, "t_c"); rep.Events != 2 {
 		t.Fatalf("pruned within retention: %+v", rep)
 	}
-	clk2.Add(2 * 24 * time.Hour)
+	clk2.Advance(2 * 24 * time.Hour)
 	if err := l2.PruneAll(ctx, clk2.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -436,7 +419,7 @@ func TestQueryFilters(t *testing.T) {
 		if err := l.Record(ctx, ev("t_a", actions[i%len(actions)], i)); err != nil {
 			t.Fatal(err)
 		}
-		clk.Add(time.Minute)
+		clk.Advance(time.Minute)
 	}
 	record(t, l, "t_b", 5)
 	q := func(f Filter) Page {
@@ -512,7 +495,7 @@ func TestLoginBurst(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		clk.Add(10 * time.Second)
+		clk.Advance(10 * time.Second)
 		return raised
 	}
 	for i := 1; i <= 4; i++ {
@@ -528,7 +511,7 @@ func TestLoginBurst(t *testing.T) {
 		t.Fatalf("6th failure raised again: %+v", r)
 	}
 	// A new window, a new burst.
-	clk.Add(20 * time.Minute)
+	clk.Advance(20 * time.Minute)
 	for i := 1; i <= 4; i++ {
 		fail("user:u_1", "192.0.2.7")
 	}
@@ -536,7 +519,7 @@ func TestLoginBurst(t *testing.T) {
 		t.Fatalf("burst in the next window raised %+v", r)
 	}
 	// Per IP, over many accounts.
-	clk.Add(time.Hour)
+	clk.Advance(time.Hour)
 	var ipBurst []Event
 	for i := 0; i < 20; i++ {
 		ipBurst = append(ipBurst, fail(fmt.Sprintf("user:u_x%d", i), "203.0.113.9")...)
@@ -579,7 +562,7 @@ func TestNewLocation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		clk.Add(time.Hour)
+		clk.Advance(time.Hour)
 		return raised
 	}
 	if r := ok("u_1", "192.0.2.1", "NZ"); len(r) != 0 {

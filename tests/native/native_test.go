@@ -10,12 +10,12 @@ import (
 	"maps"
 	"net/http/httptest"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	"pommy.ai/edge/handlers"
 	"pommy.ai/edge/storage"
+	"pommy.ai/edge/storage/storagetest"
 	"pommy.ai/edge/tests/apitest"
 	"pommy.ai/edge/wasm/host/local"
 )
@@ -25,24 +25,6 @@ func TestNativeHandlers(t *testing.T) {
 	apitest.Run(t, c, "native")
 }
 
-// fakeClock is a clock the test moves.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // testLimits sets the approximate per-IP login limit (TestLoginShedding).
 func testLimits(login int) map[string]storage.Limit {
 	l := maps.Clone(storage.Limits)
@@ -50,10 +32,10 @@ func testLimits(login int) map[string]storage.Limit {
 	return l
 }
 
-func start(t *testing.T) (*apitest.Client, *fakeClock) { return startWith(t, nil) }
+func start(t *testing.T) (*apitest.Client, *storagetest.Clock) { return startWith(t, nil) }
 
-func startWith(t *testing.T, limits map[string]storage.Limit) (*apitest.Client, *fakeClock) {
-	clock := &fakeClock{t: time.Now().UTC()}
+func startWith(t *testing.T, limits map[string]storage.Limit) (*apitest.Client, *storagetest.Clock) {
+	clock := storagetest.NewClock(time.Now().UTC())
 	p, err := local.Open(context.Background(), local.Config{Dir: t.TempDir(), Clock: clock, Limits: limits})
 	if err != nil {
 		t.Fatal(err)

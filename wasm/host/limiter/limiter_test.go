@@ -12,18 +12,6 @@ import (
 	"pommy.ai/edge/storage/storagetest"
 )
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 func TestContract(t *testing.T) {
 	l, err := New(Options{})
 	if err != nil {
@@ -32,10 +20,10 @@ func TestContract(t *testing.T) {
 	storagetest.Run(t, storagetest.LimiterSuite(l))
 }
 
-func newTest(t *testing.T, limit int, period time.Duration, maxKeys int) (*Limiter, *fakeClock) {
+func newTest(t *testing.T, limit int, period time.Duration, maxKeys int) (*Limiter, *storagetest.Clock) {
 	t.Helper()
 	// Start exactly on a window boundary.
-	clk := &fakeClock{t: time.Unix(0, 0).Add(1000 * period)}
+	clk := storagetest.NewClock(time.Unix(0, 0).Add(1000 * period))
 	l, err := New(Options{Limits: map[string]storage.Limit{"x": {Limit: limit, Period: period}}, MaxKeys: maxKeys, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
@@ -69,11 +57,11 @@ func TestExact(t *testing.T) {
 	if want := 12 * time.Second; d.RetryAfter != want {
 		t.Errorf("RetryAfter = %v, want %v", d.RetryAfter, want)
 	}
-	clk.add(d.RetryAfter - time.Millisecond)
+	clk.Advance(d.RetryAfter - time.Millisecond)
 	if allow(t, l, "k").Allowed {
 		t.Errorf("allowed before RetryAfter")
 	}
-	clk.add(time.Millisecond)
+	clk.Advance(time.Millisecond)
 	if !allow(t, l, "k").Allowed {
 		t.Errorf("refused at RetryAfter")
 	}
@@ -86,13 +74,13 @@ func TestExact(t *testing.T) {
 // start of the next (a fixed window would allow twice the limit).
 func TestSlidingWindow(t *testing.T) {
 	l, clk := newTest(t, 10, time.Minute, 0)
-	clk.add(59 * time.Second)
+	clk.Advance(59 * time.Second)
 	for range 10 {
 		if !allow(t, l, "k").Allowed {
 			t.Fatal("refused within the limit")
 		}
 	}
-	clk.add(2 * time.Second) // 1 s into the next window
+	clk.Advance(2 * time.Second) // 1 s into the next window
 	d := allow(t, l, "k")
 	if d.Allowed {
 		t.Fatal("a burst straddling the window edge got twice the limit")
@@ -101,12 +89,12 @@ func TestSlidingWindow(t *testing.T) {
 	if want := 5 * time.Second; d.RetryAfter != want {
 		t.Errorf("RetryAfter = %v, want %v", d.RetryAfter, want)
 	}
-	clk.add(d.RetryAfter)
+	clk.Advance(d.RetryAfter)
 	if !allow(t, l, "k").Allowed {
 		t.Errorf("refused at RetryAfter")
 	}
 	// Two idle windows forget everything.
-	clk.add(2 * time.Minute)
+	clk.Advance(2 * time.Minute)
 	for range 10 {
 		if !allow(t, l, "k").Allowed {
 			t.Fatal("refused after two idle windows")
@@ -123,12 +111,12 @@ func TestRetryAfterIsPositiveAndSufficient(t *testing.T) {
 				if d.RetryAfter <= 0 || d.RetryAfter > 20*time.Second {
 					t.Fatalf("limit %d: RetryAfter %v", limit, d.RetryAfter)
 				}
-				clk.add(d.RetryAfter)
+				clk.Advance(d.RetryAfter)
 				if !allow(t, l, "k").Allowed {
 					t.Fatalf("limit %d step %d: refused after waiting RetryAfter %v", limit, step, d.RetryAfter)
 				}
 			}
-			clk.add(time.Duration(step%7) * 97 * time.Millisecond)
+			clk.Advance(time.Duration(step%7) * 97 * time.Millisecond)
 		}
 	}
 }
@@ -138,7 +126,7 @@ func TestBoundedMemory(t *testing.T) {
 	for i := range 10_000 {
 		allow(t, l, fmt.Sprint("k", i))
 		if i%100 == 0 {
-			clk.add(time.Second)
+			clk.Advance(time.Second)
 		}
 	}
 	if n := l.Len("x"); n > 1000 {
@@ -146,7 +134,7 @@ func TestBoundedMemory(t *testing.T) {
 	}
 	// Idle keys are swept, once the table is full, before live ones are
 	// evicted.
-	clk.add(3 * time.Minute)
+	clk.Advance(3 * time.Minute)
 	for range 3 {
 		allow(t, l, "fresh")
 	}
