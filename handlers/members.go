@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 
@@ -221,6 +222,9 @@ type settings struct {
 	Name                   string `json:"name"`
 	SessionIdleMinutes     int64  `json:"session_idle_minutes"`
 	SessionAbsoluteMinutes int64  `json:"session_absolute_minutes"`
+	// AuditRetentionDays lives with the audit log (audit_settings); it can
+	// only be raised, never below 90 days.
+	AuditRetentionDays int `json:"audit_retention_days"`
 }
 
 func (a *app) loadSettings(r *http.Request, s *tenantScope) (*settings, error) {
@@ -233,7 +237,11 @@ func (a *app) loadSettings(r *http.Request, s *tenantScope) (*settings, error) {
 		return nil, storage.ErrNotFound
 	}
 	var st settings
-	return &st, rows.Scan(0, &st.Name, &st.SessionIdleMinutes, &st.SessionAbsoluteMinutes)
+	if err := rows.Scan(0, &st.Name, &st.SessionIdleMinutes, &st.SessionAbsoluteMinutes); err != nil {
+		return nil, err
+	}
+	st.AuditRetentionDays, err = a.auditLog().Retention(r.Context(), s.tenant)
+	return &st, err
 }
 
 func (a *app) getSettings(w http.ResponseWriter, r *http.Request, s *tenantScope) error {
@@ -249,6 +257,7 @@ type settingsUpdate struct {
 	Name                   *string `json:"name"`
 	SessionIdleMinutes     *int64  `json:"session_idle_minutes"`
 	SessionAbsoluteMinutes *int64  `json:"session_absolute_minutes"`
+	AuditRetentionDays     *int    `json:"audit_retention_days"`
 }
 
 func (a *app) updateSettings(w http.ResponseWriter, r *http.Request, s *tenantScope) error {
@@ -280,6 +289,18 @@ func (a *app) updateSettings(w http.ResponseWriter, r *http.Request, s *tenantSc
 	}
 	if st.SessionIdleMinutes > st.SessionAbsoluteMinutes {
 		return errorf(http.StatusBadRequest, "invalid_session_idle_minutes", "the idle timeout cannot exceed the absolute timeout")
+	}
+	if v := req.AuditRetentionDays; v != nil && *v != st.AuditRetentionDays {
+		typ, id := s.actor()
+		by := audit.Event{ActorType: typ, ActorID: id, IP: a.clientIP(r), UserAgent: truncate(r.UserAgent(), 256), RequestID: requestID(r)}
+		switch err := a.auditLog().SetRetention(r.Context(), s.tenant, *v, by); {
+		case errors.Is(err, audit.ErrRetentionTooShort), errors.Is(err, audit.ErrRetentionTooLong), errors.Is(err, audit.ErrRetentionLowered):
+			return errorf(http.StatusBadRequest, "invalid_audit_retention_days", "audit_retention_days must be %d to %d and can only be raised (now %d)", audit.MinRetentionDays, audit.MaxRetentionDays, st.AuditRetentionDays)
+		case err != nil:
+			return err
+		}
+		st.AuditRetentionDays = *v
+		old.AuditRetentionDays = *v // recorded by SetRetention as audit.retention.changed
 	}
 	// tenant-lookup: the tenants row is keyed by id, which is the scope's tenant.
 	if _, err := a.p.SQL.Exec(r.Context(), `UPDATE tenants SET name = ?, session_idle_minutes = ?, session_absolute_minutes = ? WHERE id = ?`,

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -211,4 +212,33 @@ func TestTenantIsShed(t *testing.T) {
 		t.Fatal("20 requests across two keys of one tenant were never shed")
 	}
 	c.Do(t, "GET", "/v1/notes", nil, "Authorization", "Bearer "+other).Expect(t, 200)
+}
+
+// TestAuditRetentionIsRaisedOnly: owners see and raise the audit log's
+// retention through the settings; it never goes below 90 days or down.
+func TestAuditRetentionIsRaisedOnly(t *testing.T) {
+	c, _ := start(t)
+	owner := c.Signup(t, "Retention Co")
+	if got := owner.Do(t, "GET", "/v1/settings", nil).Expect(t, 200).JSON(t)["audit_retention_days"]; got != float64(365) {
+		t.Fatalf("default retention %v, want 365", got)
+	}
+	owner.Do(t, "PATCH", "/v1/settings", map[string]int{"audit_retention_days": 400}).Expect(t, 200)
+	for _, days := range []int{399, 89, 30, 5000} {
+		r := owner.Do(t, "PATCH", "/v1/settings", map[string]int{"audit_retention_days": days}).Expect(t, 400)
+		if code := r.ErrorCode(t); code != "invalid_audit_retention_days" {
+			t.Errorf("%d days: code %s", days, code)
+		}
+	}
+	if got := owner.Do(t, "GET", "/v1/settings", nil).Expect(t, 200).JSON(t)["audit_retention_days"]; got != float64(400) {
+		t.Fatalf("retention %v after the refusals, want 400", got)
+	}
+	agent := owner.Invite(t, "agent")
+	agent.Do(t, "PATCH", "/v1/settings", map[string]int{"audit_retention_days": 500}).Expect(t, 403)
+	r := owner.Do(t, "GET", "/v1/audit/events?action=audit.retention", nil).Expect(t, 200)
+	if !strings.Contains(string(r.Body), "audit.retention.changed") {
+		t.Errorf("the raise was not audited: %s", r.Body)
+	}
+	if v := owner.Do(t, "GET", "/v1/audit/verify", nil).Expect(t, 200).JSON(t); v["ok"] != true {
+		t.Errorf("chain does not verify after the change: %v", v)
+	}
 }
