@@ -36,7 +36,9 @@ import (
 // serve each at /__contract/{suite} when test routes are on.
 var suites = []string{"sql", "kv", "blobs", "keys", "http", "passwords", "limiter"}
 
-const suiteTimeout = 3 * time.Minute
+// suiteTimeout bounds one contract suite's request; a whole suite runs in
+// one request and takes seconds.
+const suiteTimeout = 90 * time.Second
 
 func TestWorkerd(t *testing.T) {
 	if err := wrangler.Available(); err != nil {
@@ -74,7 +76,7 @@ func TestWorkerd(t *testing.T) {
 
 	for _, suite := range suites {
 		t.Run("contract/"+suite, func(t *testing.T) {
-			status, body := get(t, w, "/__contract/"+suite, suiteTimeout)
+			status, body := getRetryingHang(t, w, "/__contract/"+suite, suiteTimeout)
 			if status != http.StatusOK {
 				t.Fatalf("GET /__contract/%s: %d %s", suite, status, body)
 			}
@@ -201,4 +203,38 @@ func do(t *testing.T, req *http.Request, timeout time.Duration) (int, []byte) {
 		t.Fatalf("%s %s: reading body: %v", req.Method, req.URL.Path, err)
 	}
 	return resp.StatusCode, body
+}
+
+// getRetryingHang is get for an idempotent request that wrangler dev may
+// leave unanswered: under load it occasionally never answers a request
+// (seen about once in ten runs, on different routes; workerd/wrangler local
+// dev issues, not the worker, whose every request is a fresh runtime). A
+// request that times out is sent once more, and the retry is logged; any
+// answer, whatever its status, is returned as is.
+func getRetryingHang(t *testing.T, d *wrangler.Dev, path string, timeout time.Duration) (int, []byte) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.URL+path, nil)
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			cancel()
+			if attempt == 1 && errors.Is(err, context.DeadlineExceeded) {
+				t.Logf("GET %s: no answer in %v; retrying once", path, timeout)
+				continue
+			}
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		cancel()
+		if err != nil {
+			t.Fatalf("GET %s: reading body: %v", path, err)
+		}
+		return resp.StatusCode, body
+	}
 }
