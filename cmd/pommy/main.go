@@ -74,6 +74,7 @@ type config struct {
 	timeout      time.Duration
 	scheduleEvry time.Duration
 	egressAllow  []string
+	clientIPHdr  string
 	logLevel     slog.Level
 }
 
@@ -122,6 +123,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.DurationVar(&c.timeout, "timeout", parsed("POMMY_TIMEOUT", 30*time.Second, parseDur).(time.Duration), "each request's `deadline` (POMMY_TIMEOUT)")
 	fs.DurationVar(&c.scheduleEvry, "schedule-every", parsed("POMMY_SCHEDULE_EVERY", time.Minute, parseDur).(time.Duration), "run the scheduled work this `often`; 0 disables it (POMMY_SCHEDULE_EVERY)")
 	fs.StringVar(&allow, "egress-allow", str("POMMY_EGRESS_ALLOW", ""), "comma-separated host[:port] `patterns` outbound HTTP may reach, e.g. api.openai.com,*.example.com; empty: none (POMMY_EGRESS_ALLOW)")
+	fs.StringVar(&c.clientIPHdr, "client-ip-header", str("POMMY_CLIENT_IP_HEADER", ""), "`header` a trusted reverse proxy sets to the client's address (e.g. X-Real-IP); empty: the peer address. Set it behind a proxy, or every client shares the proxy's login and abuse limits (POMMY_CLIENT_IP_HEADER)")
 	fs.StringVar(&level, "log-level", str("POMMY_LOG_LEVEL", "info"), "debug, info, warn or error (POMMY_LOG_LEVEL)")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: pommy [flags]\n\nRuns the Pommy Edge local home: the application's guest in a wazero host,\non embedded stores under --data. Every flag can also be set through the\nenvironment variable named with it; a flag wins over its variable.\n\nFlags:\n")
@@ -194,7 +196,7 @@ func run(ctx context.Context, c config, log *slog.Logger, ready func(addr string
 		InstancePerRequest: c.perRequest,
 		Timeout:            c.timeout,
 		Platform:           p.Platform,
-		Config:             handlers.Config{},
+		Config:             handlers.Config{ClientIPHeader: c.clientIPHdr},
 		Logger:             log,
 	})
 	if err != nil {

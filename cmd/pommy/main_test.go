@@ -35,6 +35,7 @@ func TestParseConfig(t *testing.T) {
 	env := map[string]string{
 		"POMMY_ADDR": "127.0.0.1:9000", "POMMY_POOL": "3", "POMMY_TIMEOUT": "5s",
 		"POMMY_S3_BUCKET": "b", "POMMY_S3_SECRET_KEY": "sekrit", "POMMY_EGRESS_ALLOW": "a.example, *.b.example",
+		"POMMY_CLIENT_IP_HEADER": "X-Real-IP",
 	}
 	var help bytes.Buffer
 	c, err := parseConfig([]string{"--pool", "7", "--instance-per-request"}, func(k string) string { return env[k] }, &help)
@@ -42,7 +43,8 @@ func TestParseConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.addr != "127.0.0.1:9000" || c.pool != 7 || !c.perRequest || c.timeout != 5*time.Second ||
-		c.s3.SecretKey != "sekrit" || len(c.egressAllow) != 2 || c.egressAllow[1] != "*.b.example" {
+		c.s3.SecretKey != "sekrit" || len(c.egressAllow) != 2 || c.egressAllow[1] != "*.b.example" ||
+		c.clientIPHdr != "X-Real-IP" {
 		t.Fatalf("config = %+v", c)
 	}
 	if _, err := parseConfig([]string{"--help"}, func(k string) string { return env[k] }, &help); err == nil {
