@@ -147,6 +147,6 @@ func Scheduled(ctx context.Context, p storage.Platform, cfg Config) error {
 	// Each job runs even if another failed; the first error is reported.
 	return errors.Join(
 		sweepIdentity(ctx, p),
-		audit.New(p.SQL, p.Clock).PruneAll(ctx, p.Clock.Now()),
+		audit.New(p.SQL, p.Clock).Sealed(p.Keys).PruneAll(ctx, p.Clock.Now()),
 	)
 }

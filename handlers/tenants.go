@@ -288,7 +288,7 @@ func (a *app) record(r *http.Request, s *tenantScope, action, target string, det
 func (a *app) recordEvent(r *http.Request, e audit.Event) error {
 	e.IP, e.UserAgent = a.clientIP(r), truncate(r.UserAgent(), 256)
 	e.RequestID = requestID(r)
-	return audit.New(a.p.SQL, a.p.Clock).Record(r.Context(), e)
+	return a.auditLog().Record(r.Context(), e)
 }
 
 // recordLogin records a login success or failure and runs the audit
@@ -303,7 +303,7 @@ func (a *app) recordLogin(r *http.Request, e audit.Event) error {
 		}
 		e.Details["country"] = c
 	}
-	_, err := audit.New(a.p.SQL, a.p.Clock).RecordLogin(r.Context(), e)
+	_, err := a.auditLog().RecordLogin(r.Context(), e)
 	return err
 }
 
@@ -323,5 +323,5 @@ func (a *app) auditLog() *audit.Log {
 	if a == nil {
 		return nil
 	}
-	return audit.New(a.p.SQL, a.p.Clock)
+	return audit.New(a.p.SQL, a.p.Clock).Sealed(a.p.Keys)
 }

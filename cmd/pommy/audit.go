@@ -61,7 +61,7 @@ func auditMain(ctx context.Context, args []string, getenv func(string) string, s
 		return 2
 	}
 	defer p.Close()
-	ok, err := audit.New(p.SQL, p.Clock).VerifyAll(ctx, *tenant, stdout)
+	ok, err := audit.New(p.SQL, p.Clock).Sealed(p.Keys).VerifyAll(ctx, *tenant, stdout)
 	if err != nil {
 		fmt.Fprintln(stderr, "pommy audit verify:", err)
 		return 2

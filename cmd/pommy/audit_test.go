@@ -19,7 +19,7 @@ func TestAuditVerifyCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := audit.New(p.SQL, p.Clock)
+	l := audit.New(p.SQL, p.Clock).Sealed(p.Keys)
 	for _, tenant := range []string{"t_a", "t_b"} {
 		for i := 0; i < 3; i++ {
 			if err := l.Record(ctx, audit.Event{TenantID: tenant, ActorType: audit.ActorSystem, Action: "test.event"}); err != nil {

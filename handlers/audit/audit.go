@@ -78,6 +78,7 @@ type Log struct {
 	sql    storage.SQL
 	clock  storage.Clock
 	policy Policy
+	keys   storage.Keys // nil: unsealed (see Sealed)
 }
 
 // New returns the audit log over the platform's SQL store.
@@ -86,6 +87,30 @@ func New(sql storage.SQL, clock storage.Clock) *Log {
 		clock = storage.SystemClock{}
 	}
 	return &Log{sql: sql, clock: clock}
+}
+
+// Sealed returns the log with keyed seals: Record stores, with every event,
+// an HMAC of its tenant and chain hash under a key only the home's key
+// custodian holds, and Verify requires a valid seal on every event. The
+// application always uses a sealed log; an unsealed one serves tests of the
+// chain alone.
+func (l *Log) Sealed(keys storage.Keys) *Log {
+	c := *l
+	c.keys = keys
+	return &c
+}
+
+// sealPurpose names the custodian's MAC key for audit seals.
+const sealPurpose = "audit-seal"
+
+// seal is the keyed seal of an event's chain hash, or nil for an unsealed log.
+func (l *Log) seal(ctx context.Context, tenant string, hash []byte) ([]byte, error) {
+	if l.keys == nil {
+		return nil, nil
+	}
+	msg := make([]byte, 0, len(tenant)+1+len(hash))
+	msg = append(append(append(msg, tenant...), 0), hash...)
+	return l.keys.MAC(ctx, sealPurpose, msg)
 }
 
 // Record appends e to its tenant's chain. It fails rather than drop an
@@ -116,6 +141,7 @@ type row struct {
 	Detail   string // the stored details JSON
 	PrevHash []byte
 	Hash     []byte
+	Seal     []byte // nil when unsealed
 }
 
 // normalize validates e and brings it to the exact form it is stored and
@@ -273,11 +299,15 @@ func (l *Log) append(ctx context.Context, e Event, extra []storage.Stmt) (int64,
 		seq := prevSeq + 1
 		atMS := l.clock.Now().UnixMilli()
 		hash := chainHash(prevHash, seq, atMS, &e)
+		seal, err := l.seal(ctx, e.TenantID, hash)
+		if err != nil {
+			return 0, nil, fmt.Errorf("audit: record %s: sealing: %w", e.Action, err)
+		}
 		stmts := make([]storage.Stmt, 0, 2+len(extra))
 		stmts = append(stmts,
-			storage.Stmt{Query: `INSERT INTO audit_events (tenant_id, seq, at, actor_type, actor_id, action, target, ip, user_agent, request_id, details, prev_hash, hash)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				Args: []any{e.TenantID, seq, atMS, e.ActorType, e.ActorID, e.Action, e.Target, e.IP, e.UserAgent, e.RequestID, details, prevHash, hash}},
+			storage.Stmt{Query: `INSERT INTO audit_events (tenant_id, seq, at, actor_type, actor_id, action, target, ip, user_agent, request_id, details, prev_hash, hash, seal)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				Args: []any{e.TenantID, seq, atMS, e.ActorType, e.ActorID, e.Action, e.Target, e.IP, e.UserAgent, e.RequestID, details, prevHash, hash, seal}},
 			storage.Stmt{Query: `INSERT INTO audit_heads (tenant_id, seq, hash) VALUES (?, ?, ?)
 				ON CONFLICT (tenant_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash
 				WHERE audit_heads.seq = excluded.seq - 1`,

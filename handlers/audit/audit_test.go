@@ -265,7 +265,7 @@ func TestTamperDetection(t *testing.T) {
 			`INSERT INTO audit_checkpoints (tenant_id, seq, hash, at) VALUES ('t_a', 3, ` + fmt.Sprintf(hashOf, 3) + `, 0)`,
 			`DELETE FROM audit_events WHERE tenant_id = 't_a' AND seq <= 3`}, ProblemBadCheckpoint, 3},
 		{"appended outside", []string{
-			`INSERT INTO audit_events SELECT tenant_id, 11, at, actor_type, actor_id, action, target, ip, user_agent, request_id, details, hash, hash FROM audit_events WHERE tenant_id = 't_a' AND seq = 10`}, ProblemBeyondHead, 11},
+			`INSERT INTO audit_events SELECT tenant_id, 11, at, actor_type, actor_id, action, target, ip, user_agent, request_id, details, hash, hash, seal FROM audit_events WHERE tenant_id = 't_a' AND seq = 10`}, ProblemBeyondHead, 11},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -309,6 +309,69 @@ func TestConsistentRewriteIsNotDetected(t *testing.T) {
 	rep := mustVerify(t, l, "t_a")
 	if rep.HeadHash == saved {
 		t.Fatal("head unchanged")
+	}
+}
+
+// TestSealedLogRefusesARecomputedChain: someone who can write the database
+// but does not hold the master key edits an event and recomputes every hash
+// after it, and the head. The unsealed chain cannot tell; the keyed seals
+// can.
+func TestSealedLogRefusesARecomputedChain(t *testing.T) {
+	ctx := context.Background()
+	clk := storagetest.NewClock(t0)
+	p, err := local.Open(ctx, local.Config{Dir: t.TempDir(), Clock: clk, Synchronous: "NORMAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	sealed := New(p.SQL, clk).Sealed(p.Keys)
+	for i := 1; i <= 5; i++ {
+		if err := sealed.Record(ctx, ev("t_a", "note.read", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rep := mustVerify(t, sealed, "t_a"); rep.Events != 5 {
+		t.Fatalf("sealed chain: %+v", rep)
+	}
+
+	// The rewrite: event 3 becomes a different action; 3..5 and the head are
+	// recomputed exactly as Record would, without the key.
+	rows, err := p.SQL.Query(ctx, `SELECT `+eventColumns+` FROM audit_events WHERE tenant_id = 't_a' ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, err := scanRows("t_a", rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev := evs[1].Hash
+	for i := 2; i < len(evs); i++ {
+		r := &evs[i]
+		if r.Details, err = decodeDetails(r.Detail); err != nil {
+			t.Fatal(err)
+		}
+		if r.Seq == 3 {
+			r.Action = "note.created"
+		}
+		h := chainHash(prev, r.Seq, r.AtMS, &r.Event)
+		if _, err := p.SQL.Exec(ctx, `UPDATE audit_events SET action = ?, prev_hash = ?, hash = ? WHERE tenant_id = 't_a' AND seq = ?`, r.Action, prev, h, r.Seq); err != nil {
+			t.Fatal(err)
+		}
+		prev = h
+	}
+	if _, err := p.SQL.Exec(ctx, `UPDATE audit_heads SET hash = ? WHERE tenant_id = 't_a'`, prev); err != nil {
+		t.Fatal(err)
+	}
+
+	if rep := mustVerify(t, New(p.SQL, clk), "t_a"); !rep.OK {
+		t.Fatalf("the rewrite is not consistent, so this test proves nothing: %+v", rep)
+	}
+	rep, err := sealed.Verify(ctx, "t_a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.OK || rep.Problem != ProblemBadSeal || rep.BadSeq != 3 {
+		t.Fatalf("sealed verify of a recomputed chain: %+v", rep)
 	}
 }
 

@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -23,6 +24,7 @@ const (
 	ProblemNoHead        = "no_head"        // events exist but the head row is gone
 	ProblemBadCheckpoint = "bad_checkpoint" // the checkpoint is not attested by an audit.pruned event
 	ProblemMalformed     = "malformed"      // a row cannot be read (bad details JSON, hash size)
+	ProblemBadSeal       = "bad_seal"       // a sealed log's event lacks a valid keyed seal (forged)
 )
 
 // Report is the outcome of Verify.
@@ -59,7 +61,7 @@ func (r Report) String() string {
 	return fmt.Sprintf("%s: TAMPERED at seq %d (%s): %s", r.Tenant, r.BadSeq, r.Problem, r.Reason)
 }
 
-const eventColumns = `seq, at, actor_type, actor_id, action, target, ip, user_agent, request_id, details, prev_hash, hash`
+const eventColumns = `seq, at, actor_type, actor_id, action, target, ip, user_agent, request_id, details, prev_hash, hash, seal`
 
 // scanRows reads rows selected with eventColumns.
 func scanRows(tenant string, rows interface {
@@ -71,7 +73,7 @@ func scanRows(tenant string, rows interface {
 		r := &out[i]
 		r.TenantID = tenant
 		if err := rows.Scan(i, &r.Seq, &r.AtMS, &r.ActorType, &r.ActorID, &r.Action, &r.Target, &r.IP, &r.UserAgent,
-			&r.RequestID, &r.Detail, &r.PrevHash, &r.Hash); err != nil {
+			&r.RequestID, &r.Detail, &r.PrevHash, &r.Hash, &r.Seal); err != nil {
 			return nil, err
 		}
 	}
@@ -165,6 +167,16 @@ func (l *Log) Verify(ctx context.Context, tenant string) (Report, error) {
 			if !bytes.Equal(sum, r.Hash) {
 				rep.fail(r.Seq, ProblemEdited, "event %d does not match its hash (edited or moved)", r.Seq)
 				return rep, nil
+			}
+			if l.keys != nil {
+				want, err := l.seal(ctx, tenant, r.Hash)
+				if err != nil {
+					return rep, fmt.Errorf("audit: verify: %w", err)
+				}
+				if !hmac.Equal(want, r.Seal) {
+					rep.fail(r.Seq, ProblemBadSeal, "event %d has no valid seal: it was not written by this deployment's audit log (forged, or the chain rewritten)", r.Seq)
+					return rep, nil
+				}
 			}
 			if !attested && r.Action == ActionPruned && d["through_seq"] == strconv.FormatInt(cpSeq, 10) && d["through_hash"] == hex.EncodeToString(cpHash) {
 				attested = true
