@@ -115,10 +115,7 @@ func (a *app) signup(w http.ResponseWriter, r *http.Request) error {
 		}
 		userID = existing.id
 	} else {
-		if err := checkPassword(req.Password, email); err != nil {
-			return err
-		}
-		hash, err := a.p.Passwords.Hash(ctx, []byte(req.Password))
+		hash, err := a.hashNewPassword(ctx, req.Password, email)
 		if err != nil {
 			return err
 		}
@@ -365,10 +362,7 @@ func (a *app) changePassword(w http.ResponseWriter, r *http.Request, s *tenantSc
 		}
 		return errorf(http.StatusForbidden, "invalid_credentials", "current password is wrong")
 	}
-	if err := checkPassword(req.New, email); err != nil {
-		return err
-	}
-	newHash, err := a.p.Passwords.Hash(ctx, []byte(req.New))
+	newHash, err := a.hashNewPassword(ctx, req.New, email)
 	if err != nil {
 		return err
 	}
@@ -554,10 +548,7 @@ func (a *app) acceptInvitation(w http.ResponseWriter, r *http.Request) error {
 		}
 		userID = u.id
 	} else {
-		if err := checkPassword(req.Password, email); err != nil {
-			return err
-		}
-		hash, err := a.p.Passwords.Hash(ctx, []byte(req.Password))
+		hash, err := a.hashNewPassword(ctx, req.Password, email)
 		if err != nil {
 			return err
 		}

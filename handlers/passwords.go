@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"bufio"
+	"context"
 	_ "embed"
 	"net/http"
 	"strings"
@@ -55,3 +56,12 @@ func checkPassword(pw, email string) error {
 // ordinary argon2id hash with the current parameters of a password nobody
 // has; it is a constant so that no home pays for making it per request.
 const dummyHash = "$argon2id$v=19$m=19456,t=2,p=1$EyZsj2Xbd19XF43YEpzCwg$WnqcK93UPaaZKSmoZs1nChj2SA8TDzXeDOVk/O+1Dbk"
+
+// hashNewPassword applies the policy to a password a person is choosing and
+// returns its argon2id hash from the home's Passwords port.
+func (a *app) hashNewPassword(ctx context.Context, pw, email string) (string, error) {
+	if err := checkPassword(pw, email); err != nil {
+		return "", err
+	}
+	return a.p.Passwords.Hash(ctx, []byte(pw))
+}
