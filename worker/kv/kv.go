@@ -118,14 +118,7 @@ func (n *Namespace) List(ctx context.Context, prefix, cursor string, limit int) 
 	if limit <= 0 || limit > MaxList {
 		limit = MaxList
 	}
-	opts := jsbridge.NewObject()
-	opts.Set("limit", limit)
-	if prefix != "" {
-		opts.Set("prefix", prefix)
-	}
-	if cursor != "" {
-		opts.Set("cursor", cursor)
-	}
+	opts := jsbridge.ListOptions(prefix, cursor, limit)
 	v, err := jsbridge.CallAwait(ctx, n.ns, "list", opts)
 	if err != nil {
 		// An unknown or stale cursor is the caller's mistake, but KV does

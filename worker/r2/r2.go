@@ -224,14 +224,7 @@ func (b *Bucket) List(ctx context.Context, prefix, cursor string, limit int) (st
 	if limit <= 0 || limit > MaxList {
 		limit = MaxList
 	}
-	opts := jsbridge.NewObject()
-	opts.Set("limit", limit)
-	if prefix != "" {
-		opts.Set("prefix", prefix)
-	}
-	if cursor != "" {
-		opts.Set("cursor", cursor)
-	}
+	opts := jsbridge.ListOptions(prefix, cursor, limit)
 	opts.Set("include", jsbridge.NewArray("httpMetadata"))
 	res, err := jsbridge.CallAwait(ctx, b.b, "list", opts)
 	if err != nil {

@@ -156,6 +156,20 @@ func CallAwait(ctx context.Context, obj js.Value, method string, args ...any) (j
 // NewObject returns a new empty JavaScript object.
 func NewObject() js.Value { return objectClass.New() }
 
+// ListOptions is the options object Workers KV's and R2's list methods
+// share: limit, and prefix and cursor when set.
+func ListOptions(prefix, cursor string, limit int) js.Value {
+	opts := NewObject()
+	opts.Set("limit", limit)
+	if prefix != "" {
+		opts.Set("prefix", prefix)
+	}
+	if cursor != "" {
+		opts.Set("cursor", cursor)
+	}
+	return opts
+}
+
 // NewArray returns a new JavaScript array of the values.
 func NewArray(vals ...any) js.Value { return arrayClass.Call("of", vals...) }
 
