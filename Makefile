@@ -42,6 +42,9 @@ vet: deps
 	@$(GO) vet ./...
 	@GOOS=wasip1 GOARCH=wasm $(GO) vet ./handlers/... ./storage/... ./wasm/guest/... ./wasm/abi/...
 	@GOOS=js GOARCH=wasm $(GO) vet ./handlers/... ./storage/... ./worker/...
+	@# the test builds (test-only routes linked in) too
+	@GOOS=wasip1 GOARCH=wasm $(GO) vet -tags testroutes ./wasm/guest/
+	@GOOS=js GOARCH=wasm $(GO) vet -tags testroutes ./worker/
 
 # handlers/ and storage/ must build for all three targets and must never
 # depend on platform code.

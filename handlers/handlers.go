@@ -23,8 +23,10 @@ type Config struct {
 	// Version is the build's version string, reported by /healthz.
 	Version string
 	// TestRoutes mounts /__contract/ and /__test/, which run the storage
-	// contract suites and fault triggers against this home. Off in every real
-	// deployment; the homes enable it only from an explicit test setting.
+	// contract suites and fault triggers against this home. Only a test
+	// build has them (one that imports handlers/testroutes: the worker and
+	// the guest built with -tags testroutes); New refuses it in any other
+	// (Check). Off in every real deployment.
 	TestRoutes bool
 	// ContractHTTPURL is the loopback URL the outbound-HTTP contract suite
 	// calls (test runs only).
@@ -45,7 +47,11 @@ type app struct {
 }
 
 // New returns the application's HTTP handler bound to a home's platform.
+// It panics if cfg fails Check: a home reports that error itself first.
 func New(p storage.Platform, cfg Config) http.Handler {
+	if err := cfg.Check(); err != nil {
+		panic(err)
+	}
 	if p.Clock == nil {
 		p.Clock = storage.SystemClock{}
 	}
@@ -53,13 +59,60 @@ func New(p storage.Platform, cfg Config) http.Handler {
 	mux := http.NewServeMux()
 	a.mount(mux)
 	if cfg.TestRoutes {
-		a.mountTestRoutes(mux)
+		mountTestRoutes(mux, TestEnv{
+			Platform: p, Config: cfg, Trap: errTrap,
+			WriteJSON: writeJSON, WriteError: writeError,
+			Errorf: func(status int, code, format string, args ...any) error {
+				return errorf(status, code, format, args...)
+			},
+		})
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, errorf(http.StatusNotFound, "not_found", "no route for %s %s", r.Method, r.URL.Path))
 	})
 	return a.secure(mux)
 }
+
+// ErrNoTestRoutes is Check's answer to Config.TestRoutes in a build without
+// test routes. Ignoring the setting would leave a test build mistaken for a
+// shipped one (or the reverse) unnoticed until a test route answered 404.
+var ErrNoTestRoutes = errors.New("handlers: test routes requested (Config.TestRoutes) in a build without them: " +
+	"they are linked only into test builds (the worker and guest built with -tags testroutes, programs importing pommy.ai/edge/handlers/testroutes)")
+
+// Check reports a configuration this build cannot serve.
+func (c Config) Check() error {
+	if c.TestRoutes && mountTestRoutes == nil {
+		return ErrNoTestRoutes
+	}
+	return nil
+}
+
+// TestEnv is what the test-only routes get from the application: the home's
+// platform and configuration, the application's response writers, and the
+// panic value that the application's recovery lets through so that the home
+// sees its runtime crash (/__test/trap).
+type TestEnv struct {
+	Platform   storage.Platform
+	Config     Config
+	WriteJSON  func(w http.ResponseWriter, status int, v any)
+	WriteError func(w http.ResponseWriter, r *http.Request, err error)
+	Errorf     func(status int, code, format string, args ...any) error
+	Trap       any
+}
+
+// mountTestRoutes is set by RegisterTestRoutes, in test builds only.
+var mountTestRoutes func(*http.ServeMux, TestEnv)
+
+// RegisterTestRoutes installs what New calls to mount the test-only routes
+// when Config.TestRoutes is set. Package handlers/testroutes calls it from
+// its init, and only test programs import that package (the worker and the
+// guest only under the testroutes build tag), so the shipped modules link
+// neither the routes nor the storage contract suites they run.
+func RegisterTestRoutes(mount func(*http.ServeMux, TestEnv)) { mountTestRoutes = mount }
+
+// errTrap is the panic value of /__test/trap. The secure middleware lets it
+// through so that the home sees a real crash of its runtime.
+var errTrap = &struct{ string }{"requested trap"}
 
 func (a *app) healthz(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "home": a.p.Home, "version": a.cfg.Version})

@@ -348,6 +348,6 @@ func PermissionsDoc() string {
 	b.WriteString("- The last active owner cannot be demoted, disabled or removed (one conditional statement decides).\n")
 	b.WriteString("- Cookie-authenticated state changes must pass origin verification (`Sec-Fetch-Site` or `Origin`).\n")
 	b.WriteString("- API keys are limited per key (exact, per minute, in SQL); over the limit is 429 with `Retry-After`.\n")
-	b.WriteString("- Test-only routes (`/__contract/`, `/__test/`) are mounted only when `Config.TestRoutes` is set.\n")
+	b.WriteString("- Test-only routes (`/__contract/`, `/__test/`) exist only in test builds (`handlers/testroutes`: the worker and the guest built with `-tags testroutes`) and are mounted only when `Config.TestRoutes` is set.\n")
 	return b.String()
 }

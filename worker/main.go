@@ -18,7 +18,9 @@
 //	                         (storage/keyring + worker/webcrypto)
 //	RL_IP, RL_API, RL_TENANT, RL_WIDGET, RL_LOGIN  rate-limit bindings -> storage.Limiter
 //	                         (one per name in storage.Limits; worker/ratelimit)
-//	POMMY_TEST_ROUTES        "1" mounts the contract/test routes (never in production)
+//	POMMY_TEST_ROUTES        "1" mounts the contract/test routes in a test build
+//	                         (-tags testroutes); the shipped worker answers 503
+//	                         not_configured while it is set
 //	POMMY_CONTRACT_HTTP_URL  URL the outbound-HTTP contract suite calls (tests only)
 package main
 
@@ -70,6 +72,11 @@ func main() {
 		ContractHTTPURL: jsbridge.Var(varContractURL),
 	}
 	p, err := platform()
+	if cerr := cfg.Check(); cerr != nil {
+		// The shipped worker has no test routes (they are linked only with
+		// -tags testroutes): a worker asked for them refuses every request.
+		err = errors.Join(err, fmt.Errorf("%s is set, but this worker is built without test routes (unset it; test builds use -tags testroutes): %w", varTestRoutes, cerr))
+	}
 
 	var h http.Handler
 	if err != nil {

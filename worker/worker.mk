@@ -3,7 +3,10 @@
 # the repository root: make -f worker/worker.mk worker
 #
 #   worker        build build/app.wasm (GOOS=js GOARCH=wasm) and syumai's
-#                 JavaScript glue (worker.mjs, runtime.mjs, wasm_exec.js)
+#                 JavaScript glue (worker.mjs, runtime.mjs, wasm_exec.js);
+#                 WORKER_TAGS=testroutes makes a test build (the test-only
+#                 routes), which the test suites write elsewhere
+#                 (WORKER_BUILD=dir): build/ holds what ships
 #   dev           run the worker in the real workerd (wrangler dev) on
 #                 http://127.0.0.1:$(WORKER_DEV_PORT) with local D1/KV/R2
 #   test-workerd  the smoke suite: go test ./tests/workerd/
@@ -14,13 +17,14 @@ WORKER_BUILD    ?= build
 WORKER_DEV_PORT ?= 8788
 WORKER_VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 WORKER_LDFLAGS  ?= -s -w -X main.version=$(WORKER_VERSION)
+WORKER_TAGS     ?=
 WRANGLER        ?= npx --no-install wrangler
 WRANGLER_ENV    := WRANGLER_SEND_METRICS=false
 
 .PHONY: worker dev test-workerd worker-size worker-deps
 
 worker:
-	@echo "building the edge worker (GOOS=js GOARCH=wasm, $(WORKER_VERSION)) into $(WORKER_BUILD)/..."
+	@echo "building the edge worker (GOOS=js GOARCH=wasm$(if $(WORKER_TAGS), -tags $(WORKER_TAGS)), $(WORKER_VERSION)) into $(WORKER_BUILD)/..."
 	@mkdir -p $(WORKER_BUILD)
 	@# workers-assets-gen empties its output directory, so generate elsewhere
 	@# and copy: build/ also holds other homes' artifacts.
@@ -28,7 +32,7 @@ worker:
 	  go run github.com/syumai/workers/cmd/workers-assets-gen -mode=go -o "$$tmp/assets" && \
 	  cp "$$tmp/assets/worker.mjs" "$$tmp/assets/runtime.mjs" "$$tmp/assets/wasm_exec.js" $(WORKER_BUILD)/ && \
 	  rm -rf "$$tmp"
-	GOOS=js GOARCH=wasm GOFLAGS=-trimpath go build -ldflags='$(WORKER_LDFLAGS)' -o $(WORKER_BUILD)/app.wasm.tmp ./worker
+	GOOS=js GOARCH=wasm GOFLAGS=-trimpath go build -tags='$(WORKER_TAGS)' -ldflags='$(WORKER_LDFLAGS)' -o $(WORKER_BUILD)/app.wasm.tmp ./worker
 	@mv $(WORKER_BUILD)/app.wasm.tmp $(WORKER_BUILD)/app.wasm
 	@$(MAKE) --no-print-directory -f worker/worker.mk worker-size
 

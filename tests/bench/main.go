@@ -7,8 +7,12 @@
 //	go run ./tests/bench -out BENCHMARKS.md      (or: make bench)
 //
 // It uses build/app.wasm (the edge worker) and build/guest.wasm (the wasip1
-// guest), building whichever is missing; make bench builds both first. It
-// measures:
+// guest), building whichever is missing; make bench builds both first.
+// Sizes, compile and instantiation times and the worker's per-request
+// figures are of those shipped builds. What needs the test-only routes
+// (/__test/ and the client-address header: the load runs, AES, memory,
+// identity, AES in the worker) runs test builds (-tags testroutes) made into
+// a temporary directory. It measures:
 //
 //   - module sizes, raw and gzip -9;
 //   - the host's compile time without and with its compilation cache, and
@@ -52,6 +56,7 @@ import (
 	"time"
 
 	"pommy.ai/edge/handlers"
+	_ "pommy.ai/edge/handlers/testroutes" // the native homes' Config.TestRoutes
 	"pommy.ai/edge/storage/keyring"
 	"pommy.ai/edge/tests/workerd/wrangler"
 	"pommy.ai/edge/wasm/host"
@@ -88,7 +93,9 @@ func main() {
 // b holds what the measurements share.
 type b struct {
 	root, tmp, cacheDir string
-	guest               []byte
+	guest               []byte // the shipped guest (build/guest.wasm)
+	testGuest           []byte // the guest with the test routes
+	testWorker          string // directory of the worker's test build
 	rep                 *report
 	client              *http.Client
 	log                 *slog.Logger
@@ -136,6 +143,9 @@ func bench() error {
 	if *only != "" {
 		return x.onlyPart(start, head)
 	}
+	if err := x.ensureBuilt(); err != nil {
+		return err
+	}
 	if err := x.sizes(); err != nil {
 		return err
 	}
@@ -182,9 +192,6 @@ func (x *b) onlyPart(start time.Time, head string) error {
 		return err
 	}
 	var err error
-	if x.guest, err = os.ReadFile(filepath.Join(x.root, "build", "guest.wasm")); err != nil {
-		return err
-	}
 	switch *only {
 	case "identity":
 		err = x.identity()
@@ -247,27 +254,46 @@ func (x *b) machine(start time.Time) string {
 	return h.String()
 }
 
-// ensureBuilt builds build/guest.wasm and build/app.wasm when missing.
+// ensureBuilt builds build/guest.wasm and build/app.wasm when missing, and
+// the test builds of both into the temporary directory; it reads the guests.
 func (x *b) ensureBuilt() error {
+	build := func(what string, env []string, name string, args ...string) error {
+		progress("building %s...", what)
+		cmd := exec.Command(name, args...)
+		cmd.Dir, cmd.Stdout, cmd.Stderr = x.root, os.Stderr, os.Stderr
+		cmd.Env = append(os.Environ(), env...)
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("building %s: %w", what, err)
+		}
+		return nil
+	}
+	wasip1 := []string{"GOOS=wasip1", "GOARCH=wasm"}
 	guest := filepath.Join(x.root, "build", "guest.wasm")
 	if _, err := os.Stat(guest); err != nil {
-		progress("building the guest (build/guest.wasm is missing)...")
-		cmd := exec.Command("go", "build", "-trimpath", "-buildmode=c-shared", "-ldflags=-s -w -X main.version=bench", "-o", guest, "./wasm/guest")
-		cmd.Dir, cmd.Stdout, cmd.Stderr = x.root, os.Stderr, os.Stderr
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("building the guest: %w", err)
+		if err := build("the guest (build/guest.wasm is missing)", wasip1, "go", "build", "-trimpath", "-buildmode=c-shared", "-ldflags=-s -w -X main.version=bench", "-o", guest, "./wasm/guest"); err != nil {
+			return err
 		}
 	}
 	if _, err := os.Stat(filepath.Join(x.root, "build", "app.wasm")); err != nil {
-		progress("building the worker (build/app.wasm is missing)...")
-		cmd := exec.Command("make", "--no-print-directory", "-f", "worker/worker.mk", "worker")
-		cmd.Dir, cmd.Stdout, cmd.Stderr = x.root, os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("building the worker: %w", err)
+		if err := build("the worker (build/app.wasm is missing)", nil, "make", "--no-print-directory", "-f", "worker/worker.mk", "worker"); err != nil {
+			return err
 		}
 	}
-	return nil
+	test := filepath.Join(x.tmp, "guest-test.wasm")
+	if err := build("the guest's test build (-tags testroutes)", wasip1, "go", "build", "-trimpath", "-tags=testroutes", "-buildmode=c-shared", "-ldflags=-s -w -X main.version=bench", "-o", test, "./wasm/guest"); err != nil {
+		return err
+	}
+	x.testWorker = filepath.Join(x.tmp, "worker-test")
+	if err := build("the worker's test build (-tags testroutes)", nil, "make", "--no-print-directory", "-f", "worker/worker.mk", "worker",
+		"WORKER_BUILD="+x.testWorker, "WORKER_TAGS="+wrangler.TestTags); err != nil {
+		return err
+	}
+	var err error
+	if x.guest, err = os.ReadFile(guest); err != nil {
+		return err
+	}
+	x.testGuest, err = os.ReadFile(test)
+	return err
 }
 
 func gzipSize(b []byte) int64 {
@@ -283,24 +309,28 @@ type countWriter int64
 func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }
 
 func (x *b) sizes() error {
-	if err := x.ensureBuilt(); err != nil {
-		return err
-	}
 	progress("measuring module sizes...")
 	worker, err := os.ReadFile(filepath.Join(x.root, "build", "app.wasm"))
 	if err != nil {
 		return err
 	}
-	if x.guest, err = os.ReadFile(filepath.Join(x.root, "build", "guest.wasm")); err != nil {
+	testWorker, err := os.ReadFile(filepath.Join(x.testWorker, "app.wasm"))
+	if err != nil {
 		return err
 	}
 	wgz, ggz := gzipSize(worker), gzipSize(x.guest)
+	twgz, tggz := gzipSize(testWorker), gzipSize(x.testGuest)
 	const limit = 3 << 20 // Workers Free: 3 MiB after gzip
 	x.rep.section("Module sizes",
-		"gzip -9 of the module as built by `make` (`-s -w -trimpath`). Workers count the compressed size against the limit: 3 MiB on Free, 10 MiB on Paid.")
-	x.rep.table([]string{"module", "raw", "gzip -9", "gzip vs 3 MiB"}, [][]string{
-		{"edge worker `build/app.wasm` (js/wasm)", bytesMB(int64(len(worker))), bytesMB(wgz), pct(float64(wgz) / limit)},
-		{"local guest `build/guest.wasm` (wasip1)", bytesMB(int64(len(x.guest))), bytesMB(ggz), "–"},
+		"gzip -9 of the module as built by `make` (`-s -w -trimpath`). Workers count the compressed size against the limit: 3 MiB on Free, 10 MiB on Paid. "+
+			"The test builds (`-tags testroutes`, never shipped) add the test-only routes and the storage contract suites they run; "+
+			"the last column is what leaving them out saves.")
+	both := func(raw, gz int64) string { return thousands(raw) + " B (" + thousands(gz) + " B)" }
+	x.rep.table([]string{"module", "raw", "gzip -9", "gzip vs 3 MiB", "test build raw (gzip -9)", "saved raw (gzip -9)"}, [][]string{
+		{"edge worker `build/app.wasm` (js/wasm)", bytesMB(int64(len(worker))), bytesMB(wgz), pct(float64(wgz) / limit),
+			both(int64(len(testWorker)), twgz), both(int64(len(testWorker)-len(worker)), twgz-wgz)},
+		{"local guest `build/guest.wasm` (wasip1)", bytesMB(int64(len(x.guest))), bytesMB(ggz), "–",
+			both(int64(len(x.testGuest)), tggz), both(int64(len(x.testGuest)-len(x.guest)), tggz-ggz)},
 	})
 	x.rep.check("worker size, gzip -9", bytesMB(wgz), "≤ 3 MiB (3,145,728 B)", met(wgz <= limit))
 	progress("  worker %d B (gzip %d B), guest %d B (gzip %d B)", len(worker), wgz, len(x.guest), ggz)
@@ -328,8 +358,15 @@ func (x *b) openPlatform(name string) (*local.Platform, error) {
 	return local.Open(context.Background(), local.Config{Dir: filepath.Join(x.tmp, "data-"+name)})
 }
 
+// newHost starts a host on the guest's test build, unless o.Module names
+// another guest (the shipped one), which then runs without test routes.
 func (x *b) newHost(p *local.Platform, cacheDir string, o host.Options) (*host.Host, error) {
-	o.Module, o.CacheDir, o.Platform, o.Config, o.Logger = x.guest, cacheDir, p.Platform, x.cfg, x.log
+	if o.Module == nil {
+		o.Module, o.Config = x.testGuest, x.cfg
+	} else {
+		o.Config = handlers.Config{Version: x.cfg.Version}
+	}
+	o.CacheDir, o.Platform, o.Logger = cacheDir, p.Platform, x.log
 	h, err := host.New(context.Background(), o)
 	if err != nil {
 		return nil, fmt.Errorf("host.New: %w", err)
@@ -373,7 +410,7 @@ func (x *b) compile() error {
 	var first, second host.Stats
 	for i, label := range []string{"uncached (fresh cache directory)", "cached (second host, same cache directory)"} {
 		runtime.GC()
-		h, err := x.newHost(p, fresh, host.Options{})
+		h, err := x.newHost(p, fresh, host.Options{Module: x.guest})
 		if err != nil {
 			return err
 		}
@@ -402,8 +439,8 @@ func (x *b) instantiate() error {
 		label string
 		o     host.Options
 	}{
-		{"from the snapshot (default)", host.Options{InstancePerRequest: true, NoSpare: true}},
-		{"running `_initialize` (`NoSnapshot`, baseline)", host.Options{InstancePerRequest: true, NoSpare: true, NoSnapshot: true}},
+		{"from the snapshot (default)", host.Options{Module: x.guest, InstancePerRequest: true, NoSpare: true}},
+		{"running `_initialize` (`NoSnapshot`, baseline)", host.Options{Module: x.guest, InstancePerRequest: true, NoSpare: true, NoSnapshot: true}},
 	} {
 		progress("measuring instantiation %s (%d instances, one per request)...", m.label, *instN)
 		h, err := x.startHost("instantiate", m.o)
@@ -710,12 +747,32 @@ func (x *b) memoryPerInstance() error {
 	return nil
 }
 
+// workerdAEAD measures software AES-GCM inside the worker's test build
+// (/__test/aead), or returns "–" and says why.
+func (x *b) workerdAEAD(ctx context.Context, c *http.Client) string {
+	progress("  workerd: software AES in the worker's test build (-tags testroutes)...")
+	dev, err := wrangler.Start(ctx, wrangler.Options{Root: x.root, Name: "bench-test", Tags: wrangler.TestTags,
+		SkipBuild: true, BuildDir: x.testWorker, SkipMigrations: true, Vars: []string{"POMMY_TEST_ROUTES:1"}, Logf: func(f string, a ...any) { progress("  "+f, a...) }})
+	if err != nil {
+		progress("  workerd test build not measured: %v", err)
+		return "–"
+	}
+	defer dev.Stop()
+	status, body, err := request{method: "GET", url: dev.URL + "/__test/aead?bytes=" + strconv.Itoa(16<<20), want: 200}.do(c)
+	var r struct{ Bytes, Ns int64 }
+	if err != nil || status != 200 || json.Unmarshal(body, &r) != nil || r.Ns <= 0 {
+		progress("  GET /__test/aead in workerd: %d %v %.200s", status, err, body)
+		return "–"
+	}
+	return rate(float64(r.Bytes) / float64(r.Ns) * 1e3)
+}
+
 // workerd measures the worker in wrangler dev; when that cannot start the
 // report says why instead of failing the run.
 func (x *b) workerd() {
 	x.rep.section("Edge worker in workerd (wrangler dev)",
 		fmt.Sprintf("Sequential requests (%d, after 20 unmeasured) from one client. In workerd every request starts a fresh Go runtime "+
-			"(syumai/workers' `worker.mjs`); `wrangler dev` adds a local proxy in front of workerd, so these are local-development "+
+			"(syumai/workers' `worker.mjs`); the worker is the shipped `build/app.wasm`. `wrangler dev` adds a local proxy in front of workerd, so these are local-development "+
 			"figures, not production latency. The same sequential requests on the local homes are the comparison.", *seqN))
 	notMeasured := func(reason string) {
 		reason = strings.TrimSpace(reason)
@@ -734,7 +791,7 @@ func (x *b) workerd() {
 	ctx := context.Background()
 	_, statErr := os.Stat(filepath.Join(x.root, "build", "app.wasm"))
 	dev, err := wrangler.Start(ctx, wrangler.Options{Root: x.root, Name: "bench", SkipBuild: statErr == nil,
-		Vars: []string{"POMMY_TEST_ROUTES:1"}, Logf: func(f string, a ...any) { progress("  "+f, a...) }})
+		Logf: func(f string, a ...any) { progress("  "+f, a...) }})
 	if err != nil {
 		notMeasured(err.Error())
 		return
@@ -750,12 +807,7 @@ func (x *b) workerd() {
 	health := sequential(c, healthz(dev.URL), 20, *seqN)
 	get := sequential(c, f.getNote(), 20, *seqN)
 	post := sequential(c, f.createNote(), 5, *seqN/2)
-	aead := "–"
-	status, body, err := request{method: "GET", url: dev.URL + "/__test/aead?bytes=" + strconv.Itoa(16<<20), want: 200}.do(c)
-	var r struct{ Bytes, Ns int64 }
-	if err == nil && status == 200 && json.Unmarshal(body, &r) == nil && r.Ns > 0 {
-		aead = rate(float64(r.Bytes) / float64(r.Ns) * 1e3)
-	}
+	aead := x.workerdAEAD(ctx, c)
 	failed := 0
 	for _, r := range []result{health, get, post} {
 		if r.errors > 0 {
@@ -787,7 +839,7 @@ func (x *b) workerd() {
 		row("native handlers", "GET /v1/notes/{id}", nn, nn),
 		row("worker in workerd", "POST /v1/notes", post, result{}),
 	})
-	x.rep.para("Software AES-256-GCM inside the worker (`/__test/aead`, 16 MiB): %s MB/s (the guest in wazero: %s MB/s).", aead, rate(x.guestAES))
+	x.rep.para("Software AES-256-GCM inside the worker's test build (`/__test/aead`, 16 MiB): %s MB/s (the guest in wazero: %s MB/s).", aead, rate(x.guestAES))
 	x.rep.check("worker in workerd, GET /healthz p50 (p99)", ms(health.pct(50))+" ("+ms(health.pct(99))+")", "–", "–")
 	progress("  workerd healthz p50 %s p99 %s; note p50 %s", ms(health.pct(50)), ms(health.pct(99)), ms(get.pct(50)))
 }

@@ -24,8 +24,9 @@ import (
 )
 
 var (
-	// guest is the module under test, built from ./wasm/guest exactly as
-	// the Makefile builds it.
+	// guest is the module under test, built from ./wasm/guest as the
+	// Makefile builds it plus the test-only routes (-tags testroutes);
+	// TestShippedGuest checks the build without them.
 	guest []byte
 	// cacheDir is the compilation cache shared by every host in the run.
 	cacheDir string
@@ -39,7 +40,7 @@ func TestMain(m *testing.M) {
 	code := func() int {
 		defer os.RemoveAll(dir)
 		out := filepath.Join(dir, "guest.wasm")
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-ldflags=-X main.version=e2e", "-o", out, "pommy.ai/edge/wasm/guest")
+		cmd := exec.Command("go", "build", "-tags=testroutes", "-buildmode=c-shared", "-ldflags=-X main.version=e2e", "-o", out, "pommy.ai/edge/wasm/guest")
 		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 		cmd.Stderr = os.Stderr
 		if err := cmd.Run(); err != nil {

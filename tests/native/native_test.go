@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"pommy.ai/edge/handlers"
+	_ "pommy.ai/edge/handlers/testroutes" // Config.TestRoutes below
 	"pommy.ai/edge/storage"
 	"pommy.ai/edge/storage/storagetest"
 	"pommy.ai/edge/tests/apitest"

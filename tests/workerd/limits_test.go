@@ -76,7 +76,7 @@ func TestWorkerdArgon2Cost(t *testing.T) {
 	if err := wrangler.Available(); err != nil {
 		t.Skip(err)
 	}
-	w := start(t, wrangler.Options{Name: "argon2", Vars: []string{"POMMY_TEST_ROUTES:1"}})
+	w := start(t, wrangler.Options{Name: "argon2", Tags: wrangler.TestTags, Vars: []string{"POMMY_TEST_ROUTES:1"}})
 	var runtime, port []time.Duration
 	for range 5 {
 		status, body := get(t, w, "/__test/argon2", time.Minute)

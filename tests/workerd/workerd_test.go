@@ -6,8 +6,13 @@
 // /healthz reports the edge home, every storage contract suite passes
 // against the edge adapters (through the application's /__contract/ route),
 // the cron trigger runs, the HTTP acceptance suite (tests/apitest) passes,
-// and a worker without its master key answers 503. Starting wrangler lives
-// in the wrangler subpackage, which the benchmarks share.
+// the shipped build has no test routes, and a worker without its master key
+// answers 503. Starting wrangler lives in the wrangler subpackage, which the
+// benchmarks share.
+//
+// The suites run a test build of the worker (-tags testroutes: the shipped
+// worker plus the test-only routes); the shipped build, as make and
+// wrangler deploy build it, runs in the "shipped" and "no-master-key" steps.
 //
 // It needs Node.js and npm (wrangler is installed from package-lock.json
 // when node_modules is missing), Go and make. Without node or npx it skips;
@@ -49,7 +54,12 @@ func TestWorkerd(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := wrangler.Build(ctx, root, t.Logf); err != nil {
+	// Both builds go to temporary directories: build/ is the developer's.
+	testBuild, shipped := t.TempDir(), t.TempDir()
+	if err := wrangler.Build(ctx, root, testBuild, wrangler.TestTags, t.Logf); err != nil {
+		t.Fatal(err)
+	}
+	if err := wrangler.Build(ctx, root, shipped, "", t.Logf); err != nil {
 		t.Fatal(err)
 	}
 
@@ -57,7 +67,7 @@ func TestWorkerd(t *testing.T) {
 	contract := httptest.NewServer(storagetest.EchoHandler())
 	t.Cleanup(contract.Close)
 
-	w := start(t, wrangler.Options{Root: root, Name: "configured", SkipBuild: true,
+	w := start(t, wrangler.Options{Root: root, Name: "configured", SkipBuild: true, BuildDir: testBuild,
 		Vars: []string{"POMMY_TEST_ROUTES:1", "POMMY_CONTRACT_HTTP_URL:" + contract.URL}})
 
 	t.Run("healthz", func(t *testing.T) {
@@ -128,19 +138,40 @@ func TestWorkerd(t *testing.T) {
 		}
 	})
 
+	// The shipped worker has no test routes: they answer the API's 404.
+	t.Run("shipped", func(t *testing.T) {
+		s := start(t, wrangler.Options{Root: root, Name: "shipped", SkipBuild: true, BuildDir: shipped,
+			SkipMigrations: true})
+		if status, body := get(t, s, "/healthz", 30*time.Second); status != http.StatusOK {
+			t.Fatalf("GET /healthz: %d %s", status, body)
+		}
+		for _, r := range [][2]string{{"GET", "/__contract/sql"}, {"POST", "/__test/trap"}, {"GET", "/__test/aead?bytes=1"}, {"GET", "/__test/argon2"}} {
+			req, _ := http.NewRequest(r[0], s.URL+r[1], nil)
+			status, body := do(t, req, 30*time.Second)
+			var e struct {
+				Error struct{ Code string }
+			}
+			if status != http.StatusNotFound || json.Unmarshal(body, &e) != nil || e.Error.Code != "not_found" {
+				t.Errorf("%s %s on the shipped worker: %d %s, want 404 not_found", r[0], r[1], status, body)
+			}
+		}
+	})
+
 	// A worker whose MASTER_KEY secret is missing must say so on every
-	// request, with a 503 in the API's error shape, and must not crash.
+	// request, with a 503 in the API's error shape, and must not crash. It
+	// is the shipped build, asked for test routes it does not have: it must
+	// name that too rather than ignore it.
 	t.Run("no-master-key", func(t *testing.T) {
-		bare := start(t, wrangler.Options{Root: root, Name: "unconfigured", SkipBuild: true,
-			SkipMigrations: true, NoMasterKey: true})
-		for _, path := range []string{"/healthz", "/v1/notes"} {
+		bare := start(t, wrangler.Options{Root: root, Name: "unconfigured", SkipBuild: true, BuildDir: shipped,
+			SkipMigrations: true, NoMasterKey: true, Vars: []string{"POMMY_TEST_ROUTES:1"}})
+		for _, path := range []string{"/healthz", "/v1/notes", "/__contract/sql"} {
 			status, body := get(t, bare, path, 30*time.Second)
 			var e struct {
 				Error struct{ Code, Message string }
 			}
-			if status != http.StatusServiceUnavailable || json.Unmarshal(body, &e) != nil ||
-				e.Error.Code != "not_configured" || !strings.Contains(e.Error.Message, "MASTER_KEY") {
-				t.Errorf("GET %s without MASTER_KEY: %d %s, want 503 not_configured naming MASTER_KEY", path, status, body)
+			if status != http.StatusServiceUnavailable || json.Unmarshal(body, &e) != nil || e.Error.Code != "not_configured" ||
+				!strings.Contains(e.Error.Message, "MASTER_KEY") || !strings.Contains(e.Error.Message, "POMMY_TEST_ROUTES") {
+				t.Errorf("GET %s without MASTER_KEY and with POMMY_TEST_ROUTES: %d %s, want 503 not_configured naming both", path, status, body)
 			}
 		}
 		// The cron run must fail visibly (and promptly), not report success.

@@ -49,6 +49,12 @@ func setup(c *client) {
 				panic("guest: bad " + ConfigEnv + ": " + err.Error())
 			}
 		}
+		if err := config.Check(); err != nil {
+			// Test routes asked of a guest built without them: refuse to
+			// start (the host logs this line) rather than serve a module
+			// other than the one the caller believes it runs.
+			panic("guest: " + ConfigEnv + ": " + err.Error())
+		}
 		if config.Version == "" {
 			config.Version = version
 		}

@@ -4,7 +4,8 @@
 // `wrangler dev`, for the workerd smoke suite and the benchmarks.
 //
 // Start installs wrangler from package-lock.json when node_modules lacks it,
-// builds the worker (make -f worker/worker.mk worker), copies the build into
+// builds the worker (make -f worker/worker.mk worker; with TestTags, a test
+// build that has the test-only routes, outside build/), copies the build into
 // a snapshot directory, applies the D1 migrations to a local persistence
 // directory, writes the MASTER_KEY secret to an env file, and starts
 // `wrangler dev` on a free loopback port in its own process group. It
@@ -38,6 +39,11 @@ import (
 	"time"
 )
 
+// TestTags are the build tags of a test build of the worker: only it has the
+// test-only routes (/__contract/, /__test/) that POMMY_TEST_ROUTES mounts.
+// The shipped worker (build/, wrangler's own build command) has none.
+const TestTags = "testroutes"
+
 // ErrUnavailable wraps the error Start returns when Node.js tooling (node,
 // npx, npm) is not installed: callers may skip rather than fail.
 var ErrUnavailable = errors.New("wrangler: Node.js tooling is not available")
@@ -64,6 +70,14 @@ type Options struct {
 	// wrangler's own [build] step still runs). wrangler is still installed
 	// if missing.
 	SkipBuild bool
+	// Tags are the build tags of the worker Start builds (TestTags for the
+	// test routes; empty: the shipped build).
+	Tags string
+	// BuildDir holds the built worker, which Start builds there unless
+	// SkipBuild. Empty: build/ under Root for the shipped build; for a
+	// tagged one, a new temporary directory (removed by Stop), so that a
+	// test build never takes the place of what ships.
+	BuildDir string
 	// SkipMigrations skips applying the D1 migrations.
 	SkipMigrations bool
 	// StartTimeout bounds the wait for the worker to answer (default 3m:
@@ -98,8 +112,10 @@ func Available() error {
 }
 
 // Build installs wrangler if node_modules lacks it and builds the worker
-// into build/ (make -f worker/worker.mk worker).
-func Build(ctx context.Context, root string, logf func(string, ...any)) error {
+// into dir with the given build tags (make -f worker/worker.mk worker
+// WORKER_BUILD=dir WORKER_TAGS=tags). Empty dir and tags: the shipped
+// build, into build/.
+func Build(ctx context.Context, root, dir, tags string, logf func(string, ...any)) error {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
@@ -114,8 +130,15 @@ func Build(ctx context.Context, root string, logf func(string, ...any)) error {
 	if err := EnsureInstalled(ctx, root, logf); err != nil {
 		return err
 	}
-	logf("building the worker: make -f worker/worker.mk worker")
-	return run(ctx, root, 5*time.Minute, "make", "--no-print-directory", "-f", "worker/worker.mk", "worker")
+	args := []string{"--no-print-directory", "-f", "worker/worker.mk", "worker"}
+	if dir != "" {
+		args = append(args, "WORKER_BUILD="+dir)
+	}
+	if tags != "" {
+		args = append(args, "WORKER_TAGS="+tags)
+	}
+	logf("building the worker: make %s", strings.Join(args[1:], " "))
+	return run(ctx, root, 5*time.Minute, "make", args...)
 }
 
 // EnsureInstalled runs npm ci when node_modules lacks wrangler.
@@ -161,15 +184,6 @@ func Start(ctx context.Context, o Options) (_ *Dev, err error) {
 			return nil, err
 		}
 	}
-	if o.SkipBuild {
-		err = EnsureInstalled(ctx, o.Root, o.Logf)
-	} else {
-		err = Build(ctx, o.Root, o.Logf)
-	}
-	if err != nil {
-		return nil, err
-	}
-
 	var tmp []string
 	defer func() {
 		if err != nil {
@@ -178,7 +192,28 @@ func Start(ctx context.Context, o Options) (_ *Dev, err error) {
 			}
 		}
 	}()
-	snap, err := snapshot(o.Root)
+	switch {
+	case o.BuildDir != "":
+	case o.Tags == "":
+		o.BuildDir = filepath.Join(o.Root, "build")
+	case o.SkipBuild:
+		return nil, errors.New("wrangler: a tagged worker with SkipBuild needs the BuildDir it was built into")
+	default:
+		if o.BuildDir, err = os.MkdirTemp("", "pommy-wrangler-build-"); err != nil {
+			return nil, err
+		}
+		tmp = append(tmp, o.BuildDir)
+	}
+	if o.SkipBuild {
+		err = EnsureInstalled(ctx, o.Root, o.Logf)
+	} else {
+		err = Build(ctx, o.Root, o.BuildDir, o.Tags, o.Logf)
+	}
+	if err != nil {
+		return nil, err
+	}
+
+	snap, err := snapshot(o.Root, o.BuildDir)
 	if snap != "" {
 		tmp = append(tmp, snap)
 	}
@@ -296,22 +331,23 @@ func try(ctx context.Context, o Options, config, envFile string) (*Dev, bool, er
 	}
 }
 
-// buildFiles are what `make -f worker/worker.mk worker` writes into build/
-// and wrangler serves.
+// buildFiles are what `make -f worker/worker.mk worker` writes into its
+// build directory and wrangler serves.
 var buildFiles = []string{"worker.mjs", "runtime.mjs", "wasm_exec.js", "app.wasm"}
 
-// snapshot copies the built worker into a new directory with a copy of
-// wrangler.toml that points at it, has an absolute migrations_dir and no
-// [build] section (so wrangler neither rebuilds nor watches the sources).
-func snapshot(root string) (string, error) {
+// snapshot copies the worker built into build into a new directory with a
+// copy of wrangler.toml that points at it, has an absolute migrations_dir
+// and no [build] section (so wrangler neither rebuilds nor watches the
+// sources).
+func snapshot(root, build string) (string, error) {
 	dir, err := os.MkdirTemp("", "pommy-wrangler-worker-")
 	if err != nil {
 		return "", err
 	}
 	for _, f := range buildFiles {
-		b, err := os.ReadFile(filepath.Join(root, "build", f))
+		b, err := os.ReadFile(filepath.Join(build, f))
 		if err != nil {
-			return dir, fmt.Errorf("wrangler: the worker is not built (make -f worker/worker.mk worker): %w", err)
+			return dir, fmt.Errorf("wrangler: the worker is not built in %s (make -f worker/worker.mk worker): %w", build, err)
 		}
 		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
 			return dir, err

@@ -1,4 +1,16 @@
-package handlers
+// Package testroutes is the test-only part of the application: the routes
+// that let the test suites reach inside a home. /__contract/{suite} runs a
+// storage contract suite (storage/storagetest) against the home's own
+// adapters (D1, KV and R2 in workerd; the ABI-backed adapters in the guest);
+// /__test/ holds fault triggers and in-runtime measurements.
+//
+// Importing it registers the routes with handlers.New, which mounts them
+// when handlers.Config.TestRoutes is set. Only test programs import it: the
+// edge worker and the wasip1 guest do so only when built with
+// -tags testroutes, so the shipped modules contain neither these routes nor
+// the contract suites (docs/decisions.md, "Test code stays out of the
+// shipped modules").
+package testroutes
 
 import (
 	"crypto/rand"
@@ -7,45 +19,41 @@ import (
 	"strconv"
 	"time"
 
+	"pommy.ai/edge/handlers"
 	"pommy.ai/edge/storage/keyring"
 	"pommy.ai/edge/storage/passwords"
 	"pommy.ai/edge/storage/storagetest"
 )
 
-// errTrap is the panic value of /__test/trap. The secure middleware lets it
-// through so that the home sees a real crash of its runtime.
-var errTrap = &struct{ string }{"requested trap"}
+func init() { handlers.RegisterTestRoutes(mount) }
 
-// mountTestRoutes adds the routes that let the test suites reach inside a
-// home: the storage contract suites run against the home's own adapters
-// (D1/KV/R2 in workerd; the ABI-backed adapters in the guest), and fault
-// triggers. Only Config.TestRoutes mounts them.
-func (a *app) mountTestRoutes(mux *http.ServeMux) {
+func mount(mux *http.ServeMux, env handlers.TestEnv) {
+	writeJSON, writeError, errorf := env.WriteJSON, env.WriteError, env.Errorf
 	mux.HandleFunc("GET /__contract/{suite}", func(w http.ResponseWriter, r *http.Request) {
 		var s storagetest.Suite
 		switch r.PathValue("suite") {
 		case "sql":
-			s = storagetest.SQLSuite(a.p.SQL)
+			s = storagetest.SQLSuite(env.Platform.SQL)
 		case "kv":
-			s = storagetest.KVSuite(a.p.KV, nil)
+			s = storagetest.KVSuite(env.Platform.KV, nil)
 		case "blobs":
-			s = storagetest.BlobsSuite(a.p.Blobs)
+			s = storagetest.BlobsSuite(env.Platform.Blobs)
 		case "keys":
-			s = storagetest.KeysSuite(a.p.Keys)
+			s = storagetest.KeysSuite(env.Platform.Keys)
 		case "http":
-			s = storagetest.HTTPSuite(a.p.HTTP, a.cfg.ContractHTTPURL)
+			s = storagetest.HTTPSuite(env.Platform.HTTP, env.Config.ContractHTTPURL)
 		case "passwords":
-			if a.p.Passwords == nil {
+			if env.Platform.Passwords == nil {
 				writeError(w, r, errorf(http.StatusServiceUnavailable, "unavailable", "this home has no Passwords port"))
 				return
 			}
-			s = storagetest.PasswordsSuite(a.p.Passwords)
+			s = storagetest.PasswordsSuite(env.Platform.Passwords)
 		case "limiter":
-			if a.p.Limiter == nil {
+			if env.Platform.Limiter == nil {
 				writeError(w, r, errorf(http.StatusServiceUnavailable, "unavailable", "this home has no Limiter port"))
 				return
 			}
-			s = storagetest.LimiterSuite(a.p.Limiter)
+			s = storagetest.LimiterSuite(env.Platform.Limiter)
 		default:
 			writeError(w, r, errorf(http.StatusNotFound, "not_found", "no contract suite %q", r.PathValue("suite")))
 			return
@@ -53,7 +61,7 @@ func (a *app) mountTestRoutes(mux *http.ServeMux) {
 		writeJSON(w, http.StatusOK, storagetest.Report(s))
 	})
 	// /__test/trap crashes the runtime mid-request.
-	mux.HandleFunc("POST /__test/trap", func(w http.ResponseWriter, r *http.Request) { panic(errTrap) })
+	mux.HandleFunc("POST /__test/trap", func(w http.ResponseWriter, r *http.Request) { panic(env.Trap) })
 	// /__test/aead seals the given number of bytes with AES-256-GCM in this
 	// runtime's own software (not the home's key custodian), so benchmarks
 	// can compare it with the custodian's native speed.
@@ -94,9 +102,9 @@ func (a *app) mountTestRoutes(mux *http.ServeMux) {
 			return
 		}
 		out := map[string]any{"params": h.Params(), "runtimeNs": time.Since(start).Nanoseconds()}
-		if a.p.Passwords != nil {
+		if env.Platform.Passwords != nil {
 			start = time.Now()
-			if _, err := a.p.Passwords.Hash(r.Context(), pw); err != nil {
+			if _, err := env.Platform.Passwords.Hash(r.Context(), pw); err != nil {
 				writeError(w, r, err)
 				return
 			}
