@@ -61,6 +61,10 @@ const (
 	secretMasterKey = "MASTER_KEY"
 	varTestRoutes   = "POMMY_TEST_ROUTES"
 	varContractURL  = "POMMY_CONTRACT_HTTP_URL"
+	// varOrigins optionally lists the worker's public origins, comma
+	// separated (handlers.Config.PublicOrigins): requests for any other
+	// Host, a workers.dev name left on, say, are then refused.
+	varOrigins = "POMMY_PUBLIC_ORIGINS"
 )
 
 func main() {
@@ -70,6 +74,11 @@ func main() {
 		ContractHTTPURL: jsbridge.Var(varContractURL),
 	}
 	p, err := platform()
+	if origins, oerr := publicOrigins(jsbridge.Var(varOrigins)); oerr != nil {
+		err = errors.Join(err, oerr)
+	} else {
+		cfg.PublicOrigins = origins
+	}
 
 	var h http.Handler
 	if err != nil {
@@ -128,6 +137,21 @@ func platform() (storage.Platform, error) {
 		errs = append(errs, err)
 	}
 	return p, errors.Join(errs...)
+}
+
+func publicOrigins(list string) ([]string, error) {
+	var out []string
+	for _, o := range strings.Split(list, ",") {
+		if o = strings.TrimSpace(o); o == "" {
+			continue
+		}
+		n, err := handlers.ParseOrigin(o)
+		if err != nil {
+			return nil, fmt.Errorf("variable %s: %v", varOrigins, err)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // keys makes the key custodian from the MASTER_KEY secret: the standard
