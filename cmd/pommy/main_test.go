@@ -39,13 +39,13 @@ func TestParseConfig(t *testing.T) {
 		"POMMY_CLIENT_IP_HEADER": "X-Real-IP",
 	}
 	var help bytes.Buffer
-	c, err := parseConfig([]string{"--pool", "7", "--instance-per-request"}, func(k string) string { return env[k] }, &help)
+	c, err := parseConfig([]string{"--pool", "7", "--instance-per-request", "--egress-private"}, func(k string) string { return env[k] }, &help)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.addr != "127.0.0.1:9000" || c.pool != 7 || !c.perRequest || c.timeout != 5*time.Second ||
 		c.s3.SecretKey != "sekrit" || len(c.egressAllow) != 2 || c.egressAllow[1] != "*.b.example" ||
-		c.clientIPHdr != "X-Real-IP" {
+		c.clientIPHdr != "X-Real-IP" || !c.egressPriv {
 		t.Fatalf("config = %+v", c)
 	}
 	if _, err := parseConfig([]string{"--help"}, func(k string) string { return env[k] }, &help); err == nil {
