@@ -18,21 +18,24 @@ help:
 	@echo "make dev     run the edge worker in workerd (wrangler dev) on 127.0.0.1:8788"
 	@echo "make fuzz    fuzz the host/guest ABI decoder for a while (FUZZTIME=1m)"
 
+# scripts/progress prints a line every 20 s while a long step runs.
+PROGRESS := scripts/progress
+
 deps:
 	@echo "==> fetching Go modules (go mod download)"
-	@$(GO) mod download
+	@$(PROGRESS) "fetching Go modules" $(GO) mod download
 
 # The wasip1 guest: the application as a reactor module for the local host.
 guest: deps
-	@echo "==> building the wasip1 guest ($(BUILD)/guest.wasm)"
+	@echo "==> building the wasip1 guest ($(BUILD)/guest.wasm; the first build compiles for Wasm and takes a few minutes)"
 	@mkdir -p $(BUILD)
-	@GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -ldflags="$(LDFLAGS)" -o $(BUILD)/guest.wasm ./wasm/guest
+	@GOOS=wasip1 GOARCH=wasm $(PROGRESS) "building the guest" $(GO) build -buildmode=c-shared -ldflags="$(LDFLAGS)" -o $(BUILD)/guest.wasm ./wasm/guest
 
 # The native host that runs the guest with wazero.
 host: deps
 	@echo "==> building the host ($(BUILD)/pommy)"
 	@mkdir -p $(BUILD)
-	@$(GO) build -ldflags="$(LDFLAGS)" -o $(BUILD)/pommy ./cmd/pommy
+	@$(PROGRESS) "building the host" $(GO) build -ldflags="$(LDFLAGS)" -o $(BUILD)/pommy ./cmd/pommy
 
 run: guest host
 	@$(BUILD)/pommy --module $(BUILD)/guest.wasm $(ARGS)

@@ -35,6 +35,13 @@ type Config struct {
 	// the home sets to the client's address (the edge uses CF-Connecting-IP
 	// when this is empty). Empty elsewhere: the peer address is used.
 	ClientIPHeader string `json:",omitempty"`
+	// PublicOrigins are the origins (scheme://host[:port]) people and
+	// browsers reach this home at. When set, a request for any other Host
+	// is refused (421), and a state-changing request's Origin must be one
+	// of them: a DNS-rebinding page that points its own name at a server
+	// on a private network gets nowhere. Empty: the request's own Host is
+	// trusted (the edge, where the provider routes only its own names).
+	PublicOrigins []string `json:",omitempty"`
 }
 
 // MaxRequestBody is the largest body any route accepts (the attachment
@@ -44,6 +51,8 @@ const MaxRequestBody = maxAttachment + 1<<20
 type app struct {
 	p   storage.Platform
 	cfg Config
+	// hosts are the Host values of cfg.PublicOrigins; nil trusts any.
+	hosts map[string]bool
 }
 
 // New returns the application's HTTP handler bound to a home's platform.
@@ -55,7 +64,7 @@ func New(p storage.Platform, cfg Config) http.Handler {
 	if p.Clock == nil {
 		p.Clock = storage.SystemClock{}
 	}
-	a := &app{p: p, cfg: cfg}
+	a := &app{p: p, cfg: cfg, hosts: originHosts(cfg.PublicOrigins)}
 	mux := http.NewServeMux()
 	a.mount(mux)
 	if cfg.TestRoutes {
@@ -136,6 +145,13 @@ func (a *app) secure(next http.Handler) http.Handler {
 		id := RequestID(r)
 		h.Set("X-Request-Id", id)
 		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
+		// /healthz stays reachable by any name: load balancers and
+		// container probes ask by address.
+		if !a.knownHost(r) && r.URL.Path != "/healthz" {
+			writeError(w, r, errorf(http.StatusMisdirectedRequest, "unknown_host",
+				"this server does not answer for the host %q; use one of its public origins", truncate(r.Host, 100)))
+			return
+		}
 		defer func() {
 			if v := recover(); v != nil {
 				if v == errTrap {

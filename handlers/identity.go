@@ -106,12 +106,11 @@ func (a *app) signup(w http.ResponseWriter, r *http.Request) error {
 		// tenant-lookup: this creates the tenant; its id is the tenant condition.
 		Query: `INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)`, Args: []any{tenant, org, now}}}
 	if existing != nil {
-		ok, err := a.p.Passwords.Verify(ctx, existing.hash, []byte(req.Password))
-		if err != nil {
+		// Sign-up with an existing email checks its password exactly as a
+		// sign-in does, throttles and all: otherwise it is a way round them.
+		if err := a.checkPassword(r, existing, email, req.Password, "",
+			errorf(http.StatusConflict, "email_in_use", "an account with this email exists; sign up with its password to add an organization, or sign in")); err != nil {
 			return err
-		}
-		if !ok {
-			return errorf(http.StatusConflict, "email_in_use", "an account with this email exists; sign up with its password to add an organization, or sign in")
 		}
 		userID = existing.id
 	} else {
@@ -179,47 +178,13 @@ func (a *app) login(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusBadRequest, "invalid_tenant", "tenant must be a tenant id (t_…)")
 	}
 	ctx := r.Context()
-	ip := a.clientIP(r)
 	u, err := a.userByEmail(ctx, email)
 	if err != nil {
 		return err
 	}
-	lt := loginThrottle{email: email, ip: ip}
-	if u != nil {
-		// tenant-lookup: is this IP one the person has signed in from before (any tenant)? Exempts them from the per-account brake.
-		rows, err := a.p.SQL.Query(ctx, `SELECT 1 FROM sessions WHERE user_id = ? AND ip = ? AND created_at > ? LIMIT 1`,
-			u.id, ip, a.now().Add(-knownIPWindow).UnixMilli())
-		if err != nil {
-			return err
-		}
-		lt.knownIP = rows.Len() > 0
-	}
-	if err := a.throttleCheck(ctx, lt); err != nil {
-		if u != nil {
-			if aerr := a.recordLoginFailure(r, u.id, req.Tenant, "throttled"); aerr != nil {
-				return aerr
-			}
-		}
+	if err := a.checkPassword(r, u, email, req.Password, req.Tenant,
+		errorf(http.StatusUnauthorized, "invalid_credentials", "email or password is wrong")); err != nil {
 		return err
-	}
-	hash := dummyHash
-	if u != nil {
-		hash = u.hash
-	}
-	ok, err := a.p.Passwords.Verify(ctx, hash, []byte(req.Password))
-	if err != nil {
-		return err
-	}
-	if !ok || u == nil {
-		if err := a.throttleFail(ctx, lt); err != nil {
-			return err
-		}
-		if u != nil {
-			if err := a.recordLoginFailure(r, u.id, req.Tenant, "bad_password"); err != nil {
-				return err
-			}
-		}
-		return errorf(http.StatusUnauthorized, "invalid_credentials", "email or password is wrong")
 	}
 	// The person is who they say. Which tenant?
 	rows, err := a.p.SQL.Query(ctx, `SELECT m.tenant_id, t.name, m.role FROM memberships m JOIN tenants t ON t.id = m.tenant_id
@@ -234,9 +199,6 @@ func (a *app) login(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		ms = append(ms, m)
-	}
-	if err := a.throttleSuccess(ctx, lt); err != nil {
-		return err
 	}
 	switch {
 	case len(ms) == 0:
@@ -532,19 +494,9 @@ func (a *app) acceptInvitation(w http.ResponseWriter, r *http.Request) error {
 	var stmts []stmt
 	var userID string
 	if u != nil {
-		lt := loginThrottle{email: email, ip: a.clientIP(r), knownIP: true}
-		if err := a.throttleCheck(ctx, lt); err != nil {
+		if err := a.checkPassword(r, u, email, req.Password, "",
+			errorf(http.StatusUnauthorized, "invalid_credentials", "an account with this email exists; give its password to accept")); err != nil {
 			return err
-		}
-		ok, err := a.p.Passwords.Verify(ctx, u.hash, []byte(req.Password))
-		if err != nil {
-			return err
-		}
-		if !ok {
-			if err := a.throttleFail(ctx, lt); err != nil {
-				return err
-			}
-			return errorf(http.StatusUnauthorized, "invalid_credentials", "an account with this email exists; give its password to accept")
 		}
 		userID = u.id
 	} else {

@@ -204,7 +204,10 @@ func (a *app) serveRoute(rt route, w http.ResponseWriter, r *http.Request) error
 			if err := a.checkPublicOrigin(r); err != nil {
 				return err
 			}
-			if err := a.shed(r, storage.LimitLogin); err != nil {
+			// Only floods are shed per address here, with the API's
+			// general limit: the address alone must not decide who may
+			// sign in, since many people share one (checkPassword).
+			if err := a.shed(r, storage.LimitIP); err != nil {
 				return err
 			}
 		}
@@ -224,7 +227,7 @@ func (a *app) serveRoute(rt route, w http.ResponseWriter, r *http.Request) error
 		return err
 	}
 	if s.sessionID != "" && !safeMethod(r.Method) {
-		if err := checkSameOrigin(r); err != nil {
+		if err := a.checkSameOrigin(r); err != nil {
 			return err
 		}
 	}
@@ -264,7 +267,7 @@ func (s *tenantScope) authorize(rt route) error {
 // origin. Sec-Fetch-Site (all current browsers) is trusted first; without
 // it, Origin must equal this request's own origin; with neither, the
 // request is refused (a browser always sends one of them on a POST).
-func checkSameOrigin(r *http.Request) error {
+func (a *app) checkSameOrigin(r *http.Request) error {
 	switch r.Header.Get("Sec-Fetch-Site") {
 	case "same-origin", "none":
 		return nil
@@ -276,19 +279,10 @@ func checkSameOrigin(r *http.Request) error {
 	if origin == "" {
 		return errorf(http.StatusForbidden, "origin_required", "state-changing requests with a session cookie must carry Origin or Sec-Fetch-Site")
 	}
-	if !sameOrigin(r, origin) {
+	if !a.sameOrigin(r, origin) {
 		return errorf(http.StatusForbidden, "cross_site_request", "Origin %q is not this site", origin)
 	}
 	return nil
-}
-
-func sameOrigin(r *http.Request, origin string) bool {
-	if origin == "https://"+r.Host {
-		return true
-	}
-	// Plain http only where this request itself came over plain http (a
-	// local home without TLS in front of it).
-	return r.TLS == nil && r.URL.Scheme != "https" && origin == "http://"+r.Host
 }
 
 // checkPublicOrigin protects the public state-changing routes (sign-up,
@@ -301,7 +295,7 @@ func (a *app) checkPublicOrigin(r *http.Request) error {
 	default:
 		return errorf(http.StatusForbidden, "cross_site_request", "this request must come from this site")
 	}
-	if o := r.Header.Get("Origin"); o != "" && o != "null" && !sameOrigin(r, o) {
+	if o := r.Header.Get("Origin"); o != "" && o != "null" && !a.sameOrigin(r, o) {
 		return errorf(http.StatusForbidden, "cross_site_request", "Origin %q is not this site", o)
 	}
 	if r.Header.Get("Origin") == "null" {

@@ -75,6 +75,8 @@ func sweepIdentity(ctx context.Context, p storage.Platform) error {
 	_, err := p.SQL.Batch(ctx, []storage.Stmt{
 		// tenant-lookup: the sweep runs for every tenant at once.
 		{Query: `DELETE FROM sessions WHERE (ended_at IS NOT NULL AND ended_at < ?) OR last_seen_at < ?`, Args: []any{month, month}},
+		// tenant-lookup: devices belong to people's accounts, which span tenants.
+		{Query: `DELETE FROM trusted_devices WHERE last_used_at < ?`, Args: []any{now.Add(-deviceLifetime).UnixMilli()}},
 		// tenant-lookup: throttle counters belong to no tenant.
 		{Query: `DELETE FROM login_throttle WHERE last_failure_at < ?`, Args: []any{now.Add(-throttleForget).UnixMilli()}},
 		// tenant-lookup: the sweep runs for every tenant at once.

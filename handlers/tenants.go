@@ -182,7 +182,8 @@ const (
 
 // startSession creates a session for a member and sets its cookie. Every
 // login gets a new token; a session cookie the request already carried is
-// ended (no fixation, no orphan).
+// ended (no fixation, no orphan). The browser is remembered as one of the
+// person's devices (devices.go).
 func (a *app) startSession(w http.ResponseWriter, r *http.Request, tenant, user string) (string, error) {
 	ctx := r.Context()
 	now := a.now().UnixMilli()
@@ -198,10 +199,16 @@ func (a *app) startSession(w http.ResponseWriter, r *http.Request, tenant, user 
 			Args:  []any{now, tokenHash(c.Value)},
 		})
 	}
+	device, setDevice, err := a.trustDevice(r, user)
+	if err != nil {
+		return "", err
+	}
+	stmts = append(stmts, device)
 	if _, err := a.p.SQL.Batch(ctx, stmts); err != nil {
 		return "", err
 	}
 	setSessionCookie(w, token)
+	setDevice(w)
 	return id, nil
 }
 

@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"net/http"
 	"time"
+
+	"pommy.ai/edge/storage"
 )
 
 // Login throttling, counted exactly in SQL (never KV: a counter that takes a
@@ -26,6 +28,16 @@ import (
 //	             days: an attacker can at worst make the real user wait a
 //	             minute on a new device, never lock them out.
 //
+// A sign-in from a trusted device (one that holds a device cookie from an
+// earlier sign-in to the same account, devices.go) is exempt from all
+// three and counted on its own counter instead:
+//
+//	device     : 10 free, then 30 s doubling to 15 min. Reset by a success.
+//
+// so that someone who shares the person's address (an office, a carrier's
+// NAT) and trips the address's or the account's brake cannot lock them out
+// of a browser they have used before.
+//
 // Counters forget after 24 h without a failure.
 type throttleRule struct {
 	kind      string
@@ -37,6 +49,7 @@ var (
 	throttleAccountIP = throttleRule{"account-ip", 5, 30 * time.Second, 15 * time.Minute}
 	throttleIP        = throttleRule{"ip", 50, time.Minute, time.Hour}
 	throttleAccount   = throttleRule{"account", 20, 5 * time.Second, time.Minute}
+	throttleDevice    = throttleRule{"device", 10, 30 * time.Second, 15 * time.Minute}
 	throttleForget    = 24 * time.Hour
 	knownIPWindow     = 30 * 24 * time.Hour
 )
@@ -65,24 +78,26 @@ func throttleKey(rule throttleRule, parts ...string) []byte {
 type loginThrottle struct {
 	email, ip string
 	knownIP   bool // the person has signed in from this IP before
+	// device is the hash of a trusted device cookie of this account, or
+	// nil.
+	device []byte
 }
 
-func (lt loginThrottle) keys() []struct {
+type throttleCounter struct {
 	rule throttleRule
 	key  []byte
-} {
-	out := []struct {
-		rule throttleRule
-		key  []byte
-	}{
+}
+
+func (lt loginThrottle) keys() []throttleCounter {
+	if lt.device != nil {
+		return []throttleCounter{{throttleDevice, throttleKey(throttleDevice, string(lt.device))}}
+	}
+	out := []throttleCounter{
 		{throttleAccountIP, throttleKey(throttleAccountIP, lt.email, lt.ip)},
 		{throttleIP, throttleKey(throttleIP, lt.ip)},
 	}
 	if !lt.knownIP {
-		out = append(out, struct {
-			rule throttleRule
-			key  []byte
-		}{throttleAccount, throttleKey(throttleAccount, lt.email)})
+		out = append(out, throttleCounter{throttleAccount, throttleKey(throttleAccount, lt.email)})
 	}
 	return out
 }
@@ -142,13 +157,73 @@ func (a *app) throttleFail(ctx context.Context, lt loginThrottle) error {
 	return a.batch(ctx, stmts)
 }
 
-// throttleSuccess clears the account+IP and account counters: the person
-// proved they know the password from here. The IP counter stays.
+// throttleSuccess clears the account+IP, account and device counters: the
+// person proved they know the password from here. The IP counter stays.
 func (a *app) throttleSuccess(ctx context.Context, lt loginThrottle) error {
 	return a.batch(ctx, []stmt{
 		// tenant-lookup: login throttling is per account and IP, before any tenant is known.
-		{Query: `DELETE FROM login_throttle WHERE key = ? OR key = ?`, Args: []any{throttleKey(throttleAccountIP, lt.email, lt.ip), throttleKey(throttleAccount, lt.email)}},
+		{Query: `DELETE FROM login_throttle WHERE key = ? OR key = ? OR key = ?`, Args: []any{throttleKey(throttleAccountIP, lt.email, lt.ip),
+			throttleKey(throttleAccount, lt.email), throttleKey(throttleDevice, string(lt.device))}},
 	})
+}
+
+// checkPassword is the one way a password is checked against an existing
+// account (sign-in, sign-up with an email that has an account, accepting an
+// invitation): under the approximate per-account-and-address limit, then
+// the exact throttles, with every failure counted and audited. u may be nil
+// (no such account): the same work is done against a dummy hash, so the
+// answer and its timing do not tell whether the account exists. tenant
+// narrows where failures are audited ("" for all the person's tenants).
+// wrong is the error for a wrong password.
+func (a *app) checkPassword(r *http.Request, u *userRow, email, password, tenant string, wrong error) error {
+	ctx := r.Context()
+	ip := a.clientIP(r)
+	// Every attempt counts here, success or not, keyed by account and
+	// address together: one person's attempts never use up anyone else's.
+	if err := a.shedKey(r, storage.LimitLogin, ip+" "+email, "too many sign-in attempts for this account from this address; slow down"); err != nil {
+		return err
+	}
+	lt := loginThrottle{email: email, ip: ip}
+	if u != nil {
+		// tenant-lookup: is this IP one the person has signed in from before (any tenant)? Exempts them from the per-account brake.
+		rows, err := a.p.SQL.Query(ctx, `SELECT 1 FROM sessions WHERE user_id = ? AND ip = ? AND created_at > ? LIMIT 1`,
+			u.id, ip, a.now().Add(-knownIPWindow).UnixMilli())
+		if err != nil {
+			return err
+		}
+		lt.knownIP = rows.Len() > 0
+		if lt.device, err = a.trustedDevice(r, u.id); err != nil {
+			return err
+		}
+	}
+	if err := a.throttleCheck(ctx, lt); err != nil {
+		if u != nil {
+			if aerr := a.recordLoginFailure(r, u.id, tenant, "throttled"); aerr != nil {
+				return aerr
+			}
+		}
+		return err
+	}
+	hash := dummyHash
+	if u != nil {
+		hash = u.hash
+	}
+	ok, err := a.p.Passwords.Verify(ctx, hash, []byte(password))
+	if err != nil {
+		return err
+	}
+	if !ok || u == nil {
+		if err := a.throttleFail(ctx, lt); err != nil {
+			return err
+		}
+		if u != nil {
+			if err := a.recordLoginFailure(r, u.id, tenant, "bad_password"); err != nil {
+				return err
+			}
+		}
+		return wrong
+	}
+	return a.throttleSuccess(ctx, lt)
 }
 
 // shed is the cheap, approximate per-IP limit of the home (the Workers

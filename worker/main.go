@@ -63,6 +63,10 @@ const (
 	secretMasterKey = "MASTER_KEY"
 	varTestRoutes   = "POMMY_TEST_ROUTES"
 	varContractURL  = "POMMY_CONTRACT_HTTP_URL"
+	// varOrigins optionally lists the worker's public origins, comma
+	// separated (handlers.Config.PublicOrigins): requests for any other
+	// Host, a workers.dev name left on, say, are then refused.
+	varOrigins = "POMMY_PUBLIC_ORIGINS"
 )
 
 func main() {
@@ -76,6 +80,11 @@ func main() {
 		// The shipped worker has no test routes (they are linked only with
 		// -tags testroutes): a worker asked for them refuses every request.
 		err = errors.Join(err, fmt.Errorf("%s is set, but this worker is built without test routes (unset it; test builds use -tags testroutes)", varTestRoutes))
+	}
+	if origins, oerr := publicOrigins(jsbridge.Var(varOrigins)); oerr != nil {
+		err = errors.Join(err, oerr)
+	} else {
+		cfg.PublicOrigins = origins
 	}
 
 	var h http.Handler
@@ -135,6 +144,21 @@ func platform() (storage.Platform, error) {
 		errs = append(errs, err)
 	}
 	return p, errors.Join(errs...)
+}
+
+func publicOrigins(list string) ([]string, error) {
+	var out []string
+	for _, o := range strings.Split(list, ",") {
+		if o = strings.TrimSpace(o); o == "" {
+			continue
+		}
+		n, err := handlers.ParseOrigin(o)
+		if err != nil {
+			return nil, fmt.Errorf("variable %s: %v", varOrigins, err)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // keys makes the key custodian from the MASTER_KEY secret: the standard

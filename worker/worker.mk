@@ -32,7 +32,7 @@ worker:
 	  go run github.com/syumai/workers/cmd/workers-assets-gen -mode=go -o "$$tmp/assets" && \
 	  cp "$$tmp/assets/worker.mjs" "$$tmp/assets/runtime.mjs" "$$tmp/assets/wasm_exec.js" $(WORKER_BUILD)/ && \
 	  rm -rf "$$tmp"
-	GOOS=js GOARCH=wasm GOFLAGS=-trimpath go build -tags='$(WORKER_TAGS)' -ldflags='$(WORKER_LDFLAGS)' -o $(WORKER_BUILD)/app.wasm.tmp ./worker
+	GOOS=js GOARCH=wasm GOFLAGS=-trimpath scripts/progress "building the worker" go build -tags='$(WORKER_TAGS)' -ldflags='$(WORKER_LDFLAGS)' -o $(WORKER_BUILD)/app.wasm.tmp ./worker
 	@mv $(WORKER_BUILD)/app.wasm.tmp $(WORKER_BUILD)/app.wasm
 	@$(MAKE) --no-print-directory -f worker/worker.mk worker-size
 
@@ -44,7 +44,7 @@ worker-size:
 worker-deps:
 	@if [ ! -x node_modules/.bin/wrangler ]; then \
 	  echo "installing wrangler with npm ci (versions pinned in package-lock.json)..."; \
-	  npm ci --no-audit --no-fund; \
+	  scripts/progress "installing wrangler" npm ci --no-audit --no-fund; \
 	fi
 
 dev: worker-deps worker

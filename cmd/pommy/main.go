@@ -74,7 +74,9 @@ type config struct {
 	timeout      time.Duration
 	scheduleEvry time.Duration
 	egressAllow  []string
+	egressPriv   bool
 	clientIPHdr  string
+	origins      []string
 	logLevel     slog.Level
 }
 
@@ -107,7 +109,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 
 	fs := flag.NewFlagSet("pommy", flag.ContinueOnError)
 	fs.SetOutput(out)
-	var allow, level string
+	var allow, level, origins string
 	fs.StringVar(&c.addr, "addr", str("POMMY_ADDR", "127.0.0.1:8787"), "listen `address` (POMMY_ADDR)")
 	fs.StringVar(&c.data, "data", str("POMMY_DATA", "./data"), "data `directory`: master key, databases, blobs, compilation cache (POMMY_DATA)")
 	fs.StringVar(&c.module, "module", str("POMMY_MODULE", ""), "guest Wasm `file` (POMMY_MODULE; default: the embedded guest, else build/guest.wasm, rebuilt when stale in a checkout)")
@@ -123,6 +125,8 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.DurationVar(&c.timeout, "timeout", parsed("POMMY_TIMEOUT", 30*time.Second, parseDur).(time.Duration), "each request's `deadline` (POMMY_TIMEOUT)")
 	fs.DurationVar(&c.scheduleEvry, "schedule-every", parsed("POMMY_SCHEDULE_EVERY", time.Minute, parseDur).(time.Duration), "run the scheduled work this `often`; 0 disables it (POMMY_SCHEDULE_EVERY)")
 	fs.StringVar(&allow, "egress-allow", str("POMMY_EGRESS_ALLOW", ""), "comma-separated host[:port] `patterns` outbound HTTP may reach, e.g. api.openai.com,*.example.com; empty: none (POMMY_EGRESS_ALLOW)")
+	fs.BoolVar(&c.egressPriv, "egress-private", parsed("POMMY_EGRESS_PRIVATE", false, parseBool).(bool), "let outbound HTTP reach loopback and private addresses (an AI model or a tool on the operator's own network) when --egress-allow names them; off: refused, so a tenant's tool URL cannot probe the network around the server (POMMY_EGRESS_PRIVATE)")
+	fs.StringVar(&origins, "public-origin", str("POMMY_PUBLIC_ORIGIN", ""), "comma-separated `origins` (scheme://host[:port]) people reach this server at, e.g. https://support.example.com; requests for any other Host get 421. Default on a loopback --addr: its http://127.0.0.1, localhost and [::1] origins; required on any other address (POMMY_PUBLIC_ORIGIN)")
 	fs.StringVar(&c.clientIPHdr, "client-ip-header", str("POMMY_CLIENT_IP_HEADER", ""), "`header` a trusted reverse proxy sets to the client's address (e.g. X-Real-IP); empty: the peer address. Set it behind a proxy, or every client shares the proxy's login and abuse limits (POMMY_CLIENT_IP_HEADER)")
 	fs.StringVar(&level, "log-level", str("POMMY_LOG_LEVEL", "info"), "debug, info, warn or error (POMMY_LOG_LEVEL)")
 	fs.Usage = func() {
@@ -156,6 +160,15 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 			c.egressAllow = append(c.egressAllow, a)
 		}
 	}
+	for _, o := range strings.Split(origins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			n, err := handlers.ParseOrigin(o)
+			if err != nil {
+				return c, fmt.Errorf("--public-origin: %v", err)
+			}
+			c.origins = append(c.origins, n)
+		}
+	}
 	if err := c.logLevel.UnmarshalText([]byte(level)); err != nil {
 		return c, fmt.Errorf("--log-level: %q is not debug, info, warn or error", level)
 	}
@@ -168,7 +181,18 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 // the stores close last. ready is called with the listening address.
 func run(ctx context.Context, c config, log *slog.Logger, ready func(addr string)) (err error) {
 	// The same assembly of stores the tests and benchmarks use.
-	p, err := local.Open(ctx, local.Config{Dir: c.data, S3: c.s3, Egress: egress.Options{Allow: c.egressAllow}})
+	// Listen first: the default public origins name the port actually
+	// bound (--addr may say :0).
+	ln, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	origins, err := publicOrigins(c.origins, ln.Addr())
+	if err != nil {
+		return err
+	}
+	p, err := local.Open(ctx, local.Config{Dir: c.data, S3: c.s3, Egress: egress.Options{Allow: c.egressAllow, AllowPrivateNetworks: c.egressPriv}})
 	if err != nil {
 		return err
 	}
@@ -196,7 +220,7 @@ func run(ctx context.Context, c config, log *slog.Logger, ready func(addr string
 		InstancePerRequest: c.perRequest,
 		Timeout:            c.timeout,
 		Platform:           p.Platform,
-		Config:             handlers.Config{ClientIPHeader: c.clientIPHdr},
+		Config:             handlers.Config{ClientIPHeader: c.clientIPHdr, PublicOrigins: origins},
 		Logger:             log,
 	})
 	if err != nil {
@@ -206,11 +230,7 @@ func run(ctx context.Context, c config, log *slog.Logger, ready func(addr string
 	log.Info("guest ready", "module", source, "bytes", len(module), "compile", st.Compile.Round(time.Millisecond),
 		"instantiate", st.LastInstantiate.Round(time.Microsecond), "host_version", version)
 
-	ln, err := net.Listen("tcp", c.addr)
-	if err != nil {
-		h.Close(context.Background())
-		return err
-	}
+	log.Info("public origins", "origins", strings.Join(origins, " "))
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -245,6 +265,22 @@ func run(ctx context.Context, c config, log *slog.Logger, ready func(addr string
 		err = nil
 	}
 	return err
+}
+
+// publicOrigins are the configured origins, or on a loopback address the
+// origins a browser on this machine uses for it. Anywhere else the operator
+// must say: guessing from the listening address would either trust any
+// Host or refuse the name people actually use.
+func publicOrigins(configured []string, addr net.Addr) ([]string, error) {
+	if len(configured) > 0 {
+		return configured, nil
+	}
+	ta, ok := addr.(*net.TCPAddr)
+	if !ok || !ta.IP.IsLoopback() {
+		return nil, fmt.Errorf("--public-origin is required when listening on %s: give the origin people reach this server at (e.g. https://support.example.com), so that requests for other host names, such as a DNS-rebinding page's, are refused", addr)
+	}
+	port := strconv.Itoa(ta.Port)
+	return []string{"http://127.0.0.1:" + port, "http://localhost:" + port, "http://[::1]:" + port}, nil
 }
 
 // sweepKV deletes expired KV entries, host-side upkeep that Workers KV does

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -38,13 +39,13 @@ func TestParseConfig(t *testing.T) {
 		"POMMY_CLIENT_IP_HEADER": "X-Real-IP",
 	}
 	var help bytes.Buffer
-	c, err := parseConfig([]string{"--pool", "7", "--instance-per-request"}, func(k string) string { return env[k] }, &help)
+	c, err := parseConfig([]string{"--pool", "7", "--instance-per-request", "--egress-private"}, func(k string) string { return env[k] }, &help)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.addr != "127.0.0.1:9000" || c.pool != 7 || !c.perRequest || c.timeout != 5*time.Second ||
 		c.s3.SecretKey != "sekrit" || len(c.egressAllow) != 2 || c.egressAllow[1] != "*.b.example" ||
-		c.clientIPHdr != "X-Real-IP" {
+		c.clientIPHdr != "X-Real-IP" || !c.egressPriv {
 		t.Fatalf("config = %+v", c)
 	}
 	if _, err := parseConfig([]string{"--help"}, func(k string) string { return env[k] }, &help); err == nil {
@@ -53,10 +54,35 @@ func TestParseConfig(t *testing.T) {
 	if strings.Contains(help.String(), "sekrit") {
 		t.Fatal("--help printed the S3 secret")
 	}
-	for _, bad := range []map[string]string{{"POMMY_POOL": "many"}, {"POMMY_TIMEOUT": "soon"}, {"POMMY_S3_ENDPOINT": "http://x"}} {
+	for _, bad := range []map[string]string{{"POMMY_POOL": "many"}, {"POMMY_TIMEOUT": "soon"}, {"POMMY_S3_ENDPOINT": "http://x"},
+		{"POMMY_PUBLIC_ORIGIN": "support.example.com"}, {"POMMY_PUBLIC_ORIGIN": "https://a.example/path"}, {"POMMY_EGRESS_PRIVATE": "maybe"}} {
 		if _, err := parseConfig(nil, func(k string) string { return bad[k] }, io.Discard); err == nil {
 			t.Errorf("%v accepted", bad)
 		}
+	}
+}
+
+func TestPublicOrigins(t *testing.T) {
+	c, err := parseConfig([]string{"--public-origin", "https://Support.Example.com:443, http://10.0.0.5:8787"}, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(c.origins, " ") != "https://support.example.com http://10.0.0.5:8787" {
+		t.Fatalf("origins %q", c.origins)
+	}
+	got, err := publicOrigins(nil, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8787})
+	if err != nil || strings.Join(got, " ") != "http://127.0.0.1:8787 http://localhost:8787 http://[::1]:8787" {
+		t.Fatalf("loopback default: %q, %v", got, err)
+	}
+	// Listening beyond loopback without saying the public name is refused
+	// at start, not discovered by a rebinding attack.
+	for _, ip := range []net.IP{net.IPv4zero, net.IPv4(192, 168, 1, 5), net.IPv6unspecified} {
+		if _, err := publicOrigins(nil, &net.TCPAddr{IP: ip, Port: 8787}); err == nil || !strings.Contains(err.Error(), "--public-origin") {
+			t.Errorf("%v: err = %v", ip, err)
+		}
+	}
+	if got, err := publicOrigins(c.origins, &net.TCPAddr{IP: net.IPv4zero, Port: 80}); err != nil || len(got) != 2 {
+		t.Errorf("configured: %q, %v", got, err)
 	}
 }
 
@@ -106,6 +132,18 @@ func TestRunRestartKeepsData(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != 201 {
 			t.Fatalf("run %d: creating a note with the tenant's key: %d", i, resp.StatusCode)
+		}
+		// A name the server was not told it has (a DNS-rebinding page's)
+		// is refused, key or not.
+		req, _ = http.NewRequest("GET", base+"/v1/notes", nil)
+		req.Host = "rebind.example:" + base[strings.LastIndex(base, ":")+1:]
+		req.Header.Set("Authorization", "Bearer "+key)
+		if resp, err = http.DefaultClient.Do(req); err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMisdirectedRequest {
+			t.Fatalf("run %d: foreign Host answered %d, want 421", i, resp.StatusCode)
 		}
 		cancel()
 		select {

@@ -156,20 +156,40 @@ type Session struct {
 	Email          string
 	// Header pairs sent with every request (e.g. a test client IP).
 	Extra []string
+	// Device is the Cookie header pair of the device cookie the sign-in
+	// set: a later sign-in from the same browser presents it.
+	Device []string
 }
 
 // SessionCookie is the session cookie's name.
 const SessionCookie = "__Host-pommy_session"
 
+// DeviceCookie is the cookie that marks a browser as one of a person's
+// devices (login throttling counts its attempts apart).
+const DeviceCookie = "__Host-pommy_device"
+
 // cookieToken returns the session token a response sets, or "".
-func cookieToken(r *Response) (string, *http.Cookie) {
+func cookieToken(r *Response) (string, *http.Cookie) { return setCookie(r, SessionCookie) }
+
+func setCookie(r *Response, name string) (string, *http.Cookie) {
 	for _, line := range r.Header.Values("Set-Cookie") {
 		ck, err := http.ParseSetCookie(line)
-		if err == nil && ck.Name == SessionCookie {
+		if err == nil && ck.Name == name {
 			return ck.Value, ck
 		}
 	}
 	return "", nil
+}
+
+// DeviceCookieHeader returns the Cookie header pair that presents the
+// device cookie a sign-in response set.
+func DeviceCookieHeader(t testing.TB, r *Response) []string {
+	t.Helper()
+	v, _ := setCookie(r, DeviceCookie)
+	if v == "" {
+		t.Fatalf("sign-in response sets no %s cookie: %v", DeviceCookie, r.Header.Values("Set-Cookie"))
+	}
+	return []string{"Cookie", DeviceCookie + "=" + v}
 }
 
 func randomEmail() string {
@@ -192,7 +212,7 @@ func (c *Client) sessionFrom(t testing.TB, r *Response, email string) *Session {
 	tok, _ := cookieToken(r)
 	tn, _ := m["tenant"].(map[string]any)
 	u, _ := m["user"].(map[string]any)
-	s := &Session{c: c, Token: tok, Email: email}
+	s := &Session{c: c, Token: tok, Email: email, Device: DeviceCookieHeader(t, r)}
 	s.Tenant, _ = tn["id"].(string)
 	s.UserID, _ = u["id"].(string)
 	if tok == "" || !strings.HasPrefix(s.Tenant, "t_") || !strings.HasPrefix(s.UserID, "u_") {

@@ -20,6 +20,8 @@ func runIdentity(t *testing.T, c *Client) {
 	t.Run("LastOwner", func(t *testing.T) { lastOwner(t, c) })
 	t.Run("CSRF", func(t *testing.T) { csrf(t, c) })
 	t.Run("LoginThrottle", func(t *testing.T) { loginThrottle(t, c) })
+	t.Run("SignupIsThrottled", func(t *testing.T) { signupThrottle(t, c) })
+	t.Run("SharedAddress", func(t *testing.T) { sharedAddress(t, c) })
 	t.Run("APIKeys", func(t *testing.T) { apiKeys(t, c) })
 	t.Run("KeyRateLimit", func(t *testing.T) { keyRateLimit(t, c) })
 	t.Run("Settings", func(t *testing.T) { settingsBounds(t, c) })
@@ -389,4 +391,65 @@ func settingsBounds(t *testing.T, c *Client) {
 		o.Do(t, "PATCH", "/v1/settings", bad).Expect(t, 400)
 	}
 	o.Do(t, "PATCH", "/v1/settings", map[string]any{"session_idle_minutes": 10, "session_absolute_minutes": 60}).Expect(t, 200)
+}
+
+// signupThrottle: sign-up with the email of an existing account checks its
+// password under the same throttles as a sign-in, so it is no way round
+// them.
+func signupThrottle(t *testing.T, c *Client) {
+	o := c.Signup(t, "Oracle Co")
+	attacker := []string{TestClientIP, "203.0.113.90"}
+	var last *Response
+	for i := 0; i < 8; i++ {
+		last = c.Do(t, "POST", "/v1/signup", map[string]string{"organization": "Guess " + strconv.Itoa(i), "email": o.Email,
+			"password": "guess number " + strconv.Itoa(i)}, attacker...)
+		if last.Status == 429 {
+			break
+		}
+		if code := last.Expect(t, 409).ErrorCode(t); code != "email_in_use" {
+			t.Fatalf("wrong password at sign-up: %s", code)
+		}
+	}
+	if last.Status != 429 || last.ErrorCode(t) != "too_many_attempts" || last.Header.Get("Retry-After") == "" {
+		t.Fatalf("sign-up guessing was never throttled: %d %s", last.Status, last.Body)
+	}
+	// The count is the sign-in's own: the right password from there waits too.
+	c.Login(t, o.Email, Password, attacker...).Expect(t, 429)
+	// The owner, from their own browser, is not locked out.
+	c.Login(t, o.Email, Password, o.Device...).Expect(t, 200)
+}
+
+// sharedAddress: people behind one address (an office, a carrier's NAT)
+// keep signing in while someone there guesses passwords.
+func sharedAddress(t *testing.T, c *Client) {
+	office := []string{TestClientIP, "192.0.2.77"}
+	victim := c.Signup(t, "Office Co")
+	// The victim has signed in from the office before, in this browser.
+	v := c.Login(t, victim.Email, Password, append(office, victim.Device...)...).Expect(t, 200)
+	device := DeviceCookieHeader(t, v)
+	// Many colleagues sign in from the same address within the minute:
+	// the address alone sheds none of them.
+	var colleagues []*Session
+	for i := 0; i < 35; i++ {
+		colleagues = append(colleagues, c.Signup(t, "Colleague "+strconv.Itoa(i)))
+	}
+	for _, col := range colleagues {
+		c.Login(t, col.Email, Password, office...).Expect(t, 200)
+	}
+	// Someone at the office guesses the victim's password until throttled.
+	var last *Response
+	for i := 0; i < 10 && (last == nil || last.Status != 429); i++ {
+		last = c.Login(t, victim.Email, "wrong guess "+strconv.Itoa(i), office...)
+	}
+	if last.Status != 429 {
+		t.Fatalf("guessing from the office was never throttled: %d", last.Status)
+	}
+	// The guesser stays throttled, even with a device cookie of an account
+	// of their own ...
+	mine := DeviceCookieHeader(t, c.Login(t, colleagues[0].Email, Password, office...).Expect(t, 200))
+	c.Login(t, victim.Email, Password, append(office, mine...)...).Expect(t, 429)
+	// ... but the victim, in the browser they used before, signs in.
+	c.Login(t, victim.Email, Password, append(office, device...)...).Expect(t, 200)
+	// A colleague is not held back by the guessing either.
+	c.Login(t, colleagues[1].Email, Password, office...).Expect(t, 200)
 }

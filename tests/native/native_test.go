@@ -7,7 +7,9 @@ package native
 
 import (
 	"context"
+	"io"
 	"maps"
+	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
@@ -159,11 +161,57 @@ func TestLoginShedding(t *testing.T) {
 	if r.ErrorCode(t) != "rate_limited" || r.Header.Get("Retry-After") == "" {
 		t.Errorf("shed: %s %v", r.Body, r.Header)
 	}
-	c.Do(t, "POST", "/v1/login", body, apitest.TestClientIP, "203.0.113.51").Expect(t, 401) // per IP
+	c.Do(t, "POST", "/v1/login", body, apitest.TestClientIP, "203.0.113.51").Expect(t, 401) // per address ...
+	// ... and per account: another account from the same address is not shed.
+	c.Do(t, "POST", "/v1/login", map[string]string{"email": "somebody@example.com", "password": "whatever it is"}, ip...).Expect(t, 401)
 	// The host limiter slides its window: a minute later part of the last
 	// minute still counts, two minutes later none of it does.
 	clock.Advance(2*time.Minute + time.Second)
 	c.Do(t, "POST", "/v1/login", body, ip...).Expect(t, 401)
+}
+
+// TestAddressSpray: one address that fails sign-ins to many accounts is
+// slowed down as a whole, except for browsers that have signed in to their
+// account before.
+func TestAddressSpray(t *testing.T) {
+	c, _ := start(t)
+	nat := []string{apitest.TestClientIP, "100.64.0.9"}
+	person := c.Signup(t, "Carrier Co")
+	seen := c.Login(t, person.Email, apitest.Password, append(nat, person.Device...)...).Expect(t, 200)
+	device := apitest.DeviceCookieHeader(t, seen)
+	var last *apitest.Response
+	for i := 0; i < 60 && (last == nil || last.Status != 429); i++ {
+		last = c.Login(t, "sprayed"+strconv.Itoa(i)+"@example.com", "password guess", nat...)
+	}
+	if last.Status != 429 || last.ErrorCode(t) != "too_many_attempts" {
+		t.Fatalf("spraying from one address was never slowed: %d %s", last.Status, last.Body)
+	}
+	// Without a device cookie, the address's brake holds everyone there ...
+	c.Login(t, person.Email, apitest.Password, nat...).Expect(t, 429)
+	// ... but the person's own browser is counted on its own.
+	c.Login(t, person.Email, apitest.Password, append(nat, device...)...).Expect(t, 200)
+}
+
+// TestDeviceThrottle: a device cookie is no way round the throttles: its
+// own failures are counted, and a made-up or foreign one is ignored.
+func TestDeviceThrottle(t *testing.T) {
+	c, _ := start(t)
+	o := c.Signup(t, "Device Co")
+	ip := []string{apitest.TestClientIP, "198.51.100.200"}
+	var last *apitest.Response
+	for i := 0; i < 15 && (last == nil || last.Status != 429); i++ {
+		last = c.Login(t, o.Email, "guess "+strconv.Itoa(i), append(ip, o.Device...)...)
+	}
+	if last.Status != 429 {
+		t.Fatalf("guessing with a device cookie was never throttled: %d", last.Status)
+	}
+	c.Login(t, o.Email, apitest.Password, append(ip, o.Device...)...).Expect(t, 429)
+	// Two device cookies: neither is trusted, so the attempt is counted
+	// like any from a new address (and not refused by the device's count).
+	two := []string{"Cookie", o.Device[1] + "; " + apitest.DeviceCookie + "=" + strings.Repeat("A", 43)}
+	if code := c.Login(t, o.Email, "guess", append([]string{apitest.TestClientIP, "198.51.100.201"}, two...)...).Expect(t, 401).ErrorCode(t); code != "invalid_credentials" {
+		t.Errorf("code %s", code)
+	}
 }
 
 // TestFailedAuthIsShedPerIP: failed credentials count against the address's
@@ -241,5 +289,71 @@ func TestAuditRetentionIsRaisedOnly(t *testing.T) {
 	}
 	if v := owner.Do(t, "GET", "/v1/audit/verify", nil).Expect(t, 200).JSON(t); v["ok"] != true {
 		t.Errorf("chain does not verify after the change: %v", v)
+	}
+}
+
+// TestPublicOrigins: a home told its public origins answers no other Host
+// (a DNS-rebinding page names its own host) and takes no other Origin.
+func TestPublicOrigins(t *testing.T) {
+	p, err := local.Open(context.Background(), local.Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	const site = "http://support.example:8787"
+	srv := httptest.NewServer(handlers.New(p.Platform, handlers.Config{PublicOrigins: []string{site + "/"}}))
+	t.Cleanup(srv.Close)
+	send := func(method, path, host string, hdr ...string) *apitest.Response {
+		t.Helper()
+		body := `{"organization":"Rebind Co","email":"` + strings.ToLower(t.Name()) + strconv.Itoa(len(hdr)) + `@example.com","password":"a long passphrase"}`
+		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+		req.Host = host
+		req.Header.Set("Content-Type", "application/json")
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return &apitest.Response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	}
+	// The rebinding page: its own name, its own origin, same-origin to the
+	// browser.
+	r := send("POST", "/v1/signup", "rebind.evil:8787", "Origin", "http://rebind.evil:8787", "Sec-Fetch-Site", "same-origin")
+	if r.Status != http.StatusMisdirectedRequest || r.ErrorCode(t) != "unknown_host" || r.Header.Get("Content-Security-Policy") == "" {
+		t.Fatalf("foreign Host: %d %s", r.Status, r.Body)
+	}
+	send("GET", "/v1/me", "127.0.0.1", "Origin", site).Expect(t, http.StatusMisdirectedRequest)
+	// Probes ask for /healthz by address.
+	send("GET", "/healthz", "10.0.0.5:8787").Expect(t, 200)
+	// The public name, in any case, with or without an Origin of its own.
+	send("GET", "/healthz", "SUPPORT.example:8787").Expect(t, 200)
+	send("POST", "/v1/signup", "support.example:8787", "Origin", "http://support.example:9999").Expect(t, 403)
+	send("POST", "/v1/signup", "support.example:8787", "Origin", site).Expect(t, 201)
+	send("POST", "/v1/signup", "support.example:8787").Expect(t, 201)
+}
+
+func TestParseOrigin(t *testing.T) {
+	for in, want := range map[string]string{
+		"http://LocalHost:8787":    "http://localhost:8787",
+		"https://a.example:443/":   "https://a.example",
+		"http://a.example:80":      "http://a.example",
+		"http://[::1]:8787":        "http://[::1]:8787",
+		"ftp://a.example":          "",
+		"https://a.example/path":   "",
+		"https://user@a.example":   "",
+		"a.example:8787":           "",
+		"https://":                 "",
+		"https://a.example?x=1":    "",
+		"https://a.example#x":      "",
+		" https://b.example:8443 ": "https://b.example:8443",
+	} {
+		got, err := handlers.ParseOrigin(in)
+		if (err != nil) != (want == "") || got != want {
+			t.Errorf("ParseOrigin(%q) = %q, %v; want %q", in, got, err, want)
+		}
 	}
 }
