@@ -58,7 +58,7 @@ func New(p storage.Platform, cfg Config) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, errorf(http.StatusNotFound, "not_found", "no route for %s %s", r.Method, r.URL.Path))
 	})
-	return a.secure(mux)
+	return a.secure(canonicalPaths(mux))
 }
 
 func (a *app) healthz(w http.ResponseWriter, r *http.Request) error {
