@@ -44,6 +44,7 @@ func TestRequestCredential(t *testing.T) {
 		{name: "key and cookie", auth: []string{"Bearer " + key}, cookies: ck(tok), code: "ambiguous_credentials"},
 		{name: "key and empty cookie", auth: []string{"Bearer " + key}, cookies: ck(""), code: "ambiguous_credentials"},
 		{name: "two Authorization headers", auth: []string{"Bearer " + key, "Bearer " + key}, code: "ambiguous_credentials"},
+		{name: "two keys joined with a comma", auth: []string{"Bearer " + key + ", Bearer " + key}, code: "ambiguous_credentials"},
 		{name: "basic scheme", auth: []string{"Basic dXNlcjpwYXNz"}, code: "unauthenticated"},
 		{name: "no key", auth: []string{"Bearer "}, code: "unauthenticated"},
 		{name: "no space", auth: []string{"Bearer" + key}, code: "unauthenticated"},

@@ -76,7 +76,12 @@ type credential struct {
 // principal. Empty values count: they are still a second credential to
 // someone.
 func requestCredential(h http.Header) (credential, error) {
-	auths := h.Values("Authorization")
+	var auths []string
+	for _, v := range h.Values("Authorization") {
+		// Repeated headers may arrive joined with commas (the edge runtime
+		// does so); no credential holds one, so each part is one.
+		auths = append(auths, strings.Split(v, ",")...)
+	}
 	cookies := sessionCookieValues(h)
 	if len(auths)+len(cookies) > 1 {
 		return credential{}, errorf(http.StatusBadRequest, "ambiguous_credentials",
