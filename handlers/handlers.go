@@ -56,7 +56,7 @@ func New(p storage.Platform, cfg Config) http.Handler {
 		a.mountTestRoutes(mux)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, errorf(http.StatusNotFound, "not_found", "no route for %s %s", r.Method, r.URL.Path))
+		writeError(w, r, errorf(http.StatusNotFound, "not_found", "no route for %s %s", r.Method, truncate(r.URL.Path, 200)))
 	})
 	return a.secure(canonicalPaths(mux))
 }

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"pommy.ai/edge/storage"
 )
 
 func TestResolveDotSegments(t *testing.T) {
@@ -101,4 +103,17 @@ func FuzzCanonicalPath(f *testing.F) {
 			t.Fatalf("%q -> %q -> %q, %v: not a fixed point", p, got, again, ok)
 		}
 	})
+}
+
+// TestNotFoundDoesNotEchoLongPaths: the 404 names the path, cut short.
+func TestNotFoundDoesNotEchoLongPaths(t *testing.T) {
+	h := New(storage.Platform{}, Config{})
+	long := "/v1/" + strings.Repeat("a", 64<<10)
+	for _, p := range []string{long, "/v1/notes/..%2f" + strings.Repeat("b", 64<<10) + "//x"} {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", "http://pommy.test"+p, nil))
+		if w.Code != 404 || w.Body.Len() > 600 || !strings.Contains(w.Body.String(), `"not_found"`) {
+			t.Errorf("GET of a %d-byte path: %d, %d-byte body", len(p), w.Code, w.Body.Len())
+		}
+	}
 }
