@@ -16,7 +16,7 @@ help:
 	@echo "make test    unit, contract, end-to-end (wazero) and workerd smoke tests"
 	@echo "make bench   measure size, speed and memory into BENCHMARKS.md"
 	@echo "make dev     run the edge worker in workerd (wrangler dev) on 127.0.0.1:8788"
-	@echo "make fuzz    fuzz the host/guest ABI decoder for a while (FUZZTIME=1m)"
+	@echo "make fuzz    run every fuzz target (ABI, strict JSON, credentials, paths), FUZZTIME=10s each"
 
 # scripts/progress prints a line every 20 s while a long step runs.
 PROGRESS := scripts/progress
@@ -69,8 +69,16 @@ test-js: deps
 	@echo "==> js/wasm tests under Node (worker/webcrypto)"
 	@GOOS=js GOARCH=wasm $(GO) test -count=1 -exec="$$($(GO) env GOROOT)/lib/wasm/go_js_wasm_exec" ./worker/webcrypto/
 
+# Every fuzz target in the repository (each parser of outside data has one:
+# the ABI decoders, the strict JSON path, the credential parsers, paths),
+# found in the sources, each for FUZZTIME (default 10s: there are about 65);
+# the first failure stops the run. One target: go test ./pkg -run '^$$' -fuzz '^FuzzX$$'.
 fuzz: deps
-	@$(GO) test ./wasm/abi/ -run '^$$' -fuzz FuzzDecode -fuzztime $${FUZZTIME:-1m}
+	@git ls-files '*_test.go' | xargs grep -H -o '^func Fuzz[A-Za-z0-9_]*' | sed 's|^\(.*\)/[^/]*:func |./\1 |' | sort -u | \
+	while read -r pkg fn; do \
+		echo "==> fuzzing $$fn in $$pkg for $${FUZZTIME:-10s}"; \
+		$(GO) test "$$pkg" -run '^$$' -fuzz "^$$fn\$$" -fuzztime $${FUZZTIME:-10s} || exit 1; \
+	done
 
 bench: guest host worker
 	@echo "==> measuring into BENCHMARKS.md"

@@ -22,11 +22,11 @@ const (
 // deviceToken is the request's one device cookie, or "" when there is none,
 // it is malformed, or there are several (then none is trusted).
 func deviceToken(r *http.Request) string {
-	cs := r.CookiesNamed(deviceCookie)
-	if len(cs) != 1 || !validToken(cs[0].Value) {
+	vs := cookieValues(r.Header, deviceCookie)
+	if len(vs) != 1 || !validToken(vs[0]) {
 		return ""
 	}
-	return cs[0].Value
+	return vs[0]
 }
 
 // trustedDevice returns the hash of the request's device cookie when it

@@ -77,9 +77,9 @@ func New(p storage.Platform, cfg Config) http.Handler {
 		})
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, errorf(http.StatusNotFound, "not_found", "no route for %s %s", r.Method, r.URL.Path))
+		writeError(w, r, errorf(http.StatusNotFound, "not_found", "no route for %s %s", r.Method, truncate(r.URL.Path, 200)))
 	})
-	return a.secure(mux)
+	return a.secure(canonicalPaths(mux))
 }
 
 // ErrNoTestRoutes is Check's answer to Config.TestRoutes in a build without

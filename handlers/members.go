@@ -1,7 +1,6 @@
 package handlers
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -307,15 +306,33 @@ func (a *app) updateSettings(w http.ResponseWriter, r *http.Request, s *tenantSc
 		st.Name, st.SessionIdleMinutes, st.SessionAbsoluteMinutes, s.tenant); err != nil {
 		return err
 	}
-	if *st != old {
-		from, _ := json.Marshal(old)
-		to, _ := json.Marshal(st)
-		if err := a.record(r, s, "settings.changed", "tenant:"+s.tenant, map[string]string{"from": string(from), "to": string(to)}); err != nil {
+	if from, to := settingsDiff(&old, st); len(from) > 0 {
+		typ, id := s.actor()
+		if err := a.recordEvent(r, audit.Event{TenantID: s.tenant, ActorType: typ, ActorID: id, Action: "settings.changed",
+			Target: "tenant:" + s.tenant, Values: map[string]any{"from": from, "to": to}}); err != nil {
 			return err
 		}
 	}
 	writeJSON(w, http.StatusOK, st)
 	return nil
+}
+
+// settingsDiff is what changed, as two objects of the changed fields with
+// their JSON names and types, for the audit log ("from": {"name": "Acme"},
+// "to": {"name": "Acme Inc"}). The retention is not here: SetRetention
+// records its own change.
+func settingsDiff(old, cur *settings) (from, to map[string]any) {
+	from, to = map[string]any{}, map[string]any{}
+	if old.Name != cur.Name {
+		from["name"], to["name"] = old.Name, cur.Name
+	}
+	if old.SessionIdleMinutes != cur.SessionIdleMinutes {
+		from["session_idle_minutes"], to["session_idle_minutes"] = old.SessionIdleMinutes, cur.SessionIdleMinutes
+	}
+	if old.SessionAbsoluteMinutes != cur.SessionAbsoluteMinutes {
+		from["session_absolute_minutes"], to["session_absolute_minutes"] = old.SessionAbsoluteMinutes, cur.SessionAbsoluteMinutes
+	}
+	return from, to
 }
 
 // deleteTenant removes the tenant's rows and destroys its data key first, so

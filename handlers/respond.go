@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"pommy.ai/edge/handlers/strictjson"
 	"pommy.ai/edge/storage"
 )
 
@@ -19,6 +20,9 @@ type apiError struct {
 	Status  int    `json:"-"`
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Field names the member of the request body that was refused, as a
+	// dotted path ("role", "scopes[1]"), when there is one.
+	Field string `json:"field,omitempty"`
 	// RetryAfter, in seconds, is sent as Retry-After when non-zero.
 	RetryAfter int `json:"-"`
 }
@@ -29,10 +33,15 @@ func errorf(status int, code, format string, args ...any) *apiError {
 	return &apiError{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
+// writeJSON is the one JSON response writer. It does not escape <, > and &
+// as \u003c…: responses are served as application/json with nosniff and a
+// CSP, never as HTML, and clients should read what was stored.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
 }
 
 // writeError maps any error onto a status and the JSON error body. Errors
@@ -72,36 +81,38 @@ func classify(err error) *apiError {
 	}
 }
 
-// decodeJSON reads a JSON object of at most limit bytes into v, refusing
-// unknown fields and trailing data so that typos fail loudly.
+// decodeJSON is the one way a route reads a JSON body: a declared
+// Content-Type must be application/json, the body may hold at most limit
+// bytes, and it must pass the strict checks of package strictjson
+// (duplicate and unknown keys, trailing data, invalid UTF-8, lone
+// surrogates, NUL) before it fills v. A refusal is a 400 naming the field.
 func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
 			return errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
 		}
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return classify(err)
+	var body []byte
+	if r.Body != nil {
+		var err error
+		if body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, limit)); err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return classify(err)
+			}
+			return errorf(http.StatusBadRequest, "incomplete_body", "the request body could not be read to its end")
 		}
-		return errorf(http.StatusBadRequest, "malformed_json", "request body is not valid JSON for this route: %v", jsonMessage(err))
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errorf(http.StatusBadRequest, "malformed_json", "request body has data after the JSON object")
+	if err := strictjson.Decode(body, v); err != nil {
+		var se *strictjson.Error
+		if !errors.As(err, &se) {
+			return err
+		}
+		msg := "request body refused: " + se.Reason
+		if se.Field != "" {
+			msg = "request body refused at " + se.Field + ": " + se.Reason
+		}
+		return &apiError{Status: http.StatusBadRequest, Code: se.Code, Message: msg, Field: se.Field}
 	}
 	return nil
-}
-
-func jsonMessage(err error) string {
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		return fmt.Sprintf("syntax error at byte %d", se.Offset)
-	}
-	if errors.Is(err, io.EOF) {
-		return "empty body"
-	}
-	return err.Error()
 }

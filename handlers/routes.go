@@ -32,6 +32,23 @@ const (
 	permAuditRead     perm = "audit.read"         // query, export and verify the audit log; security notices
 )
 
+// permPhrases say what each permission allows in words a person reads,
+// completing "the agent role may not …". Errors show these, never the
+// internal names; docs/permissions.md lists both.
+var permPhrases = map[perm]string{
+	permSelf:          "manage their own account and sessions",
+	permNotesRead:     "read notes",
+	permNotesWrite:    "create, change or delete notes",
+	permMembersRead:   "see the organization's people",
+	permMembersManage: "invite people, change their roles or remove them",
+	permSettingsRead:  "see the organization's settings",
+	permSettingsWrite: "change the organization's settings",
+	permKeysManage:    "manage API keys",
+	permOwnershipMove: "transfer ownership of the organization",
+	permTenantDelete:  "delete the organization",
+	permAuditRead:     "read the audit log",
+}
+
 // Roles, least to most privileged.
 const (
 	roleAgent = "agent"
@@ -257,7 +274,7 @@ func (s *tenantScope) authorize(rt route) error {
 		return nil
 	}
 	if !roleAllows(s.role, rt.Perm) {
-		return errorf(http.StatusForbidden, "forbidden", "the %s role may not %s", s.role, rt.Perm)
+		return errorf(http.StatusForbidden, "forbidden", "the %s role may not %s", s.role, permPhrases[rt.Perm])
 	}
 	return nil
 }
@@ -336,6 +353,16 @@ func PermissionsDoc() string {
 			p, sc = "public", "public"
 		}
 		fmt.Fprintf(&b, "| %s | `%s` | %s | %s | %s | %s | %s | %s |\n", rt.Method, rt.Pattern, p, cells[0], cells[1], cells[2], sc, rt.Summary)
+	}
+	b.WriteString("\n## What each permission allows\n\n")
+	b.WriteString("Errors name a permission by its phrase (`the agent role may not manage API keys`), never by its internal name.\n\n")
+	b.WriteString("| permission | allows a role to |\n|---|---|\n")
+	seen := map[perm]bool{}
+	for _, rt := range (*app)(nil).routes() {
+		if rt.Perm != permPublic && !seen[rt.Perm] {
+			seen[rt.Perm] = true
+			fmt.Fprintf(&b, "| %s | %s |\n", rt.Perm, permPhrases[rt.Perm])
+		}
 	}
 	b.WriteString("\n## Rules the table cannot show\n\n")
 	b.WriteString("- Only an owner may grant the owner role, or change, disable or remove an owner.\n")

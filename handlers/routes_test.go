@@ -59,6 +59,10 @@ func TestRouteTable(t *testing.T) {
 		if !roleAllows(roleOwner, rt.Perm) {
 			t.Errorf("%s: permission %q is granted to no role", k, rt.Perm)
 		}
+		// Errors say what was refused in words, never the internal name.
+		if ph := permPhrases[rt.Perm]; ph == "" || strings.ContainsAny(ph, "._") {
+			t.Errorf("%s: permission %q has no phrase for people (permPhrases)", k, rt.Perm)
+		}
 		if rt.Scope != nil && safeMethod(rt.Method) == rt.Scope.Write {
 			t.Errorf("%s: scope %s does not match the method", k, rt.Scope)
 		}

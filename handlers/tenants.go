@@ -45,20 +45,98 @@ func (s *tenantScope) actor() (typ, id string) {
 
 const sessionCookie = "__Host-pommy_session"
 
-// authenticate resolves the request's credential to a tenant scope. An
-// Authorization header takes precedence over the session cookie.
+// authenticate resolves the request's credential to a tenant scope.
 func (a *app) authenticate(r *http.Request) (*tenantScope, error) {
-	if auth := r.Header.Get("Authorization"); auth != "" {
-		key, ok := strings.CutPrefix(auth, "Bearer ")
-		if !ok || key == "" {
-			return nil, errorf(http.StatusUnauthorized, "unauthenticated", "send Authorization: Bearer <API key> or sign in")
-		}
-		return a.authenticateKey(r, key)
+	c, err := requestCredential(r.Header)
+	if err != nil {
+		return nil, err
 	}
-	if c, err := r.Cookie(sessionCookie); err == nil && c.Value != "" {
-		return a.authenticateSession(r, c.Value)
+	switch {
+	case c.apiKey != "":
+		return a.authenticateKey(r, c.apiKey)
+	case c.session != "":
+		return a.authenticateSession(r, c.session)
 	}
 	return nil, errorf(http.StatusUnauthorized, "unauthenticated", "sign in, or send Authorization: Bearer <API key>")
+}
+
+// credential is what a request presents: an API key or a session token
+// (at most one of them).
+type credential struct {
+	apiKey  string
+	session string
+}
+
+// requestCredential reads the request's one credential. A request must not
+// carry two: two Authorization headers, two session cookies (in one Cookie
+// header or several), or an Authorization header and a session cookie are
+// refused with 400 ambiguous_credentials rather than resolved by a
+// precedence rule, since anything in front of the server (a proxy, a WAF,
+// a log) may pick another one than the application and so see another
+// principal. Empty values count: they are still a second credential to
+// someone.
+func requestCredential(h http.Header) (credential, error) {
+	var auths []string
+	for _, v := range h.Values("Authorization") {
+		// Repeated headers may arrive joined with commas (the edge runtime
+		// does so); no credential holds one, so each part is one.
+		auths = append(auths, strings.Split(v, ",")...)
+	}
+	cookies := cookieValues(h, sessionCookie)
+	if len(auths)+len(cookies) > 1 {
+		return credential{}, errorf(http.StatusBadRequest, "ambiguous_credentials",
+			"send exactly one credential: one Authorization header or one %s cookie, not %s", sessionCookie, ambiguity(len(auths), len(cookies)))
+	}
+	if len(auths) == 1 {
+		key, err := parseAuthorization(auths[0])
+		return credential{apiKey: key}, err
+	}
+	if len(cookies) == 1 && cookies[0] != "" {
+		return credential{session: cookies[0]}, nil
+	}
+	return credential{}, nil
+}
+
+func ambiguity(auths, cookies int) string {
+	switch {
+	case auths > 1:
+		return "several Authorization headers"
+	case cookies > 1:
+		return "several session cookies"
+	}
+	return "both"
+}
+
+// parseAuthorization reads "Bearer <API key>". The scheme is
+// case-insensitive (RFC 9110 §11.1); the key is one run of visible
+// characters.
+func parseAuthorization(v string) (string, error) {
+	scheme, key, _ := strings.Cut(v, " ")
+	key = strings.TrimLeft(key, " ")
+	if !strings.EqualFold(scheme, "Bearer") || key == "" || strings.ContainsFunc(key, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
+		return "", errorf(http.StatusUnauthorized, "unauthenticated", "send Authorization: Bearer <API key>, or sign in")
+	}
+	return key, nil
+}
+
+// cookieValues returns every value of the named cookie in all of the
+// request's Cookie headers, in order. Pairs are split on ';' and also
+// on ',' (how some intermediaries join repeated headers): a token never
+// holds either, and reading more pairs than a browser sends can only find
+// more cookies, never fewer, so a second session cookie cannot hide from it.
+func cookieValues(h http.Header, cookie string) []string {
+	var out []string
+	for _, line := range h.Values("Cookie") {
+		for _, pair := range strings.FieldsFunc(line, func(r rune) bool { return r == ';' || r == ',' }) {
+			// A name without "=" counts too: net/http reads it as the
+			// cookie with an empty value.
+			name, value, _ := strings.Cut(pair, "=")
+			if strings.TrimSpace(name) == cookie {
+				out = append(out, strings.TrimSpace(value))
+			}
+		}
+	}
+	return out
 }
 
 func (a *app) authenticateKey(r *http.Request, key string) (*tenantScope, error) {
@@ -108,8 +186,10 @@ func validToken(t string) bool {
 	if len(t) != sessionTokenLen {
 		return false
 	}
-	_, err := base64.RawURLEncoding.DecodeString(t)
-	return err == nil
+	// One spelling only: the decoder skips newlines and ignores the spare
+	// bits of the last character, so the string must re-encode to itself.
+	b, err := base64.RawURLEncoding.DecodeString(t)
+	return err == nil && len(b) == 32 && base64.RawURLEncoding.EncodeToString(b) == t
 }
 
 func tokenHash(t string) []byte {
@@ -181,8 +261,8 @@ const (
 )
 
 // startSession creates a session for a member and sets its cookie. Every
-// login gets a new token; a session cookie the request already carried is
-// ended (no fixation, no orphan). The browser is remembered as one of the
+// login gets a new token; every session cookie the request already carried
+// is ended (no fixation, no orphan). The browser is remembered as one of the
 // person's devices (devices.go).
 func (a *app) startSession(w http.ResponseWriter, r *http.Request, tenant, user string) (string, error) {
 	ctx := r.Context()
@@ -192,11 +272,14 @@ func (a *app) startSession(w http.ResponseWriter, r *http.Request, tenant, user 
 		Query: `INSERT INTO sessions (id, token_hash, tenant_id, user_id, created_at, last_seen_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		Args:  []any{id, tokenHash(token), tenant, user, now, now, a.clientIP(r), truncate(r.UserAgent(), 256)},
 	}}
-	if c, err := r.Cookie(sessionCookie); err == nil && validToken(c.Value) {
+	for _, old := range cookieValues(r.Header, sessionCookie) {
+		if !validToken(old) {
+			continue
+		}
 		stmts = append(stmts, storage.Stmt{
 			// tenant-lookup: the old cookie may belong to any tenant; it is ended by its own secret hash.
 			Query: `UPDATE sessions SET ended_at = ?, ended_reason = 'replaced' WHERE token_hash = ? AND ended_at IS NULL`,
-			Args:  []any{now, tokenHash(c.Value)},
+			Args:  []any{now, tokenHash(old)},
 		})
 	}
 	device, setDevice, err := a.trustDevice(r, user)

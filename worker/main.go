@@ -296,5 +296,7 @@ func writeError(w http.ResponseWriter, status int, code, message string) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]map[string]string{"error": {"code": code, "message": message}})
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // as the application's writer: < > & as themselves
+	enc.Encode(map[string]map[string]string{"error": {"code": code, "message": message}})
 }

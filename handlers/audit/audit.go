@@ -7,6 +7,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -15,6 +16,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -54,8 +56,15 @@ type Event struct {
 	IP        string
 	UserAgent string
 	RequestID string
-	Details   map[string]string
-	At        time.Time // set by Record
+	// Details are facts about the action as text ("reason": "bad_password").
+	Details map[string]string
+	// Values are facts that are not text: objects, arrays, integers,
+	// booleans, null (a settings change's before and after). They share
+	// the stored and exported details object with Details; a key is in one
+	// of the two only. A value that encodes as a JSON string is kept as a
+	// Detail.
+	Values map[string]any
+	At     time.Time // set by Record
 }
 
 // Limits on what one event may hold. Fields a client controls (user agent)
@@ -175,37 +184,131 @@ func normalize(e Event) (Event, error) {
 	e.IP = clean(e.IP, 64)
 	e.UserAgent = clean(e.UserAgent, maxField)
 	e.RequestID = clean(e.RequestID, 128)
-	if len(e.Details) > maxDetails {
+	if len(e.Details)+len(e.Values) > maxDetails {
 		return e, fmt.Errorf("%w: more than %d details", ErrInvalidEvent, maxDetails)
 	}
+	var d map[string]string
 	if e.Details != nil {
-		d := make(map[string]string, len(e.Details))
+		d = make(map[string]string, len(e.Details))
 		for k, v := range e.Details {
 			if len(k) > 64 || len(v) > maxDetailLen || !utf8.ValidString(k) {
 				return e, fmt.Errorf("%w: detail %.64q too large or not UTF-8", ErrInvalidEvent, k)
 			}
 			d[k] = clean(v, maxDetailLen)
 		}
-		e.Details = d
 	}
+	var vals map[string]any
+	for k, v := range e.Values {
+		if len(k) > 64 || !utf8.ValidString(k) {
+			return e, fmt.Errorf("%w: detail %.64q too large or not UTF-8", ErrInvalidEvent, k)
+		}
+		if _, dup := d[k]; dup {
+			return e, fmt.Errorf("%w: detail %.64q is both in Details and in Values", ErrInvalidEvent, k)
+		}
+		nv, err := normalizeValue(v)
+		if err != nil {
+			return e, fmt.Errorf("%w: detail %.64q: %v", ErrInvalidEvent, k, err)
+		}
+		if str, ok := nv.(string); ok {
+			if d == nil {
+				d = map[string]string{}
+			}
+			d[k] = str
+			continue
+		}
+		if vals == nil {
+			vals = make(map[string]any, len(e.Values))
+		}
+		vals[k] = nv
+	}
+	e.Details, e.Values = d, vals
 	return e, nil
 }
 
-// detailsJSON is the stored form of details: encoding/json of the map,
-// which sorts keys and escapes deterministically. Empty details are "{}".
-func detailsJSON(d map[string]string) string {
-	if len(d) == 0 {
+// normalizeValue brings a structured detail to the one form it is stored
+// and hashed in: what encoding/json makes of it, read back as
+// map[string]any, []any, string, bool, nil and json.Number, with every
+// number an integer in int64 range in its shortest decimal spelling (so
+// any JSON reader can re-verify it exactly).
+func normalizeValue(v any) (any, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxDetailLen {
+		return nil, fmt.Errorf("more than %d bytes", maxDetailLen)
+	}
+	return decodeValue(b)
+}
+
+// decodeValue reads one stored JSON value in the normal form (see
+// normalizeValue).
+func decodeValue(b []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var out any
+	if err := dec.Decode(&out); err != nil {
+		return nil, err
+	}
+	return integers(out)
+}
+
+func integers(v any) (any, error) {
+	switch x := v.(type) {
+	case json.Number:
+		n, err := strconv.ParseInt(string(x), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("number %.32s is not an integer in int64 range", x)
+		}
+		return json.Number(strconv.FormatInt(n, 10)), nil
+	case []any:
+		for i := range x {
+			var err error
+			if x[i], err = integers(x[i]); err != nil {
+				return nil, err
+			}
+		}
+	case map[string]any:
+		for k := range x {
+			var err error
+			if x[k], err = integers(x[k]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return v, nil
+}
+
+// detailsJSON is the stored form of details and values: encoding/json of
+// the one object holding both, which sorts keys and escapes
+// deterministically. Empty details are "{}".
+func detailsJSON(d map[string]string, vals map[string]any) string {
+	if len(d)+len(vals) == 0 {
 		return "{}"
 	}
-	b, err := json.Marshal(d)
-	if err != nil { // cannot happen for map[string]string
+	var b []byte
+	var err error
+	if len(vals) == 0 {
+		b, err = json.Marshal(d)
+	} else {
+		all := make(map[string]any, len(d)+len(vals))
+		for k, v := range d {
+			all[k] = v
+		}
+		for k, v := range vals {
+			all[k] = v
+		}
+		b, err = json.Marshal(all)
+	}
+	if err != nil { // cannot happen for normalized details
 		panic(err)
 	}
 	return string(b)
 }
 
 // canonical is the byte string that is hashed for an event (docs/audit.md,
-// "Canonical encoding"):
+// "Canonical encoding"). An event whose details are all text is encoded as
+// version 1:
 //
 //	"pommy-audit-v1\x00"
 //	u64be(seq) || u64be(at as Unix ms, two's complement)
@@ -213,29 +316,89 @@ func detailsJSON(d map[string]string) string {
 //	request_id: u32be(len) || UTF-8 bytes
 //	u32be(number of details) || for each detail in byte order of its key:
 //	u32be(len key) || key || u32be(len value) || value
+//
+// An event with any structured value is version 2: "pommy-audit-v2\x00",
+// the same fields, then u32be(number of details) and for each detail in
+// byte order of its key: u32be(len key) || key || value(v), where value is
+// the typed encoding of a JSON value (see encodeValue). Which version an
+// event has follows from its stored details alone, so the two cannot be
+// confused: changing a value's type changes the hash.
 func canonical(seq, atMS int64, e *Event) []byte {
 	b := make([]byte, 0, 256)
-	b = append(b, "pommy-audit-v1\x00"...)
+	if len(e.Values) == 0 {
+		b = append(b, "pommy-audit-v1\x00"...)
+	} else {
+		b = append(b, "pommy-audit-v2\x00"...)
+	}
 	b = binary.BigEndian.AppendUint64(b, uint64(seq))
 	b = binary.BigEndian.AppendUint64(b, uint64(atMS))
-	str := func(s string) {
-		b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
-		b = append(b, s...)
-	}
 	for _, s := range []string{e.TenantID, e.ActorType, e.ActorID, e.Action, e.Target, e.IP, e.UserAgent, e.RequestID} {
-		str(s)
+		b = appendStr(b, s)
 	}
-	keys := make([]string, 0, len(e.Details))
+	keys := make([]string, 0, len(e.Details)+len(e.Values))
 	for k := range e.Details {
+		keys = append(keys, k)
+	}
+	for k := range e.Values {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(keys)))
 	for _, k := range keys {
-		str(k)
-		str(e.Details[k])
+		b = appendStr(b, k)
+		if v, ok := e.Values[k]; ok {
+			b = encodeValue(b, v)
+		} else if len(e.Values) == 0 {
+			b = appendStr(b, e.Details[k])
+		} else {
+			b = encodeValue(b, e.Details[k])
+		}
 	}
 	return b
+}
+
+func appendStr(b []byte, s string) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
+	return append(b, s...)
+}
+
+// encodeValue is the typed encoding of a normalized JSON value in version
+// 2: one tag byte, then
+//
+//	's' str(text)       'n' str(decimal integer)    't' / 'f'    'z' (null)
+//	'a' u32be(n) n × value                      'o' u32be(n) n × (str(key) value), keys in byte order
+func encodeValue(b []byte, v any) []byte {
+	switch x := v.(type) {
+	case nil:
+		return append(b, 'z')
+	case bool:
+		if x {
+			return append(b, 't')
+		}
+		return append(b, 'f')
+	case string:
+		return appendStr(append(b, 's'), x)
+	case json.Number:
+		return appendStr(append(b, 'n'), string(x))
+	case []any:
+		b = binary.BigEndian.AppendUint32(append(b, 'a'), uint32(len(x)))
+		for _, e := range x {
+			b = encodeValue(b, e)
+		}
+		return b
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		b = binary.BigEndian.AppendUint32(append(b, 'o'), uint32(len(keys)))
+		for _, k := range keys {
+			b = encodeValue(appendStr(b, k), x[k])
+		}
+		return b
+	}
+	panic(fmt.Sprintf("audit: value of type %T is not normalized", v)) // normalize makes only the types above
 }
 
 // chainHash is SHA-256(prev || canonical(seq, at, e)).
@@ -276,7 +439,7 @@ func (l *Log) append(ctx context.Context, e Event, extra []storage.Stmt) (int64,
 	if err != nil {
 		return 0, nil, err
 	}
-	details := detailsJSON(e.Details)
+	details := detailsJSON(e.Details, e.Values)
 	var lastErr error
 	lastSeq := int64(-1)
 	for attempt := 0; attempt < appendAttempts; attempt++ {

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -116,29 +117,74 @@ func TestChainAppendAndVerify(t *testing.T) {
 // independentHash re-implements docs/audit.md's canonical encoding from the
 // exported NDJSON fields alone, as an auditor would.
 func independentHash(t *testing.T, prev []byte, m map[string]any) []byte {
+	d := m["details"].(map[string]any)
+	version := "pommy-audit-v1"
+	for _, v := range d {
+		if _, ok := v.(string); !ok {
+			version = "pommy-audit-v2"
+		}
+	}
 	var b []byte
-	b = append(b, "pommy-audit-v1"...)
+	str := func(s string) {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
+		b = append(b, s...)
+	}
+	b = append(b, version...)
 	b = append(b, 0)
 	b = binary.BigEndian.AppendUint64(b, uint64(int64(m["seq"].(float64))))
 	b = binary.BigEndian.AppendUint64(b, uint64(int64(m["at_ms"].(float64))))
 	for _, k := range []string{"tenant_id", "actor_type", "actor_id", "action", "target", "ip", "user_agent", "request_id"} {
-		s := m[k].(string)
-		b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
-		b = append(b, s...)
+		str(m[k].(string))
 	}
-	d := m["details"].(map[string]any)
-	keys := make([]string, 0, len(d))
-	for k := range d {
-		keys = append(keys, k)
+	sorted := func(o map[string]any) []string {
+		keys := make([]string, 0, len(o))
+		for k := range o {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		return keys
 	}
-	sort.Strings(keys)
+	var value func(v any)
+	value = func(v any) {
+		switch x := v.(type) {
+		case nil:
+			b = append(b, 'z')
+		case bool:
+			b = append(b, map[bool]byte{true: 't', false: 'f'}[x])
+		case string:
+			b = append(b, 's')
+			str(x)
+		case float64:
+			if x != float64(int64(x)) {
+				t.Fatalf("exported number %v is not an integer", x)
+			}
+			b = append(b, 'n')
+			str(strconv.FormatInt(int64(x), 10))
+		case []any:
+			b = binary.BigEndian.AppendUint32(append(b, 'a'), uint32(len(x)))
+			for _, e := range x {
+				value(e)
+			}
+		case map[string]any:
+			keys := sorted(x)
+			b = binary.BigEndian.AppendUint32(append(b, 'o'), uint32(len(keys)))
+			for _, k := range keys {
+				str(k)
+				value(x[k])
+			}
+		default:
+			t.Fatalf("exported detail of type %T", v)
+		}
+	}
+	keys := sorted(d)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(keys)))
 	for _, k := range keys {
-		v := d[k].(string)
-		b = binary.BigEndian.AppendUint32(b, uint32(len(k)))
-		b = append(b, k...)
-		b = binary.BigEndian.AppendUint32(b, uint32(len(v)))
-		b = append(b, v...)
+		str(k)
+		if version == "pommy-audit-v1" {
+			str(d[k].(string))
+		} else {
+			value(d[k])
+		}
 	}
 	sum := sha256.Sum256(append(append([]byte{}, prev...), b...))
 	return sum[:]
@@ -153,6 +199,10 @@ func TestExportReverifiesIndependently(t *testing.T) {
 		e := ev("t_a", "conversation.read", i)
 		if i%7 == 0 {
 			e.Details = nil
+		}
+		if i%5 == 0 { // structured details: version 2
+			e.Values = map[string]any{"changes": map[string]any{"name": map[string]any{"from": "A <b>&", "to": "B"},
+				"idle": map[string]any{"from": 30, "to": -i}}, "list": []any{true, false, nil, "x", 0}}
 		}
 		if err := l.Record(ctx, e); err != nil {
 			t.Fatal(err)
@@ -347,7 +397,7 @@ func TestSealedLogRefusesARecomputedChain(t *testing.T) {
 	prev := evs[1].Hash
 	for i := 2; i < len(evs); i++ {
 		r := &evs[i]
-		if r.Details, err = decodeDetails(r.Detail); err != nil {
+		if r.Details, r.Values, err = decodeDetails(r.Detail); err != nil {
 			t.Fatal(err)
 		}
 		if r.Seq == 3 {
@@ -686,5 +736,101 @@ func TestRecordBatchAtomic(t *testing.T) {
 	}
 	if rep := mustVerify(t, l, "t_a"); rep.Events != 0 || rep.HeadSeq != 0 {
 		t.Fatalf("after purge %+v", rep)
+	}
+}
+
+// TestStructuredDetails: details that are objects, arrays, integers and
+// booleans are stored as such (not as JSON text inside a string), come back
+// as such from Query, and are covered by the hash and the seal like text.
+func TestStructuredDetails(t *testing.T) {
+	l, db, _ := open(t)
+	ctx := context.Background()
+	type change struct {
+		From any `json:"from"`
+		To   any `json:"to"`
+	}
+	e := ev("t_a", "settings.changed", 1)
+	e.Details = map[string]string{"why": "<script>"}
+	e.Values = map[string]any{
+		"changes": map[string]change{"name": {"Old & Co", "New <Co>"}, "session_idle_minutes": {30, 15}},
+		"plain":   "a string value is kept as text",
+		"neg":     -0.0,
+	}
+	if err := l.Record(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	record(t, l, "t_a", 2) // text-only events after it keep version 1
+	mustVerify(t, l, "t_a")
+
+	rows, err := db.Query(ctx, `SELECT details FROM audit_events WHERE tenant_id = 't_a' AND seq = 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored string
+	rows.Scan(0, &stored)
+	want := `{"changes":{"name":{"from":"Old \u0026 Co","to":"New \u003cCo\u003e"},"session_idle_minutes":{"from":30,"to":15}},"neg":0,"plain":"a string value is kept as text","why":"\u003cscript\u003e"}`
+	if stored != want {
+		t.Fatalf("stored details\n%s\nwant\n%s", stored, want)
+	}
+	p, err := l.Query(ctx, "t_a", Filter{Action: "settings."})
+	if err != nil || len(p.Events) != 1 {
+		t.Fatalf("query: %v %+v", err, p)
+	}
+	ch, ok := p.Events[0].Details["changes"].(map[string]any)
+	if !ok {
+		t.Fatalf("changes is %T, want an object", p.Events[0].Details["changes"])
+	}
+	if idle := ch["session_idle_minutes"].(map[string]any); idle["from"] != json.Number("30") || idle["to"] != json.Number("15") {
+		t.Errorf("idle change %v", idle)
+	}
+	var buf bytes.Buffer
+	if _, err := l.Export(ctx, "t_a", Filter{Action: "settings."}, &buf); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), `"to":"New <Co>"`) || strings.Contains(buf.String(), `\u003c`) {
+		t.Errorf("export escapes or loses the structure: %s", buf.String())
+	}
+
+	// Tampering with a structured value is caught: another number, the
+	// same number as text (version 1 then), another spelling of it.
+	for _, tc := range []struct{ name, details, problem string }{
+		{"another number", strings.Replace(want, `"to":15`, `"to":120`, 1), ProblemEdited},
+		{"number as text", strings.Replace(want, `"to":15`, `"to":"15"`, 1), ProblemEdited},
+		{"all text", `{"changes":"{}","neg":"0","plain":"a string value is kept as text","why":"\u003cscript\u003e"}`, ProblemEdited},
+		{"other spelling", strings.Replace(want, `"to":15`, `"to":15.0`, 1), ProblemMalformed},
+		{"spacing", strings.Replace(want, `"to":15`, `"to": 15`, 1), ProblemMalformed},
+		{"a fraction", strings.Replace(want, `"to":15`, `"to":1.5`, 1), ProblemMalformed},
+		{"duplicate key", strings.Replace(want, `{"from":30,`, `{"from":30,"from":30,`, 1), ProblemMalformed},
+	} {
+		if _, err := db.Exec(ctx, `UPDATE audit_events SET details = ? WHERE tenant_id = 't_a' AND seq = 1`, tc.details); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := l.Verify(ctx, "t_a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.OK || rep.BadSeq != 1 || rep.Problem != tc.problem {
+			t.Errorf("%s: report %s, want %s at 1", tc.name, rep, tc.problem)
+		}
+	}
+	if _, err := db.Exec(ctx, `UPDATE audit_events SET details = ? WHERE tenant_id = 't_a' AND seq = 1`, want); err != nil {
+		t.Fatal(err)
+	}
+	mustVerify(t, l, "t_a")
+
+	// What cannot be stored exactly is refused.
+	for _, vals := range []map[string]any{
+		{"x": 1.5}, {"x": uint64(1) << 63}, {"x": func() {}}, {"x": strings.Repeat("y", maxDetailLen+1)},
+	} {
+		e := ev("t_a", "x", 9)
+		e.Values = vals
+		if err := l.Record(ctx, e); !errors.Is(err, ErrInvalidEvent) {
+			t.Errorf("Record with values %.40v: %v, want ErrInvalidEvent", vals, err)
+		}
+	}
+	e = ev("t_a", "x", 9)
+	e.Values = map[string]any{"i": 1}
+	if err := l.Record(ctx, e); !errors.Is(err, ErrInvalidEvent) {
+		t.Errorf("a key in Details and in Values: %v", err)
 	}
 }

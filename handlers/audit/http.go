@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -76,10 +77,18 @@ func ParseFilter(q url.Values) (Filter, error) {
 	return f, nil
 }
 
+// writeJSON writes v as the application's writer does: <, > and & as
+// themselves, not \u003c….
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
+	newEncoder(w).Encode(v)
+}
+
+func newEncoder(w io.Writer) *json.Encoder {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc
 }
 
 func writeErr(w http.ResponseWriter, status int, code, message string) {
@@ -149,7 +158,7 @@ func ExportHandler(l *Log) HandlerFunc {
 		w.Header().Set("Content-Disposition", `attachment; filename="audit-`+by.TenantID+`.ndjson"`)
 		w.WriteHeader(http.StatusOK)
 		if _, err := l.Export(r.Context(), by.TenantID, f, w); err != nil {
-			json.NewEncoder(w).Encode(map[string]map[string]string{"error": {"code": "internal", "message": "export interrupted; it is incomplete"}})
+			newEncoder(w).Encode(map[string]map[string]string{"error": {"code": "internal", "message": "export interrupted; it is incomplete"}})
 		}
 		return nil
 	}

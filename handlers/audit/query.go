@@ -41,20 +41,22 @@ type Filter struct {
 
 // Entry is an event as Query and Export return it.
 type Entry struct {
-	Seq       int64             `json:"seq"`
-	At        time.Time         `json:"at"`
-	AtMS      int64             `json:"at_ms"`
-	TenantID  string            `json:"tenant_id"`
-	ActorType string            `json:"actor_type"`
-	ActorID   string            `json:"actor_id"`
-	Action    string            `json:"action"`
-	Target    string            `json:"target"`
-	IP        string            `json:"ip"`
-	UserAgent string            `json:"user_agent"`
-	RequestID string            `json:"request_id"`
-	Details   map[string]string `json:"details"`
-	PrevHash  string            `json:"prev_hash"`
-	Hash      string            `json:"hash"`
+	Seq       int64     `json:"seq"`
+	At        time.Time `json:"at"`
+	AtMS      int64     `json:"at_ms"`
+	TenantID  string    `json:"tenant_id"`
+	ActorType string    `json:"actor_type"`
+	ActorID   string    `json:"actor_id"`
+	Action    string    `json:"action"`
+	Target    string    `json:"target"`
+	IP        string    `json:"ip"`
+	UserAgent string    `json:"user_agent"`
+	RequestID string    `json:"request_id"`
+	// Details holds text details as strings and structured ones as JSON
+	// objects, arrays, integers, booleans or null.
+	Details  map[string]any `json:"details"`
+	PrevHash string         `json:"prev_hash"`
+	Hash     string         `json:"hash"`
 }
 
 // Page is one page of a Query, newest first. NextCursor is empty on the
@@ -65,8 +67,10 @@ type Page struct {
 }
 
 func entry(r *row) Entry {
-	d := map[string]string{}
-	json.Unmarshal([]byte(r.Detail), &d) // a malformed row still lists; Verify reports it
+	d := map[string]any{}
+	dec := json.NewDecoder(strings.NewReader(r.Detail))
+	dec.UseNumber()
+	dec.Decode(&d) // a malformed row still lists; Verify reports it
 	return Entry{
 		Seq: r.Seq, At: time.UnixMilli(r.AtMS).UTC(), AtMS: r.AtMS, TenantID: r.TenantID,
 		ActorType: r.ActorType, ActorID: r.ActorID, Action: r.Action, Target: r.Target, IP: r.IP,
@@ -161,7 +165,7 @@ func (l *Log) Export(ctx context.Context, tenant string, f Filter, w io.Writer) 
 		return 0, err
 	}
 	bw := bufio.NewWriterSize(w, 32<<10)
-	enc := json.NewEncoder(bw)
+	enc := newEncoder(bw)
 	var n, after int64
 	for {
 		a := append(append([]any{}, args...), after, pageSize)

@@ -80,21 +80,38 @@ func scanRows(tenant string, rows interface {
 	return out, nil
 }
 
-// decodeDetails parses the stored details and checks that they are in the
-// canonical stored form, so that two texts with one meaning (reordered keys,
-// duplicate keys, spacing) cannot both verify.
-func decodeDetails(s string) (map[string]string, error) {
+// decodeDetails parses the stored details into text details and
+// structured values and checks that they are in the canonical stored form,
+// so that two texts with one meaning (reordered keys, duplicate keys,
+// spacing, another spelling of a number) cannot both verify.
+func decodeDetails(s string) (map[string]string, map[string]any, error) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(s), &raw); err != nil {
+		return nil, nil, err
+	}
 	var d map[string]string
-	if err := json.Unmarshal([]byte(s), &d); err != nil {
-		return nil, err
+	var vals map[string]any
+	for k, r := range raw {
+		v, err := decodeValue(r)
+		if err != nil {
+			return nil, nil, err
+		}
+		if str, ok := v.(string); ok {
+			if d == nil {
+				d = map[string]string{}
+			}
+			d[k] = str
+			continue
+		}
+		if vals == nil {
+			vals = map[string]any{}
+		}
+		vals[k] = v
 	}
-	if detailsJSON(d) != s {
-		return nil, fmt.Errorf("details are not in canonical form")
+	if detailsJSON(d, vals) != s {
+		return nil, nil, fmt.Errorf("details are not in canonical form")
 	}
-	if len(d) == 0 {
-		d = nil
-	}
-	return d, nil
+	return d, vals, nil
 }
 
 // checkpoint reads where verification starts.
@@ -157,12 +174,12 @@ func (l *Log) Verify(ctx context.Context, tenant string) (Report, error) {
 				rep.fail(r.Seq, ProblemBadLink, "prev_hash of event %d is not the hash of event %d (deleted, reordered or replaced)", r.Seq, r.Seq-1)
 				return rep, nil
 			}
-			d, err := decodeDetails(r.Detail)
+			d, vals, err := decodeDetails(r.Detail)
 			if err != nil {
 				rep.fail(r.Seq, ProblemMalformed, "event %d has malformed details: %v", r.Seq, err)
 				return rep, nil
 			}
-			r.Details = d
+			r.Details, r.Values = d, vals
 			sum := chainHash(prev, r.Seq, r.AtMS, &r.Event)
 			if !bytes.Equal(sum, r.Hash) {
 				rep.fail(r.Seq, ProblemEdited, "event %d does not match its hash (edited or moved)", r.Seq)

@@ -379,7 +379,7 @@ func badInput(t *testing.T, c *Client) {
 		{"bad checksum", "GET", "/v1/notes", nil, bearer(alterLast(key)), 401, "invalid_api_key"},
 		{"unknown key", "GET", "/v1/notes", nil, bearer(fakeKey(t, c)), 401, "invalid_api_key"},
 		{"malformed json", "POST", "/v1/notes", `{"title":`, bearer(key), 400, "malformed_json"},
-		{"unknown field", "POST", "/v1/notes", `{"title":"x","colour":"red"}`, bearer(key), 400, "malformed_json"},
+		{"unknown field", "POST", "/v1/notes", `{"title":"x","colour":"red"}`, bearer(key), 400, "unknown_field"},
 		{"trailing data", "POST", "/v1/notes", `{"title":"x"} {}`, bearer(key), 400, "malformed_json"},
 		{"empty title", "POST", "/v1/notes", `{"title":"  "}`, bearer(key), 400, "invalid_title"},
 		{"long title", "POST", "/v1/notes", map[string]string{"title": strings.Repeat("é", 201)}, bearer(key), 400, "invalid_title"},
@@ -394,7 +394,7 @@ func badInput(t *testing.T, c *Client) {
 		{"signup short password", "POST", "/v1/signup", `{"organization":"x","email":"a@example.com","password":"short"}`, nil, 400, "weak_password"},
 		{"signup common password", "POST", "/v1/signup", `{"organization":"x","email":"a@example.com","password":"password123"}`, nil, 400, "weak_password"},
 		{"signup long password", "POST", "/v1/signup", map[string]string{"organization": "x", "email": "a@example.com", "password": strings.Repeat("x", 129)}, nil, 400, "weak_password"},
-		{"login unknown field", "POST", "/v1/login", `{"email":"a@example.com","password":"x","remember":true}`, nil, 400, "malformed_json"},
+		{"login unknown field", "POST", "/v1/login", `{"email":"a@example.com","password":"x","remember":true}`, nil, 400, "unknown_field"},
 		{"the old bootstrap is gone", "POST", "/v1/tenants", `{"name":"x"}`, nil, 404, "not_found"},
 	}
 	for _, tc := range cases {

@@ -6,9 +6,10 @@
 // /healthz reports the edge home, every storage contract suite passes
 // against the edge adapters (through the application's /__contract/ route),
 // the cron trigger runs, the HTTP acceptance suite (tests/apitest) passes,
-// the shipped build has no test routes, and a worker without its master key
-// answers 503. Starting wrangler lives in the wrangler subpackage, which the
-// benchmarks share.
+// strict input, ambiguous credentials and unclean paths get the same
+// answers as in the local home, the shipped build has no test routes, and a
+// worker without its master key answers 503. Starting wrangler lives in the
+// wrangler subpackage, which the benchmarks share.
 //
 // The suites run a test build of the worker (-tags testroutes: the shipped
 // worker plus the test-only routes); the shipped build, as make and
@@ -118,6 +119,16 @@ func TestWorkerd(t *testing.T) {
 	t.Run("api", func(t *testing.T) {
 		apitest.Run(t, &apitest.Client{Base: w.URL, HTTP: &http.Client{Timeout: 2 * time.Minute}}, "edge")
 	})
+
+	// Issue 6 in the edge: one reading of a body (duplicate keys, invalid
+	// UTF-8, lone surrogates, NUL refused), one credential per request, the
+	// same answer as the local home to unclean paths such as a signed-in
+	// GET /v1/notes/..%2f..%2fetc%2fpasswd, and error text for people.
+	edge := &apitest.Client{Base: w.URL, HTTP: &http.Client{Timeout: 2 * time.Minute}}
+	t.Run("strict-input", func(t *testing.T) { apitest.StrictInput(t, edge) })
+	t.Run("ambiguous-credentials", func(t *testing.T) { apitest.AmbiguousCredentials(t, edge) })
+	t.Run("unclean-paths", func(t *testing.T) { apitest.UncleanPaths(t, edge) })
+	t.Run("error-text", func(t *testing.T) { apitest.ErrorText(t, edge) })
 
 	t.Run("cron", func(t *testing.T) {
 		// wrangler's --test-scheduled route fires the scheduled handler.
