@@ -73,6 +73,12 @@ type config struct {
 	perRequest   bool
 	timeout      time.Duration
 	scheduleEvry time.Duration
+	// The HTTP server's limits (host.ServerOptions, host.Options).
+	readHeaderTimeout time.Duration
+	idleTimeout       time.Duration
+	maxHeaderBytes    int
+	bodyReadTimeout   time.Duration
+	bodyMinRate       int
 	egressAllow  []string
 	clientIPHdr  string
 	logLevel     slog.Level
@@ -121,6 +127,11 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.IntVar(&c.pool, "pool", parsed("POMMY_POOL", 0, parseInt).(int), "most guest instances alive at once, and so requests served at once; 0: one per CPU (POMMY_POOL)")
 	fs.BoolVar(&c.perRequest, "instance-per-request", parsed("POMMY_INSTANCE_PER_REQUEST", false, parseBool).(bool), "give every request a fresh guest instance, as the edge does (POMMY_INSTANCE_PER_REQUEST)")
 	fs.DurationVar(&c.timeout, "timeout", parsed("POMMY_TIMEOUT", 30*time.Second, parseDur).(time.Duration), "each request's `deadline` (POMMY_TIMEOUT)")
+	fs.DurationVar(&c.readHeaderTimeout, "read-header-timeout", parsed("POMMY_READ_HEADER_TIMEOUT", host.DefaultReadHeaderTimeout, parseDur).(time.Duration), "how long a client has to send a request's line and headers (POMMY_READ_HEADER_TIMEOUT)")
+	fs.DurationVar(&c.idleTimeout, "idle-timeout", parsed("POMMY_IDLE_TIMEOUT", host.DefaultIdleTimeout, parseDur).(time.Duration), "how long a kept-alive connection may wait for its next request (POMMY_IDLE_TIMEOUT)")
+	fs.IntVar(&c.maxHeaderBytes, "max-header-bytes", parsed("POMMY_MAX_HEADER_BYTES", host.DefaultMaxHeaderBytes, parseInt).(int), "largest request line and headers, in `bytes`; more gets 431 (POMMY_MAX_HEADER_BYTES)")
+	fs.DurationVar(&c.bodyReadTimeout, "body-read-timeout", parsed("POMMY_BODY_READ_TIMEOUT", host.DefaultBodyReadTimeout, parseDur).(time.Duration), "a body of up to 1 MiB must arrive whole within this `time`, and every read of a larger one make progress within it; else 408 (POMMY_BODY_READ_TIMEOUT)")
+	fs.IntVar(&c.bodyMinRate, "body-min-rate", parsed("POMMY_BODY_MIN_RATE", host.DefaultBodyMinRate, parseInt).(int), "slowest average, in `bytes/s`, at which the part of a body beyond 1 MiB may arrive; 0: no minimum (POMMY_BODY_MIN_RATE)")
 	fs.DurationVar(&c.scheduleEvry, "schedule-every", parsed("POMMY_SCHEDULE_EVERY", time.Minute, parseDur).(time.Duration), "run the scheduled work this `often`; 0 disables it (POMMY_SCHEDULE_EVERY)")
 	fs.StringVar(&allow, "egress-allow", str("POMMY_EGRESS_ALLOW", ""), "comma-separated host[:port] `patterns` outbound HTTP may reach, e.g. api.openai.com,*.example.com; empty: none (POMMY_EGRESS_ALLOW)")
 	fs.StringVar(&c.clientIPHdr, "client-ip-header", str("POMMY_CLIENT_IP_HEADER", ""), "`header` a trusted reverse proxy sets to the client's address (e.g. X-Real-IP); empty: the peer address. Set it behind a proxy, or every client shares the proxy's login and abuse limits (POMMY_CLIENT_IP_HEADER)")
@@ -146,6 +157,12 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		return c, fmt.Errorf("--pool must be 0 or more, not %d", c.pool)
 	case c.timeout <= 0:
 		return c, fmt.Errorf("--timeout must be positive, not %v", c.timeout)
+	case c.readHeaderTimeout <= 0 || c.idleTimeout <= 0 || c.bodyReadTimeout <= 0:
+		return c, errors.New("--read-header-timeout, --idle-timeout and --body-read-timeout must be positive")
+	case c.maxHeaderBytes < 4<<10:
+		return c, fmt.Errorf("--max-header-bytes must be at least 4096, not %d", c.maxHeaderBytes)
+	case c.bodyMinRate < 0:
+		return c, fmt.Errorf("--body-min-rate must be 0 or more, not %d", c.bodyMinRate)
 	case c.scheduleEvry < 0:
 		return c, fmt.Errorf("--schedule-every must be 0 or more, not %v", c.scheduleEvry)
 	case c.s3.Bucket == "" && (c.s3.Endpoint != "" || c.s3.AccessKey != "" || c.s3.SecretKey != ""):
@@ -195,6 +212,8 @@ func run(ctx context.Context, c config, log *slog.Logger, ready func(addr string
 		Pool:               c.pool,
 		InstancePerRequest: c.perRequest,
 		Timeout:            c.timeout,
+		BodyReadTimeout:    c.bodyReadTimeout,
+		BodyMinRate:        bodyMinRate(c.bodyMinRate),
 		Platform:           p.Platform,
 		Config:             handlers.Config{ClientIPHeader: c.clientIPHdr},
 		Logger:             log,
@@ -211,13 +230,12 @@ func run(ctx context.Context, c config, log *slog.Logger, ready func(addr string
 		h.Close(context.Background())
 		return err
 	}
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	srv := host.NewServer(h, host.ServerOptions{
+		ReadHeaderTimeout: c.readHeaderTimeout,
+		IdleTimeout:       c.idleTimeout,
+		MaxHeaderBytes:    c.maxHeaderBytes,
+		Logger:            log,
+	})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	if c.scheduleEvry > 0 {
@@ -245,6 +263,15 @@ func run(ctx context.Context, c config, log *slog.Logger, ready func(addr string
 		err = nil
 	}
 	return err
+}
+
+// bodyMinRate maps the flag's "0: none" onto host.Options' "negative:
+// none".
+func bodyMinRate(flag int) int64 {
+	if flag == 0 {
+		return -1
+	}
+	return int64(flag)
 }
 
 // sweepKV deletes expired KV entries, host-side upkeep that Workers KV does

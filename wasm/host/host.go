@@ -92,6 +92,20 @@ type Options struct {
 	// MaxBody is the largest request body accepted (default
 	// handlers.MaxRequestBody). Larger ones get 413 before the guest runs.
 	MaxBody int64
+	// BodyReadTimeout bounds the wait for a request body (default
+	// DefaultBodyReadTimeout): a body of at most PreReadLimit bytes must
+	// arrive whole within it, before an instance is taken, and each read
+	// of the rest of a larger one must make progress within it. A client
+	// too slow gets 408 and its connection is closed (body.go).
+	BodyReadTimeout time.Duration
+	// BodyMinRate is the slowest average, in bytes per second, at which
+	// the streamed part of a large body may arrive once an instance waits
+	// on it (default DefaultBodyMinRate; negative: no minimum).
+	BodyMinRate int64
+	// PreReadMemory bounds the bytes of request bodies held in memory at
+	// once (default DefaultPreReadMemory); past it a request with a body
+	// gets 503.
+	PreReadMemory int64
 	// MemoryLimitMiB caps each instance's linear memory (default 512).
 	MemoryLimitMiB int
 
@@ -118,6 +132,12 @@ type Host struct {
 	snap     *snapshot // nil with Options.NoSnapshot
 	pool     *pool
 	stats    counters
+	// bodyMemory is the bytes of request bodies held now (body.go).
+	bodyMemory atomic.Int64
+	// streams holds a slot for each request whose body is being streamed
+	// to an instance: fewer than the pool, so that clients trickling
+	// uploads cannot take every instance.
+	streams chan struct{}
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -184,6 +204,18 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 	if opts.MaxBody <= 0 {
 		opts.MaxBody = handlers.MaxRequestBody
 	}
+	if opts.BodyReadTimeout <= 0 {
+		opts.BodyReadTimeout = DefaultBodyReadTimeout
+	}
+	switch {
+	case opts.BodyMinRate == 0:
+		opts.BodyMinRate = DefaultBodyMinRate
+	case opts.BodyMinRate < 0:
+		opts.BodyMinRate = 0
+	}
+	if opts.PreReadMemory <= 0 {
+		opts.PreReadMemory = DefaultPreReadMemory
+	}
 	if opts.MemoryLimitMiB <= 0 {
 		opts.MemoryLimitMiB = 512
 	}
@@ -198,7 +230,8 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		return nil, fmt.Errorf("host: encoding the guest config: %w", err)
 	}
 
-	h := &Host{opts: opts, log: opts.Logger, closed: make(chan struct{})}
+	h := &Host{opts: opts, log: opts.Logger, closed: make(chan struct{}),
+		streams: make(chan struct{}, max(opts.Pool-1, 1))}
 	rc := wazero.NewRuntimeConfig().
 		// Without this a guest that never returns blocks its goroutine
 		// forever; with it, cancelling the call's context stops it.

@@ -16,11 +16,23 @@ import (
 	"pommy.ai/edge/wasm/abi"
 )
 
-// ServeHTTP runs the request through a guest instance.
+// ServeHTTP runs the request through a guest instance. An instance is
+// taken only once the body, or its first PreReadLimit bytes, has arrived
+// (body.go), and never for a request refused by its head.
 func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := handlers.RequestID(r)
+	if len(r.TransferEncoding) > 0 {
+		// net/http drops Content-Length when Transfer-Encoding is
+		// present, so a request framed both ways (smuggling's shape)
+		// cannot be told from a plain chunked one; the API needs
+		// neither. Refused before the body is read, and the connection
+		// closed: what follows on it cannot be trusted to be a request.
+		refuseTransferEncoding(w, id)
+		return
+	}
 	if r.ContentLength > h.opts.MaxBody {
 		// Refused before any guest runs: nothing of the body is read.
+		w.Header().Set("Connection", "close")
 		writeError(w, id, http.StatusRequestEntityTooLarge, "too_large",
 			fmt.Sprintf("request body exceeds %d bytes", h.opts.MaxBody))
 		return
@@ -33,13 +45,33 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	deadline := time.Now().Add(h.opts.Timeout)
-	// A slow client must not hold an instance past the deadline: the
-	// connection's write deadline makes writes to it fail (and, below, its
-	// read deadline makes body reads fail). Both are cleared on the way
-	// out, since they outlive the request on a kept-alive connection.
+	// A slow reader of the response must not hold an instance past the
+	// deadline: the write deadline makes writes to it fail. The read
+	// deadlines are the body's (body.go); none is cleared on the way out,
+	// so that net/http's discard of an unread body cannot block forever.
 	rc := http.NewResponseController(w)
 	rc.SetWriteDeadline(deadline.Add(h.opts.Grace))
 	defer rc.SetWriteDeadline(time.Time{})
+
+	var body *requestBody
+	if r.Body != nil && r.Body != http.NoBody {
+		var err error
+		body, err = h.readBody(w, rc, r, deadline)
+		defer body.release()
+		if err != nil {
+			h.writeBodyError(w, id, err)
+			return
+		}
+		if body.rest != nil {
+			if !h.takeStreamSlot(r.Context(), deadline) {
+				h.stats.timeouts.Add(1)
+				w.Header().Set("Connection", "close")
+				writeError(w, id, http.StatusServiceUnavailable, "busy", "too many uploads in progress; retry shortly")
+				return
+			}
+			defer func() { <-h.streams }()
+		}
+	}
 
 	inv := h.newInvocation(r.Context(), id, deadline)
 	inv.r, inv.w = r, w
@@ -63,20 +95,15 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.log.Warn("request not served", "request", id, "err", err)
 		return
 	}
-	if r.Body != nil && r.Body != http.NoBody {
-		// The read deadline is set only while the body is being read:
-		// once it is, net/http reads the connection in the background,
-		// and a deadline firing there would cancel the context of every
-		// later request on the connection.
-		rc.SetReadDeadline(deadline)
-		defer rc.SetReadDeadline(time.Time{})
-		body := http.MaxBytesReader(w, r.Body, h.opts.MaxBody)
-		inv.bodyID, _ = inv.add(&reader{r: body,
-			onEOF: func() { rc.SetReadDeadline(time.Time{}) },
+	if body != nil {
+		inv.bodyID, _ = inv.add(&reader{r: body.reader(),
 			onErr: func(err error) {
 				var mbe *http.MaxBytesError
-				if errors.As(err, &mbe) {
+				switch {
+				case errors.As(err, &mbe):
 					inv.tooLarge = true
+				case errors.Is(err, errBodyTimeout):
+					inv.bodyTimedOut = true
 				}
 			}})
 	}
@@ -90,7 +117,7 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case killed:
 		h.stats.timeouts.Add(1)
 		h.stats.killed.Add(1)
-		status, code, msg = http.StatusServiceUnavailable, "timeout", fmt.Sprintf("the request did not finish within %v", h.opts.Timeout)
+		status, code, msg = http.StatusGatewayTimeout, "timeout", timeoutMessage(h.opts.Timeout)
 		h.log.Error("guest killed at its deadline", "request", id, "instance", inst.id, "path", r.URL.Path)
 	case callErr != nil || result == abi.ResultCrashed || result != abi.ResultOK || inst.broken:
 		h.stats.traps.Add(1)
@@ -99,7 +126,7 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"path", r.URL.Path, "err", callErr, "result", result, "abi_misuse", inst.broken, "guest_report", inv.fail)
 	case !inv.headSent && time.Now().After(deadline):
 		h.stats.timeouts.Add(1)
-		status, code, msg = http.StatusServiceUnavailable, "timeout", fmt.Sprintf("the request did not finish within %v", h.opts.Timeout)
+		status, code, msg = http.StatusGatewayTimeout, "timeout", timeoutMessage(h.opts.Timeout)
 	case !inv.headSent:
 		// The guest always finishes a response; this is a bug to see.
 		status, code, msg = http.StatusInternalServerError, "internal", "internal error"
@@ -117,6 +144,41 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rc.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	writeError(w, id, status, code, msg)
 }
+
+// takeStreamSlot waits for a slot to stream a body to an instance until
+// the deadline.
+func (h *Host) takeStreamSlot(ctx context.Context, deadline time.Time) bool {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case h.streams <- struct{}{}:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
+}
+
+// timeoutMessage is the answer for a guest that ran past its deadline. It
+// promises nothing about what the guest did: it may have committed its
+// writes before it was stopped (a 503, by contrast, means the guest never
+// ran).
+func timeoutMessage(d time.Duration) string {
+	return fmt.Sprintf("the request did not finish within %v; it may or may not have taken effect: check before retrying", d)
+}
+
+// refuseTransferEncoding answers a request that carries a Transfer-Encoding
+// and closes its connection without reading its body.
+func refuseTransferEncoding(w http.ResponseWriter, id string) {
+	// An expired read deadline makes net/http's discard of the unread
+	// body fail at once instead of reading what may be a smuggled
+	// request.
+	http.NewResponseController(w).SetReadDeadline(time.Now())
+	w.Header().Set("Connection", "close")
+	writeError(w, id, http.StatusLengthRequired, "length_required", lengthRequiredMessage)
+}
+
+const lengthRequiredMessage = "send the request body with a Content-Length; Transfer-Encoding (chunked) is not accepted"
 
 // run calls an export with inv and releases the instance: kept if the call
 // ended cleanly, discarded otherwise. killed reports that the host stopped
@@ -227,6 +289,16 @@ func (inv *invocation) responseHead(m *abi.ResponseHead) error {
 		return fmt.Errorf("%w: status %d", storage.ErrInvalid, m.Status)
 	}
 	inv.headSent = true
+	if inv.bodyTimedOut {
+		// The client stopped sending its body: whatever the guest made
+		// of the failed read, the client's delay is the answer.
+		inv.dropBody = true
+		inv.w.Header().Set("Connection", "close")
+		writeError(inv.w, inv.id, http.StatusRequestTimeout, "request_timeout",
+			fmt.Sprintf("the request body did not keep arriving (each read within %v, at least %d bytes/s); the connection is closed",
+				inv.h.opts.BodyReadTimeout, inv.h.opts.BodyMinRate))
+		return nil
+	}
 	if inv.tooLarge && m.Status < 400 {
 		// The body went over the limit while the guest read it and the
 		// guest answered as if all was well: the limit wins.
@@ -288,16 +360,25 @@ func (inv *invocation) write(b []byte, flush bool) error {
 // writeError writes the platform's one error shape,
 // {"error":{"code":"...","message":"..."}}, with the headers every response
 // carries.
+// A 503 always says when to retry (the guest never ran, so retrying is
+// safe).
 func writeError(w http.ResponseWriter, id string, status int, code, msg string) {
+	body := errorBody(code, msg)
 	h := w.Header()
+	handlers.SecurityHeaders(h)
 	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
-	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
 	h.Set("X-Request-Id", id)
+	if status == http.StatusServiceUnavailable && h.Get("Retry-After") == "" {
+		h.Set("Retry-After", "1")
+	}
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]map[string]string{"error": {"code": code, "message": msg}})
+	w.Write(body)
+}
+
+func errorBody(code, msg string) []byte {
+	b, _ := json.Marshal(map[string]map[string]string{"error": {"code": code, "message": msg}})
+	return append(b, '\n')
 }
 
 // validHeaderName: an RFC 9110 token.
