@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"pommy.ai/edge/tests/apitest"
+	"pommy.ai/edge/wasm/host"
 )
 
 // TestRefusesReadableMasterKey: a key file others may read stops the
@@ -57,6 +58,44 @@ func TestParseConfig(t *testing.T) {
 		if _, err := parseConfig(nil, func(k string) string { return bad[k] }, io.Discard); err == nil {
 			t.Errorf("%v accepted", bad)
 		}
+	}
+}
+
+// TestServerLimitsConfig: the HTTP server's limits default to the host's
+// constants (which the docs and the end-to-end tests use), are set by flag
+// or environment, and refuse nonsense.
+func TestServerLimitsConfig(t *testing.T) {
+	none := func(string) string { return "" }
+	c, err := parseConfig(nil, none, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.readHeaderTimeout != host.DefaultReadHeaderTimeout || c.idleTimeout != host.DefaultIdleTimeout ||
+		c.maxHeaderBytes != host.DefaultMaxHeaderBytes || c.bodyReadTimeout != host.DefaultBodyReadTimeout ||
+		c.bodyMinRate != host.DefaultBodyMinRate {
+		t.Fatalf("defaults: %+v", c)
+	}
+	env := map[string]string{"POMMY_READ_HEADER_TIMEOUT": "3s", "POMMY_IDLE_TIMEOUT": "1m", "POMMY_MAX_HEADER_BYTES": "16384",
+		"POMMY_BODY_READ_TIMEOUT": "4s", "POMMY_BODY_MIN_RATE": "1000"}
+	c, err = parseConfig([]string{"--body-read-timeout", "5s"}, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.readHeaderTimeout != 3*time.Second || c.idleTimeout != time.Minute || c.maxHeaderBytes != 16384 ||
+		c.bodyReadTimeout != 5*time.Second || c.bodyMinRate != 1000 {
+		t.Fatalf("from the environment and flags: %+v", c)
+	}
+	if bodyMinRate(0) >= 0 || bodyMinRate(1000) != 1000 {
+		t.Error("--body-min-rate 0 must mean no minimum")
+	}
+	for _, bad := range [][]string{{"--read-header-timeout", "0s"}, {"--idle-timeout", "-1s"}, {"--body-read-timeout", "0s"},
+		{"--max-header-bytes", "100"}, {"--body-min-rate", "-1"}} {
+		if _, err := parseConfig(bad, none, io.Discard); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+	if _, err := parseConfig(nil, func(k string) string { return map[string]string{"POMMY_IDLE_TIMEOUT": "later"}[k] }, io.Discard); err == nil {
+		t.Error("a malformed POMMY_IDLE_TIMEOUT was accepted")
 	}
 }
 

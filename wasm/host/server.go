@@ -238,7 +238,7 @@ func parseCannedHead(p []byte) (status int, reason string, ok bool) {
 		return 0, "", false
 	}
 	status, err := strconv.Atoi(string(line[9:12]))
-	if err != nil || status < 400 || status > 599 || line[9] == '+' || line[9] == '-' {
+	if err != nil || status < 400 || status > 599 {
 		return 0, "", false
 	}
 	if len(line) > 13 {
