@@ -73,15 +73,16 @@ type config struct {
 	perRequest   bool
 	timeout      time.Duration
 	scheduleEvry time.Duration
+	egressAllow  []string
+	clientIPHdr  string
+	logLevel     slog.Level
+
 	// The HTTP server's limits (host.ServerOptions, host.Options).
 	readHeaderTimeout time.Duration
 	idleTimeout       time.Duration
 	maxHeaderBytes    int
 	bodyReadTimeout   time.Duration
 	bodyMinRate       int
-	egressAllow  []string
-	clientIPHdr  string
-	logLevel     slog.Level
 }
 
 func parseConfig(args []string, getenv func(string) string, out io.Writer) (config, error) {

@@ -155,7 +155,9 @@ func sameShape(t *testing.T, r, app response, status int, code string) {
 	if r.status != status || r.errorCode() != code {
 		t.Errorf("got %v, want %d %s", r, status, code)
 	}
-	var e struct{ Error struct{ Code, Message string } }
+	var e struct {
+		Error struct{ Code, Message string }
+	}
 	if err := json.Unmarshal(r.body, &e); err != nil || e.Error.Message == "" {
 		t.Errorf("not the JSON error shape with a message: %q", r.body)
 	}

@@ -43,7 +43,9 @@ func checkRewritten(t testing.TB, out []byte) *http.Response {
 	if err != nil {
 		t.Fatalf("body: %v", err)
 	}
-	var e struct{ Error struct{ Code, Message string } }
+	var e struct {
+		Error struct{ Code, Message string }
+	}
 	if err := json.Unmarshal(body, &e); err != nil || e.Error.Code == "" || e.Error.Message == "" {
 		t.Fatalf("not the error shape: %q", body)
 	}
