@@ -10,11 +10,15 @@
 //     concurrent calls), with at most Options.Pool instances alive (plus
 //     one spare, which has served nothing, with InstancePerRequest).
 //   - Every request has a deadline. The guest sees it as its request
-//     context's deadline; past it the host answers 503, and past it plus a
-//     grace period the host kills the instance, even one spinning in a loop
-//     or sleeping.
+//     context's deadline; past it the host answers 504 (the guest ran: it
+//     may have changed something), and past it plus a grace period the host
+//     kills the instance, even one spinning in a loop or sleeping. A 503
+//     from the host means no guest ran for the request.
+//   - An instance is held only while the guest works: a request's body, or
+//     its first PreReadLimit bytes, is read before an instance is taken,
+//     and the rest is streamed under per-read deadlines (body.go).
 //   - A trap, a panic that escapes the application, a timeout or any ABI
-//     misuse discards the instance; that request gets a JSON 500 or 503 and
+//     misuse discards the instance; that request gets a JSON 500 or 504 and
 //     the server goes on serving with fresh instances.
 //   - The guest's clocks are the real ones and its randomness is
 //     crypto/rand (wazero's defaults are fake clocks and a fixed seed).
@@ -24,6 +28,10 @@
 //     New refuses a guest whose init draws more randomness than that.
 //   - Nothing a request opened (streams, pending blob puts, data-key
 //     handles) outlives the export call: the host closes or aborts it.
+//
+// Server (server.go) is the HTTP server the command runs and the tests
+// start: connection limits, and net/http's own error responses in the
+// platform's shape.
 //
 // Background work is an explicit host task: RunScheduled calls the guest's
 // pommy_v1_scheduled export, and the command runs it from a ticker.
