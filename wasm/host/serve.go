@@ -27,6 +27,7 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// cannot be told from a plain chunked one; the API needs
 		// neither. Refused before the body is read, and the connection
 		// closed: what follows on it cannot be trusted to be a request.
+		h.log.Debug("refused a request with Transfer-Encoding", "request", id, "remote", r.RemoteAddr)
 		refuseTransferEncoding(w, id)
 		return
 	}
@@ -59,6 +60,7 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body, err = h.readBody(w, rc, r, deadline)
 		defer body.release()
 		if err != nil {
+			h.log.Debug("request body not read", "request", id, "remote", r.RemoteAddr, "path", r.URL.Path, "err", err)
 			h.writeBodyError(w, id, err)
 			return
 		}
