@@ -126,6 +126,9 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status, code, msg = http.StatusInternalServerError, "internal", "internal error"
 		h.log.Error("guest crashed; instance discarded", "request", id, "instance", inst.id,
 			"path", r.URL.Path, "err", callErr, "result", result, "abi_misuse", inst.broken, "guest_report", inv.fail)
+	case !inv.headSent && inv.bodyTimedOut:
+		w.Header().Set("Connection", "close")
+		status, code, msg = http.StatusRequestTimeout, "request_timeout", h.streamTimeoutMessage()
 	case !inv.headSent && time.Now().After(deadline):
 		h.stats.timeouts.Add(1)
 		status, code, msg = http.StatusGatewayTimeout, "timeout", timeoutMessage(h.opts.Timeout)
@@ -159,6 +162,16 @@ func (h *Host) takeStreamSlot(ctx context.Context, deadline time.Time) bool {
 	case <-ctx.Done():
 	}
 	return false
+}
+
+// streamTimeoutMessage is the answer for a client whose streamed body
+// stopped arriving in time.
+func (h *Host) streamTimeoutMessage() string {
+	rate := ""
+	if h.opts.BodyMinRate > 0 {
+		rate = fmt.Sprintf(", at least %d bytes/s on average", h.opts.BodyMinRate)
+	}
+	return fmt.Sprintf("the request body did not keep arriving (each read within %v%s); the connection is closed", h.opts.BodyReadTimeout, rate)
 }
 
 // timeoutMessage is the answer for a guest that ran past its deadline. It
@@ -296,9 +309,7 @@ func (inv *invocation) responseHead(m *abi.ResponseHead) error {
 		// of the failed read, the client's delay is the answer.
 		inv.dropBody = true
 		inv.w.Header().Set("Connection", "close")
-		writeError(inv.w, inv.id, http.StatusRequestTimeout, "request_timeout",
-			fmt.Sprintf("the request body did not keep arriving (each read within %v, at least %d bytes/s); the connection is closed",
-				inv.h.opts.BodyReadTimeout, inv.h.opts.BodyMinRate))
+		writeError(inv.w, inv.id, http.StatusRequestTimeout, "request_timeout", inv.h.streamTimeoutMessage())
 		return nil
 	}
 	if inv.tooLarge && m.Status < 400 {
@@ -361,9 +372,8 @@ func (inv *invocation) write(b []byte, flush bool) error {
 
 // writeError writes the platform's one error shape,
 // {"error":{"code":"...","message":"..."}}, with the headers every response
-// carries.
-// A 503 always says when to retry (the guest never ran, so retrying is
-// safe).
+// carries. A 503 always says when to retry (the host gives it only when no
+// guest ran, so retrying is safe).
 func writeError(w http.ResponseWriter, id string, status int, code, msg string) {
 	body := errorBody(code, msg)
 	h := w.Header()
