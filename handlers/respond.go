@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,9 +40,44 @@ func errorf(status int, code, format string, args ...any) *apiError {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
+	encodeJSON(w, v)
+}
+
+// encodeJSON writes v as one line of JSON, without HTML escaping: our
+// responses are never HTML, and "\u003c" for "<" only garbles messages.
+func encodeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
-	enc.Encode(v)
+	return enc.Encode(v)
+}
+
+// WriteHomeError writes an error a home gives by itself, before or around
+// the application (a body over the limit, a busy host, a worker that is not
+// configured), with the same body shape and header set as the
+// application's own errors. A 503 always says when to retry.
+func WriteHomeError(w http.ResponseWriter, requestID string, status int, code, message string) {
+	body := ErrorBody(code, message)
+	h := w.Header()
+	SecurityHeaders(h)
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	if requestID != "" {
+		h.Set("X-Request-Id", requestID)
+	}
+	if status == http.StatusServiceUnavailable && h.Get("Retry-After") == "" {
+		h.Set("Retry-After", "1")
+	}
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+// ErrorBody is the JSON error shape, {"error":{"code":…,"message":…}}, for
+// the homes' own errors (those written before or around the application),
+// so that they cannot drift from the application's.
+func ErrorBody(code, message string) []byte {
+	var b bytes.Buffer
+	encodeJSON(&b, map[string]*apiError{"error": {Code: code, Message: message}})
+	return b.Bytes()
 }
 
 // writeError maps any error onto a status and the JSON error body. Errors

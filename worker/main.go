@@ -27,7 +27,6 @@ package main
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -185,7 +184,7 @@ func keys() (storage.Keys, error) {
 func unavailable(cause error) http.Handler {
 	msg := "this worker is not configured: " + strings.ReplaceAll(cause.Error(), "\n", "; ")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusServiceUnavailable, "not_configured", msg)
+		handlers.WriteHomeError(w, handlers.RequestID(r), http.StatusServiceUnavailable, "not_configured", msg)
 	})
 }
 
@@ -194,7 +193,7 @@ func unavailable(cause error) http.Handler {
 func limitBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > handlers.MaxRequestBody {
-			writeError(w, http.StatusRequestEntityTooLarge, "too_large",
+			handlers.WriteHomeError(w, handlers.RequestID(r), http.StatusRequestEntityTooLarge, "too_large",
 				fmt.Sprintf("request body exceeds %d bytes", handlers.MaxRequestBody))
 			return
 		}
@@ -284,19 +283,4 @@ func joinHeaders(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// writeError writes the application's error shape,
-// {"error":{"code":"...","message":"..."}}, for the few answers the worker
-// gives before the application is involved.
-func writeError(w http.ResponseWriter, status int, code, message string) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false) // as the application's writer: < > & as themselves
-	enc.Encode(map[string]map[string]string{"error": {"code": code, "message": message}})
 }

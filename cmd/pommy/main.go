@@ -78,6 +78,13 @@ type config struct {
 	clientIPHdr  string
 	origins      []string
 	logLevel     slog.Level
+
+	// The HTTP server's limits (host.ServerOptions, host.Options).
+	readHeaderTimeout time.Duration
+	idleTimeout       time.Duration
+	maxHeaderBytes    int
+	bodyReadTimeout   time.Duration
+	bodyMinRate       int
 }
 
 func parseConfig(args []string, getenv func(string) string, out io.Writer) (config, error) {
@@ -123,6 +130,11 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.IntVar(&c.pool, "pool", parsed("POMMY_POOL", 0, parseInt).(int), "most guest instances alive at once, and so requests served at once; 0: one per CPU (POMMY_POOL)")
 	fs.BoolVar(&c.perRequest, "instance-per-request", parsed("POMMY_INSTANCE_PER_REQUEST", false, parseBool).(bool), "give every request a fresh guest instance, as the edge does (POMMY_INSTANCE_PER_REQUEST)")
 	fs.DurationVar(&c.timeout, "timeout", parsed("POMMY_TIMEOUT", 30*time.Second, parseDur).(time.Duration), "each request's `deadline` (POMMY_TIMEOUT)")
+	fs.DurationVar(&c.readHeaderTimeout, "read-header-timeout", parsed("POMMY_READ_HEADER_TIMEOUT", host.DefaultReadHeaderTimeout, parseDur).(time.Duration), "how long a client has to send a request's line and headers (POMMY_READ_HEADER_TIMEOUT)")
+	fs.DurationVar(&c.idleTimeout, "idle-timeout", parsed("POMMY_IDLE_TIMEOUT", host.DefaultIdleTimeout, parseDur).(time.Duration), "how long a kept-alive connection may wait for its next request (POMMY_IDLE_TIMEOUT)")
+	fs.IntVar(&c.maxHeaderBytes, "max-header-bytes", parsed("POMMY_MAX_HEADER_BYTES", host.DefaultMaxHeaderBytes, parseInt).(int), "largest request line and headers, in `bytes`; more gets 431 (POMMY_MAX_HEADER_BYTES)")
+	fs.DurationVar(&c.bodyReadTimeout, "body-read-timeout", parsed("POMMY_BODY_READ_TIMEOUT", host.DefaultBodyReadTimeout, parseDur).(time.Duration), "a body of up to 1 MiB must arrive whole within this `time`, and every read of a larger one make progress within it; else 408 (POMMY_BODY_READ_TIMEOUT)")
+	fs.IntVar(&c.bodyMinRate, "body-min-rate", parsed("POMMY_BODY_MIN_RATE", host.DefaultBodyMinRate, parseInt).(int), "slowest average, in `bytes/s`, at which the part of a body beyond 1 MiB may arrive; 0: no minimum (POMMY_BODY_MIN_RATE)")
 	fs.DurationVar(&c.scheduleEvry, "schedule-every", parsed("POMMY_SCHEDULE_EVERY", time.Minute, parseDur).(time.Duration), "run the scheduled work this `often`; 0 disables it (POMMY_SCHEDULE_EVERY)")
 	fs.StringVar(&allow, "egress-allow", str("POMMY_EGRESS_ALLOW", ""), "comma-separated host[:port] `patterns` outbound HTTP may reach, e.g. api.openai.com,*.example.com; empty: none (POMMY_EGRESS_ALLOW)")
 	fs.BoolVar(&c.egressPriv, "egress-private", parsed("POMMY_EGRESS_PRIVATE", false, parseBool).(bool), "let outbound HTTP reach loopback and private addresses (an AI model or a tool on the operator's own network) when --egress-allow names them; off: refused, so a tenant's tool URL cannot probe the network around the server (POMMY_EGRESS_PRIVATE)")
@@ -150,6 +162,12 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		return c, fmt.Errorf("--pool must be 0 or more, not %d", c.pool)
 	case c.timeout <= 0:
 		return c, fmt.Errorf("--timeout must be positive, not %v", c.timeout)
+	case c.readHeaderTimeout <= 0 || c.idleTimeout <= 0 || c.bodyReadTimeout <= 0:
+		return c, errors.New("--read-header-timeout, --idle-timeout and --body-read-timeout must be positive")
+	case c.maxHeaderBytes < 4<<10:
+		return c, fmt.Errorf("--max-header-bytes must be at least 4096, not %d", c.maxHeaderBytes)
+	case c.bodyMinRate < 0:
+		return c, fmt.Errorf("--body-min-rate must be 0 or more, not %d", c.bodyMinRate)
 	case c.scheduleEvry < 0:
 		return c, fmt.Errorf("--schedule-every must be 0 or more, not %v", c.scheduleEvry)
 	case c.s3.Bucket == "" && (c.s3.Endpoint != "" || c.s3.AccessKey != "" || c.s3.SecretKey != ""):
@@ -219,6 +237,8 @@ func run(ctx context.Context, c config, log *slog.Logger, ready func(addr string
 		Pool:               c.pool,
 		InstancePerRequest: c.perRequest,
 		Timeout:            c.timeout,
+		BodyReadTimeout:    c.bodyReadTimeout,
+		BodyMinRate:        bodyMinRate(c.bodyMinRate),
 		Platform:           p.Platform,
 		Config:             handlers.Config{ClientIPHeader: c.clientIPHdr, PublicOrigins: origins},
 		Logger:             log,
@@ -231,13 +251,12 @@ func run(ctx context.Context, c config, log *slog.Logger, ready func(addr string
 		"instantiate", st.LastInstantiate.Round(time.Microsecond), "host_version", version)
 
 	log.Info("public origins", "origins", strings.Join(origins, " "))
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	srv := host.NewServer(h, host.ServerOptions{
+		ReadHeaderTimeout: c.readHeaderTimeout,
+		IdleTimeout:       c.idleTimeout,
+		MaxHeaderBytes:    c.maxHeaderBytes,
+		Logger:            log,
+	})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	if c.scheduleEvry > 0 {
@@ -281,6 +300,15 @@ func publicOrigins(configured []string, addr net.Addr) ([]string, error) {
 	}
 	port := strconv.Itoa(ta.Port)
 	return []string{"http://127.0.0.1:" + port, "http://localhost:" + port, "http://[::1]:" + port}, nil
+}
+
+// bodyMinRate maps the flag's "0: none" onto host.Options' "negative:
+// none".
+func bodyMinRate(flag int) int64 {
+	if flag == 0 {
+		return -1
+	}
+	return int64(flag)
 }
 
 // sweepKV deletes expired KV entries, host-side upkeep that Workers KV does

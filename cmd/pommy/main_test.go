@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -14,7 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"pommy.ai/edge/handlers"
 	"pommy.ai/edge/tests/apitest"
+	"pommy.ai/edge/wasm/host"
 )
 
 // TestRefusesReadableMasterKey: a key file others may read stops the
@@ -83,6 +86,105 @@ func TestPublicOrigins(t *testing.T) {
 	}
 	if got, err := publicOrigins(c.origins, &net.TCPAddr{IP: net.IPv4zero, Port: 80}); err != nil || len(got) != 2 {
 		t.Errorf("configured: %q, %v", got, err)
+	}
+}
+
+// TestServerLimitsConfig: the HTTP server's limits default to the host's
+// constants (which the docs and the end-to-end tests use), are set by flag
+// or environment, and refuse nonsense.
+func TestServerLimitsConfig(t *testing.T) {
+	none := func(string) string { return "" }
+	c, err := parseConfig(nil, none, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.readHeaderTimeout != host.DefaultReadHeaderTimeout || c.idleTimeout != host.DefaultIdleTimeout ||
+		c.maxHeaderBytes != host.DefaultMaxHeaderBytes || c.bodyReadTimeout != host.DefaultBodyReadTimeout ||
+		c.bodyMinRate != host.DefaultBodyMinRate {
+		t.Fatalf("defaults: %+v", c)
+	}
+	env := map[string]string{"POMMY_READ_HEADER_TIMEOUT": "3s", "POMMY_IDLE_TIMEOUT": "1m", "POMMY_MAX_HEADER_BYTES": "16384",
+		"POMMY_BODY_READ_TIMEOUT": "4s", "POMMY_BODY_MIN_RATE": "1000"}
+	c, err = parseConfig([]string{"--body-read-timeout", "5s"}, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.readHeaderTimeout != 3*time.Second || c.idleTimeout != time.Minute || c.maxHeaderBytes != 16384 ||
+		c.bodyReadTimeout != 5*time.Second || c.bodyMinRate != 1000 {
+		t.Fatalf("from the environment and flags: %+v", c)
+	}
+	if bodyMinRate(0) >= 0 || bodyMinRate(1000) != 1000 {
+		t.Error("--body-min-rate 0 must mean no minimum")
+	}
+	for _, bad := range [][]string{{"--read-header-timeout", "0s"}, {"--idle-timeout", "-1s"}, {"--body-read-timeout", "0s"},
+		{"--max-header-bytes", "100"}, {"--body-min-rate", "-1"}} {
+		if _, err := parseConfig(bad, none, io.Discard); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+	if _, err := parseConfig(nil, func(k string) string { return map[string]string{"POMMY_IDLE_TIMEOUT": "later"}[k] }, io.Discard); err == nil {
+		t.Error("a malformed POMMY_IDLE_TIMEOUT was accepted")
+	}
+}
+
+// TestDocsStateTheServerLimits holds docs/api.md's and
+// docs/self-hosting.md's tables of limits to the constants the command
+// defaults to (and the end-to-end tests use).
+func TestDocsStateTheServerLimits(t *testing.T) {
+	dur := func(d time.Duration) string {
+		if d%time.Minute == 0 {
+			return fmt.Sprintf("%d min", d/time.Minute)
+		}
+		return fmt.Sprintf("%d s", d/time.Second)
+	}
+	c, err := parseConfig(nil, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join("..", "..", "docs", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	// row finds the table row holding key and checks it holds each of want.
+	row := func(doc, name, key string, want ...string) {
+		t.Helper()
+		for _, line := range strings.Split(doc, "\n") {
+			if strings.HasPrefix(line, "|") && strings.Contains(line, key) {
+				for _, w := range want {
+					if !strings.Contains(line, w) {
+						t.Errorf("%s: the row of %q does not say %q: %s", name, key, w, line)
+					}
+				}
+				return
+			}
+		}
+		t.Errorf("%s: no row of %q", name, key)
+	}
+	api := read("api.md")
+	mib := func(n int) string { return fmt.Sprintf("%d MiB", n>>20) }
+	row(api, "api.md", "request line and headers", fmt.Sprintf("%d KiB", host.DefaultMaxHeaderBytes>>10), "--max-header-bytes")
+	row(api, "api.md", "time to send the request line", dur(host.DefaultReadHeaderTimeout), "--read-header-timeout")
+	row(api, "api.md", "body of up to", mib(host.PreReadLimit), dur(host.DefaultBodyReadTimeout), "--body-read-timeout")
+	row(api, "api.md", "each read of the rest", dur(host.DefaultBodyReadTimeout), "--body-read-timeout")
+	row(api, "api.md", "must average at least", fmt.Sprintf("%d KiB/s", host.DefaultBodyMinRate>>10), "--body-min-rate")
+	row(api, "api.md", "body size", mib(handlers.MaxRequestBody))
+	row(api, "api.md", "a request's deadline", dur(c.timeout), "--timeout", "504")
+	row(api, "api.md", "idle kept-alive", dur(host.DefaultIdleTimeout), "--idle-timeout")
+
+	sh := read("self-hosting.md")
+	row(sh, "self-hosting.md", "--read-header-timeout", "POMMY_READ_HEADER_TIMEOUT", dur(host.DefaultReadHeaderTimeout))
+	row(sh, "self-hosting.md", "--max-header-bytes", "POMMY_MAX_HEADER_BYTES", fmt.Sprintf("%d KiB", host.DefaultMaxHeaderBytes>>10))
+	row(sh, "self-hosting.md", "--body-read-timeout", "POMMY_BODY_READ_TIMEOUT", dur(host.DefaultBodyReadTimeout), mib(host.PreReadLimit))
+	row(sh, "self-hosting.md", "--body-min-rate", "POMMY_BODY_MIN_RATE", fmt.Sprintf("%d KiB/s", host.DefaultBodyMinRate>>10))
+	row(sh, "self-hosting.md", "--timeout", "POMMY_TIMEOUT", dur(c.timeout))
+	row(sh, "self-hosting.md", "--idle-timeout", "POMMY_IDLE_TIMEOUT", dur(host.DefaultIdleTimeout))
+	for _, w := range []string{mib(handlers.MaxRequestBody), fmt.Sprintf("%d MiB", host.DefaultPreReadMemory>>20)} {
+		if !strings.Contains(sh, w) {
+			t.Errorf("self-hosting.md does not say %s", w)
+		}
 	}
 }
 

@@ -181,7 +181,7 @@ func TestFaults(t *testing.T) {
 				before := h.host.Stats()
 				// /__test/spin ignores its context: only the host can stop it.
 				r := h.get(t, "/__test/spin?ms=60000")
-				if r.status != 503 || r.errorCode() == "" {
+				if r.status != 504 || r.errorCode() != "timeout" {
 					t.Fatalf("spin past the deadline: %v", r)
 				}
 				if s := h.host.Stats(); s.Timeouts <= before.Timeouts {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -81,6 +82,11 @@ type homeOptions struct {
 	local func(*local.Config)
 	// platform swaps adapters after the stores open (fault injection).
 	platform func(*local.Platform)
+	// server and the body limits configure the HTTP server as the
+	// command's flags do (zero: the command's defaults).
+	server          host.ServerOptions
+	bodyReadTimeout time.Duration
+	bodyMinRate     int64
 }
 
 func startHome(t testing.TB, o homeOptions) *home {
@@ -121,6 +127,8 @@ func startHome(t testing.TB, o homeOptions) *home {
 		Pool:               o.pool,
 		InstancePerRequest: o.perRequest,
 		Timeout:            o.timeout,
+		BodyReadTimeout:    o.bodyReadTimeout,
+		BodyMinRate:        o.bodyMinRate,
 		Platform:           p.Platform,
 		Config:             handlers.Config{TestRoutes: true, ContractHTTPURL: echo.URL},
 		Logger:             slog.New(slog.NewTextHandler(logs, nil)),
@@ -128,7 +136,13 @@ func startHome(t testing.TB, o homeOptions) *home {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(h)
+	// The server the command runs, on a loopback port.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := host.NewServer(h, o.server)
+	go srv.Serve(ln)
 	t.Cleanup(func() {
 		srv.Close()
 		if err := h.Close(ctx); err != nil {
@@ -138,7 +152,7 @@ func startHome(t testing.TB, o homeOptions) *home {
 			t.Logf("host log:\n%s", logs)
 		}
 	})
-	return &home{url: srv.URL, host: h, log: logs}
+	return &home{url: "http://" + ln.Addr().String(), host: h, log: logs}
 }
 
 type syncBuffer struct {

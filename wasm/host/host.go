@@ -10,11 +10,15 @@
 //     concurrent calls), with at most Options.Pool instances alive (plus
 //     one spare, which has served nothing, with InstancePerRequest).
 //   - Every request has a deadline. The guest sees it as its request
-//     context's deadline; past it the host answers 503, and past it plus a
-//     grace period the host kills the instance, even one spinning in a loop
-//     or sleeping.
+//     context's deadline; past it the host answers 504 (the guest ran: it
+//     may have changed something), and past it plus a grace period the host
+//     kills the instance, even one spinning in a loop or sleeping. A 503
+//     from the host means no guest ran for the request.
+//   - An instance is held only while the guest works: a request's body, or
+//     its first PreReadLimit bytes, is read before an instance is taken,
+//     and the rest is streamed under per-read deadlines (body.go).
 //   - A trap, a panic that escapes the application, a timeout or any ABI
-//     misuse discards the instance; that request gets a JSON 500 or 503 and
+//     misuse discards the instance; that request gets a JSON 500 or 504 and
 //     the server goes on serving with fresh instances.
 //   - The guest's clocks are the real ones and its randomness is
 //     crypto/rand (wazero's defaults are fake clocks and a fixed seed).
@@ -24,6 +28,10 @@
 //     New refuses a guest whose init draws more randomness than that.
 //   - Nothing a request opened (streams, pending blob puts, data-key
 //     handles) outlives the export call: the host closes or aborts it.
+//
+// Server (server.go) is the HTTP server the command runs and the tests
+// start: connection limits, and net/http's own error responses in the
+// platform's shape.
 //
 // Background work is an explicit host task: RunScheduled calls the guest's
 // pommy_v1_scheduled export, and the command runs it from a ticker.
@@ -92,6 +100,20 @@ type Options struct {
 	// MaxBody is the largest request body accepted (default
 	// handlers.MaxRequestBody). Larger ones get 413 before the guest runs.
 	MaxBody int64
+	// BodyReadTimeout bounds the wait for a request body (default
+	// DefaultBodyReadTimeout): a body of at most PreReadLimit bytes must
+	// arrive whole within it, before an instance is taken, and each read
+	// of the rest of a larger one must make progress within it. A client
+	// too slow gets 408 and its connection is closed (body.go).
+	BodyReadTimeout time.Duration
+	// BodyMinRate is the slowest average, in bytes per second, at which
+	// the streamed part of a large body may arrive once an instance waits
+	// on it (default DefaultBodyMinRate; negative: no minimum).
+	BodyMinRate int64
+	// PreReadMemory bounds the bytes of request bodies held in memory at
+	// once (default DefaultPreReadMemory); past it a request with a body
+	// gets 503.
+	PreReadMemory int64
 	// MemoryLimitMiB caps each instance's linear memory (default 512).
 	MemoryLimitMiB int
 
@@ -118,6 +140,12 @@ type Host struct {
 	snap     *snapshot // nil with Options.NoSnapshot
 	pool     *pool
 	stats    counters
+	// bodyMemory is the bytes of request bodies held now (body.go).
+	bodyMemory atomic.Int64
+	// streams holds a slot for each request whose body is being streamed
+	// to an instance: fewer than the pool, so that clients trickling
+	// uploads cannot take every instance.
+	streams chan struct{}
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -184,6 +212,18 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 	if opts.MaxBody <= 0 {
 		opts.MaxBody = handlers.MaxRequestBody
 	}
+	if opts.BodyReadTimeout <= 0 {
+		opts.BodyReadTimeout = DefaultBodyReadTimeout
+	}
+	switch {
+	case opts.BodyMinRate == 0:
+		opts.BodyMinRate = DefaultBodyMinRate
+	case opts.BodyMinRate < 0:
+		opts.BodyMinRate = 0
+	}
+	if opts.PreReadMemory <= 0 {
+		opts.PreReadMemory = DefaultPreReadMemory
+	}
 	if opts.MemoryLimitMiB <= 0 {
 		opts.MemoryLimitMiB = 512
 	}
@@ -198,7 +238,8 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		return nil, fmt.Errorf("host: encoding the guest config: %w", err)
 	}
 
-	h := &Host{opts: opts, log: opts.Logger, closed: make(chan struct{})}
+	h := &Host{opts: opts, log: opts.Logger, closed: make(chan struct{}),
+		streams: make(chan struct{}, max(opts.Pool-1, 1))}
 	rc := wazero.NewRuntimeConfig().
 		// Without this a guest that never returns blocks its goroutine
 		// forever; with it, cancelling the call's context stops it.

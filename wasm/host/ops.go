@@ -32,7 +32,10 @@ type invocation struct {
 	bodyID   uint32
 	tooLarge bool // the body went over MaxBody
 	headSent bool
-	dropBody bool // the host answered in the guest's place (413)
+	dropBody bool // the host answered in the guest's place (413, 408)
+
+	// bodyTimedOut: the client stopped sending the body (body.go).
+	bodyTimedOut bool
 
 	handles map[uint32]any
 	next    uint32

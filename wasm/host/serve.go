@@ -2,7 +2,6 @@ package host
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -16,30 +15,64 @@ import (
 	"pommy.ai/edge/wasm/abi"
 )
 
-// ServeHTTP runs the request through a guest instance.
+// ServeHTTP runs the request through a guest instance. An instance is
+// taken only once the body, or its first PreReadLimit bytes, has arrived
+// (body.go), and never for a request refused by its head.
 func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := handlers.RequestID(r)
+	if len(r.TransferEncoding) > 0 {
+		// net/http drops Content-Length when Transfer-Encoding is
+		// present, so a request framed both ways (smuggling's shape)
+		// cannot be told from a plain chunked one; the API needs
+		// neither. Refused before the body is read, and the connection
+		// closed: what follows on it cannot be trusted to be a request.
+		h.log.Debug("refused a request with Transfer-Encoding", "request", id, "remote", r.RemoteAddr)
+		refuseTransferEncoding(w, id)
+		return
+	}
 	if r.ContentLength > h.opts.MaxBody {
 		// Refused before any guest runs: nothing of the body is read.
-		writeError(w, id, http.StatusRequestEntityTooLarge, "too_large",
+		w.Header().Set("Connection", "close")
+		handlers.WriteHomeError(w, id, http.StatusRequestEntityTooLarge, "too_large",
 			fmt.Sprintf("request body exceeds %d bytes", h.opts.MaxBody))
 		return
 	}
 	select {
 	case <-h.closed:
-		writeError(w, id, http.StatusServiceUnavailable, "shutting_down", "the server is shutting down")
+		handlers.WriteHomeError(w, id, http.StatusServiceUnavailable, "shutting_down", "the server is shutting down")
 		return
 	default:
 	}
 
 	deadline := time.Now().Add(h.opts.Timeout)
-	// A slow client must not hold an instance past the deadline: the
-	// connection's write deadline makes writes to it fail (and, below, its
-	// read deadline makes body reads fail). Both are cleared on the way
-	// out, since they outlive the request on a kept-alive connection.
+	// A slow reader of the response must not hold an instance past the
+	// deadline: the write deadline makes writes to it fail. The read
+	// deadlines are the body's (body.go); none is cleared on the way out,
+	// so that net/http's discard of an unread body cannot block forever.
 	rc := http.NewResponseController(w)
 	rc.SetWriteDeadline(deadline.Add(h.opts.Grace))
 	defer rc.SetWriteDeadline(time.Time{})
+
+	var body *requestBody
+	if r.Body != nil && r.Body != http.NoBody {
+		var err error
+		body, err = h.readBody(w, rc, r, deadline)
+		defer body.release()
+		if err != nil {
+			h.log.Debug("request body not read", "request", id, "remote", r.RemoteAddr, "path", r.URL.Path, "err", err)
+			h.writeBodyError(w, id, err)
+			return
+		}
+		if body.rest != nil {
+			if !h.takeStreamSlot(r.Context(), deadline) {
+				h.stats.timeouts.Add(1)
+				w.Header().Set("Connection", "close")
+				handlers.WriteHomeError(w, id, http.StatusServiceUnavailable, "busy", "too many uploads in progress; retry shortly")
+				return
+			}
+			defer func() { <-h.streams }()
+		}
+	}
 
 	inv := h.newInvocation(r.Context(), id, deadline)
 	inv.r, inv.w = r, w
@@ -49,34 +82,29 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		inv.cleanup()
 		switch {
 		case errors.Is(err, ErrClosed):
-			writeError(w, id, http.StatusServiceUnavailable, "shutting_down", "the server is shutting down")
+			handlers.WriteHomeError(w, id, http.StatusServiceUnavailable, "shutting_down", "the server is shutting down")
 			return
 		case !timedOut:
 			// A new instance failed to start (memory, a broken init).
 			h.log.Error("no guest instance", "request", id, "err", err)
-			writeError(w, id, http.StatusInternalServerError, "internal", "internal error")
+			handlers.WriteHomeError(w, id, http.StatusInternalServerError, "internal", "internal error")
 			return
 		}
 		h.stats.timeouts.Add(1)
 		w.Header().Set("Retry-After", "1")
-		writeError(w, id, http.StatusServiceUnavailable, "busy", "no capacity to serve the request before its deadline")
+		handlers.WriteHomeError(w, id, http.StatusServiceUnavailable, "busy", "no capacity to serve the request before its deadline")
 		h.log.Warn("request not served", "request", id, "err", err)
 		return
 	}
-	if r.Body != nil && r.Body != http.NoBody {
-		// The read deadline is set only while the body is being read:
-		// once it is, net/http reads the connection in the background,
-		// and a deadline firing there would cancel the context of every
-		// later request on the connection.
-		rc.SetReadDeadline(deadline)
-		defer rc.SetReadDeadline(time.Time{})
-		body := http.MaxBytesReader(w, r.Body, h.opts.MaxBody)
-		inv.bodyID, _ = inv.add(&reader{r: body,
-			onEOF: func() { rc.SetReadDeadline(time.Time{}) },
+	if body != nil {
+		inv.bodyID, _ = inv.add(&reader{r: body.reader(),
 			onErr: func(err error) {
 				var mbe *http.MaxBytesError
-				if errors.As(err, &mbe) {
+				switch {
+				case errors.As(err, &mbe):
 					inv.tooLarge = true
+				case errors.Is(err, errBodyTimeout):
+					inv.bodyTimedOut = true
 				}
 			}})
 	}
@@ -90,16 +118,19 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case killed:
 		h.stats.timeouts.Add(1)
 		h.stats.killed.Add(1)
-		status, code, msg = http.StatusServiceUnavailable, "timeout", fmt.Sprintf("the request did not finish within %v", h.opts.Timeout)
+		status, code, msg = http.StatusGatewayTimeout, "timeout", timeoutMessage(h.opts.Timeout)
 		h.log.Error("guest killed at its deadline", "request", id, "instance", inst.id, "path", r.URL.Path)
 	case callErr != nil || result == abi.ResultCrashed || result != abi.ResultOK || inst.broken:
 		h.stats.traps.Add(1)
 		status, code, msg = http.StatusInternalServerError, "internal", "internal error"
 		h.log.Error("guest crashed; instance discarded", "request", id, "instance", inst.id,
 			"path", r.URL.Path, "err", callErr, "result", result, "abi_misuse", inst.broken, "guest_report", inv.fail)
+	case !inv.headSent && inv.bodyTimedOut:
+		w.Header().Set("Connection", "close")
+		status, code, msg = http.StatusRequestTimeout, "request_timeout", h.streamTimeoutMessage()
 	case !inv.headSent && time.Now().After(deadline):
 		h.stats.timeouts.Add(1)
-		status, code, msg = http.StatusServiceUnavailable, "timeout", fmt.Sprintf("the request did not finish within %v", h.opts.Timeout)
+		status, code, msg = http.StatusGatewayTimeout, "timeout", timeoutMessage(h.opts.Timeout)
 	case !inv.headSent:
 		// The guest always finishes a response; this is a bug to see.
 		status, code, msg = http.StatusInternalServerError, "internal", "internal error"
@@ -115,8 +146,53 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The write deadline set above may have passed by now (a kill comes
 	// after deadline plus grace); the short error must still go out.
 	rc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	writeError(w, id, status, code, msg)
+	handlers.WriteHomeError(w, id, status, code, msg)
 }
+
+// takeStreamSlot waits for a slot to stream a body to an instance until
+// the deadline.
+func (h *Host) takeStreamSlot(ctx context.Context, deadline time.Time) bool {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case h.streams <- struct{}{}:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
+}
+
+// streamTimeoutMessage is the answer for a client whose streamed body
+// stopped arriving in time.
+func (h *Host) streamTimeoutMessage() string {
+	rate := ""
+	if h.opts.BodyMinRate > 0 {
+		rate = fmt.Sprintf(", at least %d bytes/s on average", h.opts.BodyMinRate)
+	}
+	return fmt.Sprintf("the request body did not keep arriving (each read within %v%s); the connection is closed", h.opts.BodyReadTimeout, rate)
+}
+
+// timeoutMessage is the answer for a guest that ran past its deadline. It
+// promises nothing about what the guest did: it may have committed its
+// writes before it was stopped (a 503, by contrast, means the guest never
+// ran).
+func timeoutMessage(d time.Duration) string {
+	return fmt.Sprintf("the request did not finish within %v; it may or may not have taken effect: check before retrying", d)
+}
+
+// refuseTransferEncoding answers a request that carries a Transfer-Encoding
+// and closes its connection without reading its body.
+func refuseTransferEncoding(w http.ResponseWriter, id string) {
+	// An expired read deadline makes net/http's discard of the unread
+	// body fail at once instead of reading what may be a smuggled
+	// request.
+	http.NewResponseController(w).SetReadDeadline(time.Now())
+	w.Header().Set("Connection", "close")
+	handlers.WriteHomeError(w, id, http.StatusLengthRequired, "length_required", lengthRequiredMessage)
+}
+
+const lengthRequiredMessage = "send the request body with a Content-Length; Transfer-Encoding (chunked) is not accepted"
 
 // run calls an export with inv and releases the instance: kept if the call
 // ended cleanly, discarded otherwise. killed reports that the host stopped
@@ -227,11 +303,19 @@ func (inv *invocation) responseHead(m *abi.ResponseHead) error {
 		return fmt.Errorf("%w: status %d", storage.ErrInvalid, m.Status)
 	}
 	inv.headSent = true
+	if inv.bodyTimedOut {
+		// The client stopped sending its body: whatever the guest made
+		// of the failed read, the client's delay is the answer.
+		inv.dropBody = true
+		inv.w.Header().Set("Connection", "close")
+		handlers.WriteHomeError(inv.w, inv.id, http.StatusRequestTimeout, "request_timeout", inv.h.streamTimeoutMessage())
+		return nil
+	}
 	if inv.tooLarge && m.Status < 400 {
 		// The body went over the limit while the guest read it and the
 		// guest answered as if all was well: the limit wins.
 		inv.dropBody = true
-		writeError(inv.w, inv.id, http.StatusRequestEntityTooLarge, "too_large",
+		handlers.WriteHomeError(inv.w, inv.id, http.StatusRequestEntityTooLarge, "too_large",
 			fmt.Sprintf("request body exceeds %d bytes", inv.h.opts.MaxBody))
 		return nil
 	}
@@ -284,21 +368,6 @@ func (inv *invocation) write(b []byte, flush bool) error {
 }
 
 // ---- helpers ----
-
-// writeError writes the platform's one error shape,
-// {"error":{"code":"...","message":"..."}}, with the headers every response
-// carries.
-func writeError(w http.ResponseWriter, id string, status int, code, msg string) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("X-Request-Id", id)
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]map[string]string{"error": {"code": code, "message": msg}})
-}
 
 // validHeaderName: an RFC 9110 token.
 func validHeaderName(s string) bool {
