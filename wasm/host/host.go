@@ -151,6 +151,7 @@ type Stats struct {
 	Requests         int64         // requests served by the guest
 	ScheduledRuns    int64
 	InstancesRunning int64 // instances alive now (idle or busy)
+	Busy             int64 // instances in use now (by requests or scheduled runs)
 	Queued           int64 // requests waiting for an instance now
 	Shed             int64 // requests refused by admission control (503 overloaded)
 	ShedWaited       int64 // of Shed, those refused after waiting QueueWait (the others found the queue full)
@@ -160,7 +161,7 @@ type counters struct {
 	compile, snapshot, lastInst              atomic.Int64
 	instantiated, discarded, traps, timeouts atomic.Int64
 	killed, requests, scheduled, alive       atomic.Int64
-	queued, shed, shedWaited                 atomic.Int64
+	busy, queued, shed, shedWaited           atomic.Int64
 }
 
 // Stats returns a snapshot of the counters.
@@ -172,7 +173,7 @@ func (h *Host) Stats() Stats {
 		Instantiated:    c.instantiated.Load(), Discarded: c.discarded.Load(), Traps: c.traps.Load(),
 		Timeouts: c.timeouts.Load(), Killed: c.killed.Load(), Requests: c.requests.Load(),
 		ScheduledRuns: c.scheduled.Load(), InstancesRunning: c.alive.Load(),
-		Queued: c.queued.Load(), Shed: c.shed.Load(), ShedWaited: c.shedWaited.Load(),
+		Busy: c.busy.Load(), Queued: c.queued.Load(), Shed: c.shed.Load(), ShedWaited: c.shedWaited.Load(),
 	}
 }
 

@@ -129,6 +129,7 @@ func (p *pool) slot(ctx context.Context, bounded bool) error {
 	}
 	if p.busy < p.size && len(p.waiting) == 0 {
 		p.busy++
+		p.h.stats.busy.Add(1)
 		p.mu.Unlock()
 		return nil
 	}
@@ -219,6 +220,7 @@ func (p *pool) free() {
 		return
 	}
 	p.busy--
+	p.h.stats.busy.Add(-1)
 	if p.busy == 0 && p.drained != nil {
 		close(p.drained)
 	}
