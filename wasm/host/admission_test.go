@@ -143,6 +143,7 @@ func TestQueueFullIsShed(t *testing.T) {
 		go func() { queued <- g.get("/rand") }()
 	}
 	g.waitQueued(t, queue)
+	served := g.h.Stats().Requests
 	for i := range extra {
 		if r := g.get("/rand"); !shedOK(r) {
 			t.Fatalf("request %d past a full queue: %+v, want 503 overloaded with Retry-After", i+1, r)
@@ -160,6 +161,9 @@ func TestQueueFullIsShed(t *testing.T) {
 	if s := g.h.Stats(); s.Shed != extra || s.ShedWaited != 0 || s.Queued != queue {
 		t.Errorf("stats: shed %d (waited %d), queued %d; want %d, 0, %d", s.Shed, s.ShedWaited, s.Queued, extra, queue)
 	}
+	if s := g.h.Stats(); s.Requests != served {
+		t.Errorf("the guest ran for %d refused requests: they must be refused before it runs", s.Requests-served)
+	}
 
 	g.release()
 	if r := <-holder; r.err != nil || r.status != 200 {
@@ -173,6 +177,42 @@ func TestQueueFullIsShed(t *testing.T) {
 	if s := g.h.Stats(); s.Queued != 0 || s.Shed != extra {
 		t.Errorf("after: queued %d, shed %d", s.Queued, s.Shed)
 	}
+}
+
+// TestDefaultQueue: by default four requests per instance may wait.
+func TestDefaultQueue(t *testing.T) {
+	g := startGated(t, Options{Pool: 1, QueueWait: 2 * time.Minute})
+	holder := g.hold(t)
+	queued := make(chan reply, 4)
+	for range 4 {
+		go func() { queued <- g.get("/rand") }()
+	}
+	g.waitQueued(t, 4)
+	if r := g.get("/rand"); !shedOK(r) {
+		t.Fatalf("a fifth waiting request: %+v, want 503 overloaded", r)
+	}
+	g.release()
+	<-holder
+	for range 4 {
+		if r := <-queued; r.status != 200 {
+			t.Errorf("queued: %+v", r)
+		}
+	}
+}
+
+// TestDefaultQueueWait: by default a request waits for an instance for a
+// bounded time (1 s), not until its deadline (2 min here).
+func TestDefaultQueueWait(t *testing.T) {
+	g := startGated(t, Options{Pool: 1})
+	holder := g.hold(t)
+	if r := g.get("/rand"); !shedOK(r) {
+		t.Fatalf("waiting request: %+v, want 503 overloaded", r)
+	}
+	if s := g.h.Stats(); s.ShedWaited != 1 {
+		t.Errorf("stats: %+v", s)
+	}
+	g.release()
+	<-holder
 }
 
 // TestQueueWaitIsBounded: a request that waits QueueWait for an instance
