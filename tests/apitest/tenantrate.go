@@ -11,7 +11,7 @@ import (
 // served; a tenant raised to twice that gets more than the least rate and
 // is still refused past its own. It sends about 2,000 requests, so it is
 // not part of Run (the edge's suite would take minutes). It returns the
-// low tenant's session, which stays over its rate for a minute.
+// low tenant's session, over its rate when TenantRate returns.
 func TenantRate(t *testing.T, c *Client) *Session {
 	const least = 600 // the smallest setting: one counter of the "tenant" limit
 	low := c.Signup(t, "Low Rate Co")

