@@ -224,11 +224,13 @@ type settings struct {
 	// AuditRetentionDays lives with the audit log (audit_settings); it can
 	// only be raised, never below 90 days.
 	AuditRetentionDays int `json:"audit_retention_days"`
+	// RateLimitPerMinute is the organization's request rate (tenantrate.go).
+	RateLimitPerMinute int64 `json:"rate_limit_per_minute"`
 }
 
 func (a *app) loadSettings(r *http.Request, s *tenantScope) (*settings, error) {
 	// tenant-lookup: the tenants row is keyed by id, which is the scope's tenant.
-	rows, err := a.p.SQL.Query(r.Context(), `SELECT name, session_idle_minutes, session_absolute_minutes FROM tenants WHERE id = ?`, s.tenant)
+	rows, err := a.p.SQL.Query(r.Context(), `SELECT name, session_idle_minutes, session_absolute_minutes, rate_limit_per_minute FROM tenants WHERE id = ?`, s.tenant)
 	if err != nil {
 		return nil, err
 	}
@@ -236,7 +238,7 @@ func (a *app) loadSettings(r *http.Request, s *tenantScope) (*settings, error) {
 		return nil, storage.ErrNotFound
 	}
 	var st settings
-	if err := rows.Scan(0, &st.Name, &st.SessionIdleMinutes, &st.SessionAbsoluteMinutes); err != nil {
+	if err := rows.Scan(0, &st.Name, &st.SessionIdleMinutes, &st.SessionAbsoluteMinutes, &st.RateLimitPerMinute); err != nil {
 		return nil, err
 	}
 	st.AuditRetentionDays, err = a.auditLog().Retention(r.Context(), s.tenant)
@@ -257,6 +259,7 @@ type settingsUpdate struct {
 	SessionIdleMinutes     *int64  `json:"session_idle_minutes"`
 	SessionAbsoluteMinutes *int64  `json:"session_absolute_minutes"`
 	AuditRetentionDays     *int    `json:"audit_retention_days"`
+	RateLimitPerMinute     *int64  `json:"rate_limit_per_minute"`
 }
 
 func (a *app) updateSettings(w http.ResponseWriter, r *http.Request, s *tenantScope) error {
@@ -286,6 +289,12 @@ func (a *app) updateSettings(w http.ResponseWriter, r *http.Request, s *tenantSc
 		}
 		st.SessionAbsoluteMinutes = *v
 	}
+	if v := req.RateLimitPerMinute; v != nil {
+		if err := checkTenantRate(*v); err != nil {
+			return err
+		}
+		st.RateLimitPerMinute = *v
+	}
 	if st.SessionIdleMinutes > st.SessionAbsoluteMinutes {
 		return errorf(http.StatusBadRequest, "invalid_session_idle_minutes", "the idle timeout cannot exceed the absolute timeout")
 	}
@@ -302,8 +311,8 @@ func (a *app) updateSettings(w http.ResponseWriter, r *http.Request, s *tenantSc
 		old.AuditRetentionDays = *v // recorded by SetRetention as audit.retention.changed
 	}
 	// tenant-lookup: the tenants row is keyed by id, which is the scope's tenant.
-	if _, err := a.p.SQL.Exec(r.Context(), `UPDATE tenants SET name = ?, session_idle_minutes = ?, session_absolute_minutes = ? WHERE id = ?`,
-		st.Name, st.SessionIdleMinutes, st.SessionAbsoluteMinutes, s.tenant); err != nil {
+	if _, err := a.p.SQL.Exec(r.Context(), `UPDATE tenants SET name = ?, session_idle_minutes = ?, session_absolute_minutes = ?, rate_limit_per_minute = ? WHERE id = ?`,
+		st.Name, st.SessionIdleMinutes, st.SessionAbsoluteMinutes, st.RateLimitPerMinute, s.tenant); err != nil {
 		return err
 	}
 	if from, to := settingsDiff(&old, st); len(from) > 0 {

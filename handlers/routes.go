@@ -240,7 +240,7 @@ func (a *app) serveRoute(rt route, w http.ResponseWriter, r *http.Request) error
 		}
 		return err
 	}
-	if err := a.shedKey(r, storage.LimitTenant, s.tenant, "too many requests for this organization; slow down"); err != nil {
+	if err := a.shedTenant(r, s); err != nil {
 		return err
 	}
 	if s.sessionID != "" && !safeMethod(r.Method) {

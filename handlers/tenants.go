@@ -33,6 +33,8 @@ type tenantScope struct {
 	scopes       []string
 	keyLimit     int64
 	keyFirstUsed bool
+	// The organization's request rate (tenantrate.go).
+	tenantRate int64
 }
 
 // actor describes the principal for the audit log.
@@ -149,7 +151,8 @@ func (a *app) authenticateKey(r *http.Request, key string) (*tenantScope, error)
 		return nil, err
 	}
 	// tenant-lookup: this query resolves the principal, so it cannot be scoped yet.
-	rows, err := a.p.SQL.Query(ctx, `SELECT id, tenant_id, scopes, expires_at, revoked_at, rate_limit_per_minute, first_used_at FROM api_keys WHERE hash = ?`, hash)
+	rows, err := a.p.SQL.Query(ctx, `SELECT k.id, k.tenant_id, k.scopes, k.expires_at, k.revoked_at, k.rate_limit_per_minute, k.first_used_at, t.rate_limit_per_minute
+		FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.hash = ?`, hash)
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +162,7 @@ func (a *app) authenticateKey(r *http.Request, key string) (*tenantScope, error)
 	s := &tenantScope{p: a.p, keys: envelope.New(a.p)}
 	var scopes string
 	var expires, revoked, firstUsed *int64
-	if err := rows.Scan(0, &s.keyID, &s.tenant, &scopes, &expires, &revoked, &s.keyLimit, &firstUsed); err != nil {
+	if err := rows.Scan(0, &s.keyID, &s.tenant, &scopes, &expires, &revoked, &s.keyLimit, &firstUsed, &s.tenantRate); err != nil {
 		return nil, err
 	}
 	if revoked != nil {
@@ -208,7 +211,7 @@ func (a *app) authenticateSession(r *http.Request, token string) (*tenantScope, 
 	ctx := r.Context()
 	th := tokenHash(token)
 	// tenant-lookup: this query resolves the principal from the cookie; the tenant comes from the session row.
-	rows, err := a.p.SQL.Query(ctx, `SELECT s.id, s.tenant_id, s.user_id, s.created_at, s.last_seen_at, m.role, m.status, t.session_idle_minutes, t.session_absolute_minutes
+	rows, err := a.p.SQL.Query(ctx, `SELECT s.id, s.tenant_id, s.user_id, s.created_at, s.last_seen_at, m.role, m.status, t.session_idle_minutes, t.session_absolute_minutes, t.rate_limit_per_minute
 		FROM sessions s JOIN memberships m ON m.tenant_id = s.tenant_id AND m.user_id = s.user_id JOIN tenants t ON t.id = s.tenant_id
 		WHERE s.token_hash = ? AND s.ended_at IS NULL`, th)
 	if err != nil {
@@ -220,7 +223,7 @@ func (a *app) authenticateSession(r *http.Request, token string) (*tenantScope, 
 	s := &tenantScope{p: a.p, keys: envelope.New(a.p), tokenHash: th}
 	var created, lastSeen, idleMin, absMin int64
 	var status string
-	if err := rows.Scan(0, &s.sessionID, &s.tenant, &s.userID, &created, &lastSeen, &s.role, &status, &idleMin, &absMin); err != nil {
+	if err := rows.Scan(0, &s.sessionID, &s.tenant, &s.userID, &created, &lastSeen, &s.role, &status, &idleMin, &absMin, &s.tenantRate); err != nil {
 		return nil, err
 	}
 	now := a.now().UnixMilli()

@@ -21,7 +21,11 @@ const (
 	// in SQL).
 	LimitAPI = "api"
 	// LimitTenant sheds abuse per tenant, across all its people and keys,
-	// so that one organization cannot starve the others.
+	// so that one organization cannot starve the others. Its Limit is one
+	// unit of an organization's rate: the handlers count a tenant allowed N
+	// a minute on N/unit keys of this limit (handlers/tenantrate.go), so
+	// each organization's rate is its own setting while the home's limit
+	// stays fixed, as the edge's rate-limit bindings require.
 	LimitTenant = "tenant"
 	// LimitWidget sheds abuse per widget token (public, embedded in
 	// customers' sites, so easy to replay).
@@ -41,7 +45,7 @@ const MaxLimitKey = 256
 var Limits = map[string]Limit{
 	LimitIP:     {Limit: 300, Period: time.Minute},
 	LimitAPI:    {Limit: 600, Period: time.Minute},
-	LimitTenant: {Limit: 6000, Period: time.Minute},
+	LimitTenant: {Limit: 600, Period: time.Minute},
 	LimitWidget: {Limit: 120, Period: time.Minute},
 	LimitLogin:  {Limit: 30, Period: time.Minute},
 }

@@ -71,6 +71,8 @@ type config struct {
 	s3           blobs3.Config
 	pool         int
 	perRequest   bool
+	maxQueue     int
+	queueWait    time.Duration
 	timeout      time.Duration
 	scheduleEvry time.Duration
 	egressAllow  []string
@@ -129,6 +131,8 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.StringVar(&c.s3.SecretKey, "s3-secret-key", "", "S3 `secret` key; prefer POMMY_S3_SECRET_KEY, since flags show in ps")
 	fs.IntVar(&c.pool, "pool", parsed("POMMY_POOL", 0, parseInt).(int), "most guest instances alive at once, and so requests served at once; 0: one per CPU (POMMY_POOL)")
 	fs.BoolVar(&c.perRequest, "instance-per-request", parsed("POMMY_INSTANCE_PER_REQUEST", false, parseBool).(bool), "give every request a fresh guest instance, as the edge does (POMMY_INSTANCE_PER_REQUEST)")
+	fs.IntVar(&c.maxQueue, "max-queue", parsed("POMMY_MAX_QUEUE", 0, parseInt).(int), "most requests waiting for a guest instance; more get 503 overloaded at once; 0: 4 per instance (POMMY_MAX_QUEUE)")
+	fs.DurationVar(&c.queueWait, "queue-wait", parsed("POMMY_QUEUE_WAIT", time.Second, parseDur).(time.Duration), "longest a request waits for a guest instance before 503 overloaded (POMMY_QUEUE_WAIT)")
 	fs.DurationVar(&c.timeout, "timeout", parsed("POMMY_TIMEOUT", 30*time.Second, parseDur).(time.Duration), "each request's `deadline` (POMMY_TIMEOUT)")
 	fs.DurationVar(&c.readHeaderTimeout, "read-header-timeout", parsed("POMMY_READ_HEADER_TIMEOUT", host.DefaultReadHeaderTimeout, parseDur).(time.Duration), "how long a client has to send a request's line and headers (POMMY_READ_HEADER_TIMEOUT)")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", parsed("POMMY_IDLE_TIMEOUT", host.DefaultIdleTimeout, parseDur).(time.Duration), "how long a kept-alive connection may wait for its next request (POMMY_IDLE_TIMEOUT)")
@@ -160,6 +164,10 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	switch {
 	case c.pool < 0:
 		return c, fmt.Errorf("--pool must be 0 or more, not %d", c.pool)
+	case c.maxQueue < 0:
+		return c, fmt.Errorf("--max-queue must be 0 or more, not %d", c.maxQueue)
+	case c.queueWait <= 0:
+		return c, fmt.Errorf("--queue-wait must be positive, not %v", c.queueWait)
 	case c.timeout <= 0:
 		return c, fmt.Errorf("--timeout must be positive, not %v", c.timeout)
 	case c.readHeaderTimeout <= 0 || c.idleTimeout <= 0 || c.bodyReadTimeout <= 0:
@@ -236,6 +244,8 @@ func run(ctx context.Context, c config, log *slog.Logger, ready func(addr string
 		CacheDir:           filepath.Join(c.data, "cache"),
 		Pool:               c.pool,
 		InstancePerRequest: c.perRequest,
+		MaxQueue:           c.maxQueue,
+		QueueWait:          c.queueWait,
 		Timeout:            c.timeout,
 		BodyReadTimeout:    c.bodyReadTimeout,
 		BodyMinRate:        bodyMinRate(c.bodyMinRate),

@@ -188,6 +188,32 @@ func TestDocsStateTheServerLimits(t *testing.T) {
 	}
 }
 
+// TestParseAdmissionControl: the instance queue's bounds come from flags,
+// then the environment, then the host's defaults, and nonsense is refused.
+func TestParseAdmissionControl(t *testing.T) {
+	env := map[string]string{"POMMY_MAX_QUEUE": "12", "POMMY_QUEUE_WAIT": "250ms"}
+	c, err := parseConfig(nil, func(k string) string { return env[k] }, io.Discard)
+	if err != nil || c.maxQueue != 12 || c.queueWait != 250*time.Millisecond {
+		t.Fatalf("from the environment: %+v, %v", c, err)
+	}
+	c, err = parseConfig([]string{"--max-queue", "3", "--queue-wait", "2s"}, func(k string) string { return env[k] }, io.Discard)
+	if err != nil || c.maxQueue != 3 || c.queueWait != 2*time.Second {
+		t.Fatalf("flags over the environment: %+v, %v", c, err)
+	}
+	c, err = parseConfig(nil, func(string) string { return "" }, io.Discard)
+	if err != nil || c.maxQueue != 0 || c.queueWait != time.Second {
+		t.Fatalf("defaults: %+v, %v", c, err)
+	}
+	for _, bad := range [][]string{{"--max-queue", "-1"}, {"--queue-wait", "0s"}, {"--queue-wait", "-1s"}} {
+		if _, err := parseConfig(bad, func(string) string { return "" }, io.Discard); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+	if _, err := parseConfig(nil, func(k string) string { return map[string]string{"POMMY_MAX_QUEUE": "lots"}[k] }, io.Discard); err == nil {
+		t.Error("POMMY_MAX_QUEUE=lots accepted")
+	}
+}
+
 // TestRunRestartKeepsData starts the command twice on the same data
 // directory: what the first run stored (a tenant, sealed under the master
 // key) is readable by the second, and each run shuts down cleanly.

@@ -387,8 +387,18 @@ func settingsBounds(t *testing.T, c *Client) {
 		{"session_idle_minutes": 4}, {"session_idle_minutes": 121},
 		{"session_absolute_minutes": 59}, {"session_absolute_minutes": 1441},
 		{"name": ""}, {"colour": "red"},
+		{"rate_limit_per_minute": 0}, {"rate_limit_per_minute": 599}, {"rate_limit_per_minute": 1000},
+		{"rate_limit_per_minute": 60600}, {"rate_limit_per_minute": -600},
 	} {
 		o.Do(t, "PATCH", "/v1/settings", bad).Expect(t, 400)
+	}
+	if st["rate_limit_per_minute"] != float64(6000) {
+		t.Errorf("default rate_limit_per_minute %v", st["rate_limit_per_minute"])
+	}
+	o.Do(t, "PATCH", "/v1/settings", map[string]any{"rate_limit_per_minute": 60000}).Expect(t, 200)
+	o.Invite(t, "agent").Do(t, "PATCH", "/v1/settings", map[string]any{"rate_limit_per_minute": 600}).Expect(t, 403)
+	if got := o.Do(t, "GET", "/v1/settings", nil).Expect(t, 200).JSON(t)["rate_limit_per_minute"]; got != float64(60000) {
+		t.Errorf("rate_limit_per_minute %v after the agent's attempt, want 60000", got)
 	}
 	o.Do(t, "PATCH", "/v1/settings", map[string]any{"session_idle_minutes": 10, "session_absolute_minutes": 60}).Expect(t, 200)
 }

@@ -73,12 +73,16 @@ func (x *b) identity() error {
 		h     *home
 		label string
 		s     *apitest.Session
+		f     *fixture // the load run's organizations
 	}
 	homes := []*acct{{h: native, label: "native handlers (baseline)"}, {h: pool, label: "host, pooled"}}
 	for _, a := range homes {
 		ac := &apitest.Client{Base: a.h.url, HTTP: x.client}
 		if err := catch(func(t testing.TB) { a.s = ac.Signup(t, "Bench Identity Co") }); err != nil {
 			return fmt.Errorf("%s: signing up: %w", a.h.name, err)
+		}
+		if a.f, err = newFixture(ctx, x.client, a.h.url, *orgsN); err != nil {
+			return fmt.Errorf("%s: %w", a.h.name, err)
 		}
 	}
 
@@ -91,7 +95,7 @@ func (x *b) identity() error {
 	}
 	for _, order := range [][]int{{0, 1}, {1, 0}} {
 		for _, i := range order {
-			par[i] = merge(par[i], load(x.client, meRequest(homes[i].h.url, homes[i].s.Token), *conc, *warmup, *duration))
+			par[i] = merge(par[i], loadEach(x.client, homes[i].f.sessionChecks(), *conc, *warmup, *duration))
 		}
 	}
 	var rows [][]string
@@ -105,9 +109,7 @@ func (x *b) identity() error {
 				ratio = pct(k.r[i].rps() / k.r[0].rps())
 			}
 			rows = append(rows, []string{a.label, k.how, rate(k.r[i].rps()), ms(k.r[i].pct(50)), ms(k.r[i].pct(99)), ratio, strconv.Itoa(k.r[i].errors)})
-			if k.r[i].errors > 0 {
-				progress("  %s %s: %d failed, first: %s", a.label, k.how, k.r[i].errors, k.r[i].firstErr)
-			}
+			x.rep.measured(fmt.Sprintf("%s, GET /v1/me, %s", a.label, k.how), k.r[i])
 		}
 	}
 	progress("  session check p50: native %s, host %s (8 clients: %s req/s vs %s)", ms(seq[0].pct(50)), ms(seq[1].pct(50)), rate(par[1].rps()), rate(par[0].rps()))
@@ -118,9 +120,7 @@ func (x *b) identity() error {
 	logins := make([]result, len(homes))
 	for i, a := range homes {
 		logins[i] = x.logins(a.h.url, a.s.Email)
-		if logins[i].errors > 0 {
-			progress("  %s login: %d failed, first: %s", a.label, logins[i].errors, logins[i].firstErr)
-		}
+		x.rep.measured(a.label+", POST /v1/login", logins[i])
 	}
 	guest, port, err := x.argon2(pool.url)
 	if err != nil {
@@ -153,9 +153,10 @@ func (x *b) identity() error {
 		fmt.Sprintf("Each request with a session cookie (`%s`) is authenticated by one SQL query: the SHA-256 of the token looked up in `sessions`, "+
 			"joined to the membership and the tenant (`authenticateSession` in handlers/tenants.go); `last_seen_at` is written at most once a minute per session, "+
 			"so the check is a read. `GET /v1/me` is that check plus one more small query (the person's email and the tenant's name). "+
-			"The native handlers and a pooled host each run on a fresh data directory with one signed-up owner; "+
-			"%d sequential requests (after 20 unmeasured), then %d clients for %s after a %s warm-up in two rounds (native, host; host, native) added up.",
-			sessionCookie, *seqN, *conc, *duration, *warmup))
+			"The native handlers and a pooled host each run on a fresh data directory: %d sequential requests (after 20 unmeasured) by one signed-up owner, "+
+			"then %d clients for %s after a %s warm-up in two rounds (native, host; host, native) added up, by the owners of %d organizations in turn, "+
+			"each organization's request rate raised to the most the API allows, as in the load runs above.",
+			sessionCookie, *seqN, *conc, *duration, *warmup, *orgsN))
 	x.rep.table([]string{"home", "GET /v1/me", "req/s", "p50", "p99", "vs native", "errors"}, rows)
 	x.rep.check("session check (`GET /v1/me`), host pooled, sequential p50 (p99)", ms(seq[1].pct(50))+" ("+ms(seq[1].pct(99))+")", "–", "–")
 	x.rep.check(fmt.Sprintf("session check (`GET /v1/me`), host pooled, %d clients: req/s vs native", *conc), pct(par[1].rps()/par[0].rps()), "–", "–")
@@ -487,10 +488,11 @@ func (x *b) sessionGrowth(ctx context.Context, sizes []int) ([]sizeRun, []string
 	}
 	var out []sizeRun
 	for _, s := range all {
-		for _, res := range []result{s.r.seq, s.r.nat, s.r.par} {
-			if res.errors > 0 {
-				progress("  %s sessions: %d failed, first: %s", thousands(int64(s.r.rows)), res.errors, res.firstErr)
-			}
+		for _, r := range []struct {
+			what string
+			res  result
+		}{{"host, sequential", s.r.seq}, {"native, sequential", s.r.nat}, {fmt.Sprintf("host, %d clients", *conc), s.r.par}} {
+			x.rep.measured(fmt.Sprintf("GET /v1/me with %s sessions stored, %s", thousands(int64(s.r.rows)), r.what), r.res)
 		}
 		progress("  %s sessions: host p50 %s p99 %s, %d clients %s req/s; native p50 %s", thousands(int64(s.r.rows)),
 			ms(s.r.seq.pct(50)), ms(s.r.seq.pct(99)), *conc, rate(s.r.par.rps()), ms(s.r.nat.pct(50)))

@@ -15,6 +15,47 @@ import (
 type report struct {
 	summary [][]string
 	body    strings.Builder
+	// failures are the runs with failed requests, each a sentence for the
+	// top of the report; any makes the bench exit non-zero.
+	failures []string
+}
+
+// measured checks a run: one with failed requests measured nothing of
+// what it was meant to (its figures count only the successful requests,
+// of whatever the failures left), so it is named at the top of the report
+// and printed now. It reports whether the run was clean.
+func (r *report) measured(what string, res result) bool {
+	if res.errors == 0 {
+		return true
+	}
+	line := fmt.Sprintf("this run measured nothing for %s: %s of %s requests failed (%s); the first: `%s`",
+		what, thousands(int64(res.errors)), thousands(int64(res.errors+res.n)), res.failures(), strings.ReplaceAll(res.firstErr, "`", "'"))
+	r.failures = append(r.failures, line)
+	progress("  FAILED: %s", line)
+	return false
+}
+
+// failed is the run's verdict, once the report is written: an error
+// naming the measurements whose requests failed, if any did.
+func (r *report) failed(path string) error {
+	if len(r.failures) == 0 {
+		return nil
+	}
+	for _, f := range r.failures {
+		fmt.Fprintln(os.Stderr, "bench: "+f)
+	}
+	return fmt.Errorf("%d measurement(s) had failed requests and measured nothing (listed at the top of %s)", len(r.failures), path)
+}
+
+// metIf is met(ok) for a target measured by runs, or a failure when any of
+// them had failed requests.
+func metIf(ok bool, runs ...result) string {
+	for _, r := range runs {
+		if r.errors > 0 {
+			return "**not measured: requests failed**"
+		}
+	}
+	return met(ok)
 }
 
 // check adds a summary row.
@@ -63,6 +104,14 @@ func writeTable(b *strings.Builder, header []string, rows [][]string) {
 func (r *report) write(path, head string) error {
 	var b strings.Builder
 	b.WriteString(head)
+	if len(r.failures) > 0 {
+		fmt.Fprintf(&b, "\n## THIS RUN FAILED: %d measurement(s) had failed requests\n\n", len(r.failures))
+		b.WriteString("A run whose requests failed has measured nothing: its figures below count only the requests that succeeded. ")
+		b.WriteString("Fix the cause and run `make bench` again before using any figure of this report.\n\n")
+		for _, f := range r.failures {
+			b.WriteString("- **" + f + "**\n")
+		}
+	}
 	b.WriteString("\n## Summary\n\n")
 	writeTable(&b, []string{"figure", "measured", "target", "met"}, r.summary)
 	b.WriteString(r.body.String())

@@ -9,6 +9,9 @@
 //   - One request per instance at a time (wazero functions are not safe for
 //     concurrent calls), with at most Options.Pool instances alive (plus
 //     one spare, which has served nothing, with InstancePerRequest).
+//   - Admission control: requests wait for an instance in a bounded FIFO
+//     queue (Options.MaxQueue, Options.QueueWait); past it they get a fast
+//     503 "overloaded" with Retry-After rather than a long wait.
 //   - Every request has a deadline. The guest sees it as its request
 //     context's deadline; past it the host answers 504 (the guest ran: it
 //     may have changed something), and past it plus a grace period the host
@@ -70,9 +73,21 @@ type Options struct {
 	CacheDir string
 
 	// Pool is the most instances alive at once, and so the most requests
-	// served at once; more wait for a free instance until their deadline.
+	// served at once; more wait in a bounded queue for a free instance.
 	// Default: GOMAXPROCS, at least 2.
 	Pool int
+	// MaxQueue is the most requests waiting for an instance at once. A
+	// request that finds the queue full is refused at once with 503
+	// "overloaded" and Retry-After (counted in Stats.Shed), so that past
+	// capacity the excess fails fast while admitted requests wait at most
+	// about MaxQueue/Pool request times. Default: 4 × Pool (see
+	// docs/decisions.md, "Admission control").
+	MaxQueue int
+	// QueueWait is the longest a request waits in the queue before it is
+	// refused the same way: a backstop for when instances are held by slow
+	// requests. Default: 1s. The request's deadline (Timeout) still
+	// applies if it is shorter.
+	QueueWait time.Duration
 	// InstancePerRequest gives every request and scheduled run a fresh
 	// instance, as the edge does, so nothing can leak between requests.
 	InstancePerRequest bool
@@ -164,12 +179,17 @@ type Stats struct {
 	Requests         int64         // requests served by the guest
 	ScheduledRuns    int64
 	InstancesRunning int64 // instances alive now (idle or busy)
+	Busy             int64 // instances in use now (by requests or scheduled runs)
+	Queued           int64 // requests waiting for an instance now
+	Shed             int64 // requests refused by admission control (503 overloaded)
+	ShedWaited       int64 // of Shed, those refused after waiting QueueWait (the others found the queue full)
 }
 
 type counters struct {
 	compile, snapshot, lastInst              atomic.Int64
 	instantiated, discarded, traps, timeouts atomic.Int64
 	killed, requests, scheduled, alive       atomic.Int64
+	busy, queued, shed, shedWaited           atomic.Int64
 }
 
 // Stats returns a snapshot of the counters.
@@ -181,6 +201,7 @@ func (h *Host) Stats() Stats {
 		Instantiated:    c.instantiated.Load(), Discarded: c.discarded.Load(), Traps: c.traps.Load(),
 		Timeouts: c.timeouts.Load(), Killed: c.killed.Load(), Requests: c.requests.Load(),
 		ScheduledRuns: c.scheduled.Load(), InstancesRunning: c.alive.Load(),
+		Busy: c.busy.Load(), Queued: c.queued.Load(), Shed: c.shed.Load(), ShedWaited: c.shedWaited.Load(),
 	}
 }
 
@@ -199,6 +220,12 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 	}
 	if opts.Pool <= 0 {
 		opts.Pool = max(runtime.GOMAXPROCS(0), 2)
+	}
+	if opts.MaxQueue <= 0 {
+		opts.MaxQueue = 4 * opts.Pool
+	}
+	if opts.QueueWait <= 0 {
+		opts.QueueWait = time.Second
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 30 * time.Second
@@ -304,10 +331,10 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 			"globals", len(h.snap.globals), "took", time.Since(start))
 	}
 
-	h.pool = newPool(h, opts.Pool, opts.InstancePerRequest)
+	h.pool = newPool(h, opts.Pool, opts.InstancePerRequest, opts.MaxQueue, opts.QueueWait)
 	// Start one instance now: a module that cannot start, or speaks
 	// another ABI version, fails New rather than the first request.
-	inst, err := h.pool.acquire(ctx)
+	inst, err := h.pool.acquireUnbounded(ctx)
 	if err != nil {
 		return fail(err)
 	}

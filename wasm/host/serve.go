@@ -84,6 +84,13 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case errors.Is(err, ErrClosed):
 			handlers.WriteHomeError(w, id, http.StatusServiceUnavailable, "shutting_down", "the server is shutting down")
 			return
+		case errors.Is(err, errOverloaded):
+			// Admission control: fast, and logged at debug only, since
+			// under overload a line per request would add to it.
+			w.Header().Set("Retry-After", "1")
+			handlers.WriteHomeError(w, id, http.StatusServiceUnavailable, "overloaded", "the server is at capacity; retry shortly")
+			h.log.Debug("request shed", "request", id, "err", err)
+			return
 		case !timedOut:
 			// A new instance failed to start (memory, a broken init).
 			h.log.Error("no guest instance", "request", id, "err", err)
@@ -225,7 +232,7 @@ func (h *Host) RunScheduled(ctx context.Context) error {
 		deadline = d
 	}
 	inv := h.newInvocation(ctx, handlers.NewRequestID(), deadline)
-	inst, err := h.pool.acquire(inv.ctx)
+	inst, err := h.pool.acquireUnbounded(inv.ctx)
 	if err != nil {
 		inv.cleanup()
 		return err
