@@ -87,6 +87,10 @@ type homeOptions struct {
 	server          host.ServerOptions
 	bodyReadTimeout time.Duration
 	bodyMinRate     int64
+	// maxQueue and queueWait bound the wait for an instance (zero: the
+	// host's defaults).
+	maxQueue  int
+	queueWait time.Duration
 }
 
 func startHome(t testing.TB, o homeOptions) *home {
@@ -129,6 +133,8 @@ func startHome(t testing.TB, o homeOptions) *home {
 		Timeout:            o.timeout,
 		BodyReadTimeout:    o.bodyReadTimeout,
 		BodyMinRate:        o.bodyMinRate,
+		MaxQueue:           o.maxQueue,
+		QueueWait:          o.queueWait,
 		Platform:           p.Platform,
 		Config:             handlers.Config{TestRoutes: true, ContractHTTPURL: echo.URL},
 		Logger:             slog.New(slog.NewTextHandler(logs, nil)),
@@ -195,6 +201,12 @@ func (r response) errorCode() string {
 
 func (h *home) do(t testing.TB, method, path string, body io.Reader, header ...string) response {
 	t.Helper()
+	return h.send(t, http.DefaultClient, method, path, body, header...)
+}
+
+// send makes a request with client; header holds name, value pairs.
+func (h *home) send(t testing.TB, client *http.Client, method, path string, body io.Reader, header ...string) response {
+	t.Helper()
 	req, err := http.NewRequest(method, h.url+path, body)
 	if err != nil {
 		t.Fatal(err)
@@ -202,7 +214,7 @@ func (h *home) do(t testing.TB, method, path string, body io.Reader, header ...s
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}

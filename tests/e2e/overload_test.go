@@ -1,51 +1,19 @@
 package e2e
 
 import (
-	"context"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"testing"
 	"time"
 
-	"pommy.ai/edge/handlers"
 	"pommy.ai/edge/tests/apitest"
-	"pommy.ai/edge/wasm/host"
-	"pommy.ai/edge/wasm/host/local"
 )
 
 // startAdmission is a home with one instance and the given queue bounds.
 func startAdmission(t *testing.T, maxQueue int, queueWait time.Duration) *home {
 	t.Helper()
-	ctx := context.Background()
-	p, err := local.Open(ctx, local.Config{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
-	logs := &syncBuffer{}
-	h, err := host.New(ctx, host.Options{
-		Module: guest, CacheDir: cacheDir, Platform: p.Platform,
-		Pool: 1, MaxQueue: maxQueue, QueueWait: queueWait, Timeout: 2 * time.Minute,
-		Config: handlers.Config{TestRoutes: true},
-		Logger: slog.New(slog.NewTextHandler(logs, nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(func() {
-		srv.Close()
-		if err := h.Close(ctx); err != nil {
-			t.Error(err)
-		}
-		if t.Failed() {
-			t.Logf("host log:\n%s", logs)
-		}
-	})
-	return &home{url: srv.URL, host: h, log: logs}
+	return startHome(t, homeOptions{pool: 1, maxQueue: maxQueue, queueWait: queueWait})
 }
 
 // sleeper holds the home's one instance with /__test/sleep for ms and

@@ -93,23 +93,7 @@ var within = &http.Client{Timeout: guard}
 // probe makes a request that must be answered within guard.
 func (h *home) probe(t testing.TB, method, path string, body string, header ...string) response {
 	t.Helper()
-	req, err := http.NewRequest(method, h.url+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := within.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: reading the body: %v", method, path, err)
-	}
-	return response{resp.StatusCode, resp.Header, b}
+	return h.send(t, within, method, path, strings.NewReader(body), header...)
 }
 
 // hostHeader names the server in raw requests.
