@@ -109,7 +109,7 @@ func classify(err error) *apiError {
 	case errors.Is(err, storage.ErrInvalid):
 		return errorf(http.StatusBadRequest, "invalid", "the request was refused by storage")
 	case errors.Is(err, storage.ErrUnavailable):
-		e := errorf(http.StatusServiceUnavailable, "unavailable", "storage is temporarily unavailable; nothing was changed, retry later")
+		e := errorf(http.StatusServiceUnavailable, "unavailable", "storage is temporarily unavailable; retry later")
 		e.RetryAfter = 5
 		return e
 	default:
