@@ -3,7 +3,9 @@ package handlers
 import (
 	"errors"
 	"net/http"
+	"reflect"
 	"strconv"
+	"strings"
 
 	"pommy.ai/edge/handlers/audit"
 	"pommy.ai/edge/storage"
@@ -332,14 +334,18 @@ func (a *app) updateSettings(w http.ResponseWriter, r *http.Request, s *tenantSc
 // records its own change.
 func settingsDiff(old, cur *settings) (from, to map[string]any) {
 	from, to = map[string]any{}, map[string]any{}
-	if old.Name != cur.Name {
-		from["name"], to["name"] = old.Name, cur.Name
-	}
-	if old.SessionIdleMinutes != cur.SessionIdleMinutes {
-		from["session_idle_minutes"], to["session_idle_minutes"] = old.SessionIdleMinutes, cur.SessionIdleMinutes
-	}
-	if old.SessionAbsoluteMinutes != cur.SessionAbsoluteMinutes {
-		from["session_absolute_minutes"], to["session_absolute_minutes"] = old.SessionAbsoluteMinutes, cur.SessionAbsoluteMinutes
+	// Every field, by its JSON name, so that one added later is audited
+	// without anyone remembering to; audit_retention_days is recorded by
+	// the audit log itself (SetRetention).
+	ov, cv := reflect.ValueOf(old).Elem(), reflect.ValueOf(cur).Elem()
+	for i := range ov.NumField() {
+		name, _, _ := strings.Cut(ov.Type().Field(i).Tag.Get("json"), ",")
+		if name == "audit_retention_days" {
+			continue
+		}
+		if a, b := ov.Field(i).Interface(), cv.Field(i).Interface(); a != b {
+			from[name], to[name] = a, b
+		}
 	}
 	return from, to
 }

@@ -409,7 +409,10 @@ func hostMaxHeader() int { return host.DefaultMaxHeaderBytes + 4<<10 }
 // gets 504 (it ran, so it may have changed something); a request no guest
 // could take gets 503 with Retry-After, and the guest never ran for it.
 func TestHostStatusesMeanWhatTheDocsSay(t *testing.T) {
-	h := startHome(t, homeOptions{pool: 2, timeout: 2 * time.Second})
+	// The queue wait is longer than the deadline, so the waiting request
+	// meets its deadline (busy) before admission control sheds it
+	// (overloaded, tests/e2e/overload_test.go).
+	h := startHome(t, homeOptions{pool: 2, timeout: 2 * time.Second, queueWait: 10 * time.Second})
 	app := appError(t, h)
 	before := h.host.Stats()
 	var wg sync.WaitGroup
