@@ -1,8 +1,9 @@
 package handlers
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 
@@ -51,7 +52,13 @@ func (a *app) shedTenant(r *http.Request, s *tenantScope) error {
 		rate = tenantRateDefault
 	}
 	counters := max(rate/tenantRateUnit(), 1)
-	key := s.tenant + "/" + strconv.FormatInt(rand.Int64N(counters), 10)
+	// crypto/rand, not math/rand: guest instances started from one
+	// snapshot share the Go runtime's random state, so with an instance
+	// per request every request would draw the same counter and the
+	// organization would get one unit, not its rate.
+	var b [8]byte
+	rand.Read(b[:])
+	key := s.tenant + "/" + strconv.FormatUint(binary.LittleEndian.Uint64(b[:])%uint64(counters), 10)
 	return a.shedKey(r, storage.LimitTenant, key,
 		fmt.Sprintf("too many requests for this organization (its limit is %d a minute); slow down", rate))
 }
