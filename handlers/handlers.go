@@ -117,7 +117,18 @@ var mountTestRoutes func(*http.ServeMux, TestEnv)
 // its init, and only test programs import that package (the worker and the
 // guest only under the testroutes build tag), so the shipped modules link
 // neither the routes nor the storage contract suites they run.
-func RegisterTestRoutes(mount func(*http.ServeMux, TestEnv)) { mountTestRoutes = mount }
+//
+// It also makes the application take a request's client address from the
+// X-Pommy-Test-Client-IP header (when Config.TestRoutes is set), so that the
+// suites can play many clients from one machine: a shipped build, which
+// never calls it, has no way to honour that header.
+func RegisterTestRoutes(mount func(*http.ServeMux, TestEnv)) {
+	mountTestRoutes = mount
+	testClientIPHeader = "X-Pommy-Test-Client-IP"
+}
+
+// testClientIPHeader is set by RegisterTestRoutes; empty in shipped builds.
+var testClientIPHeader string
 
 // errTrap is the panic value of /__test/trap. The secure middleware lets it
 // through so that the home sees a real crash of its runtime.

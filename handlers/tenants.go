@@ -333,8 +333,8 @@ func endSessionsStmt(tenant, user, reason string, now int64) storage.Stmt {
 // CF-Connecting-IP header that Cloudflare sets (and overwrites); in a home
 // behind a trusted proxy, Config.ClientIPHeader; otherwise the peer.
 func (a *app) clientIP(r *http.Request) string {
-	if a.cfg.TestRoutes {
-		if ip := r.Header.Get("X-Pommy-Test-Client-IP"); ip != "" {
+	if a.cfg.TestRoutes && testClientIPHeader != "" {
+		if ip := r.Header.Get(testClientIPHeader); ip != "" {
 			return ip
 		}
 	}
@@ -355,7 +355,7 @@ func (a *app) clientIP(r *http.Request) string {
 
 // clientCountry is the edge's CF-IPCountry, or "" elsewhere.
 func (a *app) clientCountry(r *http.Request) string {
-	if a.p.Home == "edge" || a.cfg.ClientIPHeader != "" || a.cfg.TestRoutes {
+	if a.p.Home == "edge" || a.cfg.ClientIPHeader != "" || (a.cfg.TestRoutes && testClientIPHeader != "") {
 		return truncate(r.Header.Get("CF-IPCountry"), 8)
 	}
 	return ""
