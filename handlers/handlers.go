@@ -157,6 +157,17 @@ func (a *app) secure(next http.Handler) http.Handler {
 				"this server does not answer for the host %q; use one of its public origins", truncate(r.Host, 100)))
 			return
 		}
+		// A body must say its length. The local home refuses any
+		// Transfer-Encoding before the application runs (a request
+		// smuggling defence); the edge's proxy frames requests itself
+		// and hands on a chunked body with no length. One rule here keeps
+		// the two homes answering the same request the same way.
+		if r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody {
+			w.Header().Set("Connection", "close")
+			writeError(w, r, errorf(http.StatusLengthRequired, "length_required",
+				"a request body must come with Content-Length; Transfer-Encoding (chunked) is not accepted"))
+			return
+		}
 		defer func() {
 			if v := recover(); v != nil {
 				if v == errTrap {

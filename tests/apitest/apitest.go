@@ -271,7 +271,7 @@ func bearer(key string) []string { return []string{"Authorization", "Bearer " + 
 func Run(t *testing.T, c *Client, home string) {
 	t.Run("Health", func(t *testing.T) { health(t, c, home) })
 	t.Run("NotesRoundTrip", func(t *testing.T) { notesRoundTrip(t, c) })
-	t.Run("Attachment", func(t *testing.T) { attachment(t, c, home) })
+	t.Run("Attachment", func(t *testing.T) { attachment(t, c) })
 	t.Run("TenantIsolation", func(t *testing.T) { isolation(t, c) })
 	t.Run("BadInput", func(t *testing.T) { badInput(t, c) })
 	t.Run("DeleteTenantShreds", func(t *testing.T) { deleteTenant(t, c) })
@@ -317,7 +317,7 @@ func notesRoundTrip(t *testing.T, c *Client) {
 	c.Do(t, "DELETE", "/v1/notes/"+id, nil, bearer(key)...).Expect(t, 404)
 }
 
-func attachment(t *testing.T, c *Client, home string) {
+func attachment(t *testing.T, c *Client) {
 	_, key := c.Tenant(t, "Attach Co")
 	id := c.Do(t, "POST", "/v1/notes", map[string]string{"title": "With file"}, bearer(key)...).Expect(t, 201).JSON(t)["id"].(string)
 	data := make([]byte, 5<<20+12345)
@@ -330,22 +330,14 @@ func attachment(t *testing.T, c *Client, home string) {
 	if !bytes.Equal(back.Body, data) {
 		t.Fatalf("attachment changed in the round trip (%d bytes back)", len(back.Body))
 	}
-	// A body of unknown length (chunked) streams at the edge, whose
-	// proxy frames requests before the worker sees them. The local home
-	// faces clients itself and refuses any Transfer-Encoding
-	// (docs/decisions.md), keeping the old attachment.
-	small := []byte("streamed without a length")
-	if home == "local" {
-		r := c.Do(t, "PUT", "/v1/notes/"+id+"/attachment", io.MultiReader(bytes.NewReader(small)), bearer(key)...).Expect(t, 411)
-		if code := r.ErrorCode(t); code != "length_required" {
-			t.Fatalf("chunked upload: code %s", code)
-		}
-		small = data
-	} else {
-		c.Do(t, "PUT", "/v1/notes/"+id+"/attachment", io.MultiReader(bytes.NewReader(small)), bearer(key)...).Expect(t, 200)
+	// A body of unknown length (chunked) is refused in every home
+	// (docs/api.md), and the old attachment stays.
+	lr := c.Do(t, "PUT", "/v1/notes/"+id+"/attachment", io.MultiReader(bytes.NewReader([]byte("streamed without a length"))), bearer(key)...).Expect(t, 411)
+	if code := lr.ErrorCode(t); code != "length_required" {
+		t.Fatalf("chunked upload: code %s", code)
 	}
-	if back := c.Do(t, "GET", "/v1/notes/"+id+"/attachment", nil, bearer(key)...).Expect(t, 200); !bytes.Equal(back.Body, small) {
-		t.Fatalf("overwrite: got %d bytes", len(back.Body))
+	if back := c.Do(t, "GET", "/v1/notes/"+id+"/attachment", nil, bearer(key)...).Expect(t, 200); !bytes.Equal(back.Body, data) {
+		t.Fatalf("after the refused upload: got %d bytes", len(back.Body))
 	}
 }
 
