@@ -168,21 +168,40 @@ func TestWorkerd(t *testing.T) {
 		}
 	})
 
+	// A worker told its public origins answers no other Host (a
+	// DNS-rebinding page's, or a workers.dev name left on), but /healthz.
+	t.Run("public-origins", func(t *testing.T) {
+		s := start(t, wrangler.Options{Root: root, Name: "origins", SkipBuild: true, BuildDir: shipped,
+			SkipMigrations: true, Vars: []string{"POMMY_PUBLIC_ORIGINS:https://support.example.com"}})
+		if status, body := get(t, s, "/healthz", 30*time.Second); status != http.StatusOK {
+			t.Fatalf("GET /healthz: %d %s", status, body)
+		}
+		status, body := get(t, s, "/v1/me", 30*time.Second)
+		var e struct {
+			Error struct{ Code string }
+		}
+		if status != http.StatusMisdirectedRequest || json.Unmarshal(body, &e) != nil || e.Error.Code != "unknown_host" {
+			t.Errorf("GET /v1/me by another host name: %d %s, want 421 unknown_host", status, body)
+		}
+	})
+
 	// A worker whose MASTER_KEY secret is missing must say so on every
 	// request, with a 503 in the API's error shape, and must not crash. It
-	// is the shipped build, asked for test routes it does not have: it must
-	// name that too rather than ignore it.
+	// is the shipped build, asked for test routes it does not have and
+	// given a malformed POMMY_PUBLIC_ORIGINS: it must name those too rather
+	// than ignore them.
 	t.Run("no-master-key", func(t *testing.T) {
 		bare := start(t, wrangler.Options{Root: root, Name: "unconfigured", SkipBuild: true, BuildDir: shipped,
-			SkipMigrations: true, NoMasterKey: true, Vars: []string{"POMMY_TEST_ROUTES:1"}})
+			SkipMigrations: true, NoMasterKey: true, Vars: []string{"POMMY_TEST_ROUTES:1", "POMMY_PUBLIC_ORIGINS:ftp://support.example.com"}})
 		for _, path := range []string{"/healthz", "/v1/notes", "/__contract/sql"} {
 			status, body := get(t, bare, path, 30*time.Second)
 			var e struct {
 				Error struct{ Code, Message string }
 			}
 			if status != http.StatusServiceUnavailable || json.Unmarshal(body, &e) != nil || e.Error.Code != "not_configured" ||
-				!strings.Contains(e.Error.Message, "MASTER_KEY") || !strings.Contains(e.Error.Message, "POMMY_TEST_ROUTES") {
-				t.Errorf("GET %s without MASTER_KEY and with POMMY_TEST_ROUTES: %d %s, want 503 not_configured naming both", path, status, body)
+				!strings.Contains(e.Error.Message, "MASTER_KEY") || !strings.Contains(e.Error.Message, "POMMY_TEST_ROUTES") ||
+				!strings.Contains(e.Error.Message, "POMMY_PUBLIC_ORIGINS") {
+				t.Errorf("GET %s without MASTER_KEY, with POMMY_TEST_ROUTES and a bad POMMY_PUBLIC_ORIGINS: %d %s, want 503 not_configured naming all three", path, status, body)
 			}
 		}
 		// The cron run must fail visibly (and promptly), not report success.
