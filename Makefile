@@ -1,6 +1,7 @@
 # Pommy Edge. `make run` starts the local platform; `make test` runs every
 # test; `make bench` writes BENCHMARKS.md. Each target fetches what it lacks.
 
+SHELL   := /bin/bash
 GO      ?= go
 BUILD   := build
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
@@ -77,7 +78,13 @@ fuzz: deps
 	@git ls-files '*_test.go' | xargs grep -H -o '^func Fuzz[A-Za-z0-9_]*' | sed 's|^\(.*\)/[^/]*:func |./\1 |' | sort -u | \
 	while read -r pkg fn; do \
 		echo "==> fuzzing $$fn in $$pkg for $${FUZZTIME:-10s}"; \
-		$(GO) test "$$pkg" -run '^$$' -fuzz "^$$fn\$$" -fuzztime $${FUZZTIME:-10s} || exit 1; \
+		before=$$(ls "$$pkg/testdata/fuzz/$$fn" 2>/dev/null | wc -l); out=$$(mktemp); \
+		$(GO) test "$$pkg" -run '^$$' -fuzz "^$$fn\$$" -fuzztime $${FUZZTIME:-10s} 2>&1 | tee "$$out"; \
+		if [ "$${PIPESTATUS[0]}" != 0 ]; then \
+			after=$$(ls "$$pkg/testdata/fuzz/$$fn" 2>/dev/null | wc -l); \
+			if [ "$$after" -gt "$$before" ] || ! grep -q '^    context deadline exceeded$$' "$$out"; then rm -f "$$out"; exit 1; fi; \
+			echo "    (only Go 1.26's fuzz coordinator racing its own -fuzztime deadline, golang/go#75804: no failing input; going on)"; \
+		fi; rm -f "$$out"; \
 	done
 
 bench: guest host worker
