@@ -209,20 +209,28 @@ func normalize(e Event) (Event, error) {
 		if err != nil {
 			return e, fmt.Errorf("%w: detail %.64q: %v", ErrInvalidEvent, k, err)
 		}
-		if str, ok := nv.(string); ok {
-			if d == nil {
-				d = map[string]string{}
-			}
-			d[k] = str
-			continue
-		}
-		if vals == nil {
-			vals = make(map[string]any, len(e.Values))
-		}
-		vals[k] = nv
+		d, vals = putDetail(d, vals, k, nv)
 	}
 	e.Details, e.Values = d, vals
 	return e, nil
+}
+
+// putDetail files a normalized detail: a string among the text details
+// (hashed as before structured values existed), anything else among the
+// structured values. Recording and verifying sort details the same way.
+func putDetail(d map[string]string, vals map[string]any, k string, v any) (map[string]string, map[string]any) {
+	if str, ok := v.(string); ok {
+		if d == nil {
+			d = map[string]string{}
+		}
+		d[k] = str
+		return d, vals
+	}
+	if vals == nil {
+		vals = map[string]any{}
+	}
+	vals[k] = v
+	return d, vals
 }
 
 // normalizeValue brings a structured detail to the one form it is stored

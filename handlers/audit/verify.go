@@ -96,17 +96,7 @@ func decodeDetails(s string) (map[string]string, map[string]any, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		if str, ok := v.(string); ok {
-			if d == nil {
-				d = map[string]string{}
-			}
-			d[k] = str
-			continue
-		}
-		if vals == nil {
-			vals = map[string]any{}
-		}
-		vals[k] = v
+		d, vals = putDetail(d, vals, k, v)
 	}
 	if detailsJSON(d, vals) != s {
 		return nil, nil, fmt.Errorf("details are not in canonical form")
