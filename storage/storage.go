@@ -67,4 +67,7 @@ type Platform struct {
 	Passwords Passwords
 	// Limiter sheds abuse approximately; exact limits are counted in SQL.
 	Limiter Limiter
+	// Realtime wakes stream watchers after a write; nil means no wake-ups
+	// (the native benchmark baseline), which costs latency, never events.
+	Realtime Realtime
 }
