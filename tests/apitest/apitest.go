@@ -20,6 +20,8 @@ import (
 type Client struct {
 	Base string
 	HTTP *http.Client
+	// Check, when set, is shown every exchange (check.go).
+	Check Checker
 }
 
 // Response is a finished exchange.
@@ -105,6 +107,7 @@ func (c *Client) Do(t testing.TB, method, path string, body any, hdr ...string) 
 	if hc == nil {
 		hc = http.DefaultClient
 	}
+	sent := c.capture(req)
 	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
@@ -114,7 +117,9 @@ func (c *Client) Do(t testing.TB, method, path string, body any, hdr ...string) 
 	if err != nil {
 		t.Fatalf("%s %s: reading body: %v", method, path, err)
 	}
-	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: out}
+	res := &Response{Status: resp.StatusCode, Header: resp.Header, Body: out}
+	c.check(t, req, sent, res)
+	return res
 }
 
 // TestClientIP is the header a home started with Config.TestRoutes takes
