@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"pommy.ai/edge/handlers/audit"
+	"pommy.ai/edge/handlers/web"
 	"pommy.ai/edge/storage"
 )
 
@@ -98,17 +99,17 @@ type route struct {
 	// route needs a person's session).
 	Scope   *apiScope
 	Summary string
-	public  func(http.ResponseWriter, *http.Request) error
-	handle  func(http.ResponseWriter, *http.Request, *tenantScope) error
+	public  web.PublicHandler
+	handle  web.Handler
 }
 
 // routes is the table. It is a method so that the handlers bind to a; the
 // table itself never depends on a's state (docs are generated from a nil app).
 func (a *app) routes() []route {
-	pub := func(m, p, sum string, h func(http.ResponseWriter, *http.Request) error) route {
+	pub := func(m, p, sum string, h web.PublicHandler) route {
 		return route{Method: m, Pattern: p, Perm: permPublic, Summary: sum, public: h}
 	}
-	r := func(m, p string, pm perm, sc *apiScope, sum string, h func(http.ResponseWriter, *http.Request, *tenantScope) error) route {
+	r := func(m, p string, pm perm, sc *apiScope, sum string, h web.Handler) route {
 		return route{Method: m, Pattern: p, Perm: pm, Scope: sc, Summary: sum, handle: h}
 	}
 	return []route{
@@ -205,7 +206,7 @@ func (a *app) mount(mux *http.ServeMux) {
 func (a *app) routeHandler(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := a.serveRoute(rt, w, r); err != nil {
-			writeError(w, r, err)
+			web.WriteError(w, r, err)
 		}
 	})
 }
@@ -243,15 +244,15 @@ func (a *app) serveRoute(rt route, w http.ResponseWriter, r *http.Request) error
 	if err := a.shedTenant(r, s); err != nil {
 		return err
 	}
-	if s.sessionID != "" && !safeMethod(r.Method) {
+	if s.SessionID != "" && !safeMethod(r.Method) {
 		if err := a.checkSameOrigin(r); err != nil {
 			return err
 		}
 	}
-	if err := s.authorize(rt); err != nil {
+	if err := authorize(s, rt); err != nil {
 		return err
 	}
-	if s.keyID != "" {
+	if s.KeyID != "" {
 		if err := a.keyRateLimit(r, s); err != nil {
 			return err
 		}
@@ -263,18 +264,18 @@ func (a *app) serveRoute(rt route, w http.ResponseWriter, r *http.Request) error
 }
 
 // authorize checks a principal against a route.
-func (s *tenantScope) authorize(rt route) error {
-	if s.keyID != "" {
+func authorize(s *web.Scope, rt route) error {
+	if s.KeyID != "" {
 		if rt.Scope == nil {
-			return errorf(http.StatusForbidden, "session_required", "%s %s needs a person's session; API keys cannot use it", rt.Method, rt.Pattern)
+			return web.Errorf(http.StatusForbidden, "session_required", "%s %s needs a person's session; API keys cannot use it", rt.Method, rt.Pattern)
 		}
-		if !slices.Contains(s.scopes, rt.Scope.String()) {
-			return errorf(http.StatusForbidden, "insufficient_scope", "this API key lacks the %s scope", rt.Scope)
+		if !slices.Contains(s.Scopes, rt.Scope.String()) {
+			return web.Errorf(http.StatusForbidden, "insufficient_scope", "this API key lacks the %s scope", rt.Scope)
 		}
 		return nil
 	}
-	if !roleAllows(s.role, rt.Perm) {
-		return errorf(http.StatusForbidden, "forbidden", "the %s role may not %s", s.role, permPhrases[rt.Perm])
+	if !roleAllows(s.Role, rt.Perm) {
+		return web.Errorf(http.StatusForbidden, "forbidden", "the %s role may not %s", s.Role, permPhrases[rt.Perm])
 	}
 	return nil
 }
@@ -290,14 +291,14 @@ func (a *app) checkSameOrigin(r *http.Request) error {
 		return nil
 	case "":
 	default:
-		return errorf(http.StatusForbidden, "cross_site_request", "state-changing requests with a session cookie must come from this site")
+		return web.Errorf(http.StatusForbidden, "cross_site_request", "state-changing requests with a session cookie must come from this site")
 	}
 	origin := r.Header.Get("Origin")
 	if origin == "" {
-		return errorf(http.StatusForbidden, "origin_required", "state-changing requests with a session cookie must carry Origin or Sec-Fetch-Site")
+		return web.Errorf(http.StatusForbidden, "origin_required", "state-changing requests with a session cookie must carry Origin or Sec-Fetch-Site")
 	}
 	if !a.sameOrigin(r, origin) {
-		return errorf(http.StatusForbidden, "cross_site_request", "Origin %q is not this site", origin)
+		return web.Errorf(http.StatusForbidden, "cross_site_request", "Origin %q is not this site", origin)
 	}
 	return nil
 }
@@ -310,13 +311,13 @@ func (a *app) checkPublicOrigin(r *http.Request) error {
 	switch r.Header.Get("Sec-Fetch-Site") {
 	case "", "same-origin", "none":
 	default:
-		return errorf(http.StatusForbidden, "cross_site_request", "this request must come from this site")
+		return web.Errorf(http.StatusForbidden, "cross_site_request", "this request must come from this site")
 	}
 	if o := r.Header.Get("Origin"); o != "" && o != "null" && !a.sameOrigin(r, o) {
-		return errorf(http.StatusForbidden, "cross_site_request", "Origin %q is not this site", o)
+		return web.Errorf(http.StatusForbidden, "cross_site_request", "Origin %q is not this site", o)
 	}
 	if r.Header.Get("Origin") == "null" {
-		return errorf(http.StatusForbidden, "cross_site_request", "opaque origins are refused")
+		return web.Errorf(http.StatusForbidden, "cross_site_request", "opaque origins are refused")
 	}
 	return nil
 }
