@@ -31,7 +31,19 @@ const (
 	permOwnershipMove perm = "ownership.transfer" // make someone else owner, step down
 	permTenantDelete  perm = "tenant.delete"      // delete the tenant and crypto-shred its data
 	permAuditRead     perm = "audit.read"         // query, export and verify the audit log; security notices
+
+	permConversationsRead  perm = "conversations.read"  // read conversations and their messages (data access, audited)
+	permConversationsWrite perm = "conversations.write" // send messages; change status, assignee, labels
+	permContactsRead       perm = "contacts.read"       // read contacts and their history (data access, audited)
+	permContactsWrite      perm = "contacts.write"      // create, change, merge contacts
+	permWebhooksManage     perm = "webhooks.manage"     // subscribe endpoints, rotate secrets, read deliveries
 )
+
+// perms lists every permission in the order docs/permissions.md shows
+// them.
+var perms = []perm{permSelf, permConversationsRead, permConversationsWrite, permContactsRead, permContactsWrite,
+	permNotesRead, permNotesWrite, permMembersRead, permMembersManage, permSettingsRead, permSettingsWrite,
+	permKeysManage, permWebhooksManage, permAuditRead, permOwnershipMove, permTenantDelete}
 
 // permPhrases say what each permission allows in words a person reads,
 // completing "the agent role may not …". Errors show these, never the
@@ -48,6 +60,12 @@ var permPhrases = map[perm]string{
 	permOwnershipMove: "transfer ownership of the organization",
 	permTenantDelete:  "delete the organization",
 	permAuditRead:     "read the audit log",
+
+	permConversationsRead:  "read conversations",
+	permConversationsWrite: "work conversations (reply, change status, assign, label)",
+	permContactsRead:       "read contacts",
+	permContactsWrite:      "create, change or merge contacts",
+	permWebhooksManage:     "manage webhooks",
 }
 
 // Roles, least to most privileged.
@@ -63,11 +81,14 @@ var roles = []string{roleOwner, roleAdmin, roleAgent}
 // cannot change settings, people or keys; an admin cannot delete the tenant
 // or transfer ownership.
 var rolePerms = map[string][]perm{
-	roleAgent: {permSelf, permNotesRead, permNotesWrite, permMembersRead, permSettingsRead},
-	roleAdmin: {permSelf, permNotesRead, permNotesWrite, permMembersRead, permMembersManage,
-		permSettingsRead, permSettingsWrite, permKeysManage, permAuditRead},
-	roleOwner: {permSelf, permNotesRead, permNotesWrite, permMembersRead, permMembersManage,
-		permSettingsRead, permSettingsWrite, permKeysManage, permAuditRead, permOwnershipMove, permTenantDelete},
+	roleAgent: {permSelf, permConversationsRead, permConversationsWrite, permContactsRead, permContactsWrite,
+		permNotesRead, permNotesWrite, permMembersRead, permSettingsRead},
+	roleAdmin: {permSelf, permConversationsRead, permConversationsWrite, permContactsRead, permContactsWrite,
+		permNotesRead, permNotesWrite, permMembersRead, permMembersManage,
+		permSettingsRead, permSettingsWrite, permKeysManage, permWebhooksManage, permAuditRead},
+	roleOwner: {permSelf, permConversationsRead, permConversationsWrite, permContactsRead, permContactsWrite,
+		permNotesRead, permNotesWrite, permMembersRead, permMembersManage,
+		permSettingsRead, permSettingsWrite, permKeysManage, permWebhooksManage, permAuditRead, permOwnershipMove, permTenantDelete},
 }
 
 func roleAllows(role string, p perm) bool { return slices.Contains(rolePerms[role], p) }
@@ -87,7 +108,17 @@ func (s apiScope) String() string {
 }
 
 // scopeResources are the resources an API key can be given scopes on.
-var scopeResources = []string{"notes", "members", "settings"}
+var scopeResources = []string{"conversations", "contacts", "notes", "members", "settings", "webhooks"}
+
+// APIKeyScopes lists every scope an API key can be given, resource by
+// resource, read before write.
+func APIKeyScopes() []string {
+	var out []string
+	for _, res := range scopeResources {
+		out = append(out, apiScope{res, false}.String(), apiScope{res, true}.String())
+	}
+	return out
+}
 
 func scope(resource string, write bool) *apiScope { return &apiScope{resource, write} }
 
@@ -357,14 +388,25 @@ func PermissionsDoc() string {
 	}
 	b.WriteString("\n## What each permission allows\n\n")
 	b.WriteString("Errors name a permission by its phrase (`the agent role may not manage API keys`), never by its internal name.\n\n")
-	b.WriteString("| permission | allows a role to |\n|---|---|\n")
-	seen := map[perm]bool{}
-	for _, rt := range (*app)(nil).routes() {
-		if rt.Perm != permPublic && !seen[rt.Perm] {
-			seen[rt.Perm] = true
-			fmt.Fprintf(&b, "| %s | %s |\n", rt.Perm, permPhrases[rt.Perm])
+	b.WriteString("| permission | allows a role to | roles |\n|---|---|---|\n")
+	for _, p := range perms {
+		var who []string
+		for _, role := range roles {
+			if roleAllows(role, p) {
+				who = append(who, role)
+			}
 		}
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", p, permPhrases[p], strings.Join(who, ", "))
 	}
+	b.WriteString("\n## API key scopes\n\n")
+	b.WriteString("A key is given scopes `resource:read` and `resource:write` (write does not imply read) on these resources: ")
+	for i, res := range scopeResources {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("`" + res + "`")
+	}
+	b.WriteString(".\n")
 	b.WriteString("\n## Rules the table cannot show\n\n")
 	b.WriteString("- Only an owner may grant the owner role, or change, disable or remove an owner.\n")
 	b.WriteString("- The last active owner cannot be demoted, disabled or removed (one conditional statement decides).\n")
