@@ -15,6 +15,9 @@ import (
 	"runtime/debug"
 
 	"pommy.ai/edge/handlers/audit"
+	"pommy.ai/edge/handlers/identity"
+	"pommy.ai/edge/handlers/notes"
+	"pommy.ai/edge/handlers/tenant"
 	"pommy.ai/edge/handlers/web"
 	"pommy.ai/edge/storage"
 )
@@ -47,13 +50,30 @@ type Config struct {
 
 // MaxRequestBody is the largest body any route accepts (the attachment
 // upload); homes enforce it before the application sees the request.
-const MaxRequestBody = maxAttachment + 1<<20
+const MaxRequestBody = notes.MaxAttachment + 1<<20
 
 type app struct {
 	p   storage.Platform
 	cfg Config
 	// hosts are the Host values of cfg.PublicOrigins; nil trusts any.
 	hosts map[string]bool
+
+	// The capabilities whose routes need more than the caller's scope.
+	id  *identity.Service
+	org *tenant.Service
+}
+
+// newApp binds the capabilities to a home's platform. The route table's
+// declarations (the API-key scope resources; what a tenant's deletion
+// purges) are handed to them here, so that no capability imports this
+// package or another capability.
+func newApp(p storage.Platform, cfg Config) *app {
+	return &app{p: p, cfg: cfg, hosts: originHosts(cfg.PublicOrigins),
+		id: identity.New(p, scopeResources),
+		// The audit log's rows go first, the tenants row last (tenant.Delete).
+		org: tenant.New(p, identity.ClearSessionCookie,
+			audit.PurgeTenantStmts, notes.PurgeTenantStmts, identity.PurgeTenantStmts),
+	}
 }
 
 // New returns the application's HTTP handler bound to a home's platform.
@@ -65,7 +85,7 @@ func New(p storage.Platform, cfg Config) http.Handler {
 	if p.Clock == nil {
 		p.Clock = storage.SystemClock{}
 	}
-	a := &app{p: p, cfg: cfg, hosts: originHosts(cfg.PublicOrigins)}
+	a := newApp(p, cfg)
 	mux := http.NewServeMux()
 	a.mount(mux)
 	if cfg.TestRoutes {
@@ -238,7 +258,7 @@ func Scheduled(ctx context.Context, p storage.Platform, cfg Config) error {
 	}
 	// Each job runs even if another failed; the first error is reported.
 	return errors.Join(
-		sweepIdentity(ctx, p),
+		identity.Sweep(ctx, p),
 		audit.New(p.SQL, p.Clock).Sealed(p.Keys).PruneAll(ctx, p.Clock.Now()),
 	)
 }
