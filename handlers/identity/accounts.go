@@ -44,24 +44,15 @@ func (svc *Service) Signup(w http.ResponseWriter, r *http.Request) error {
 	}
 	now := svc.now().UnixMilli()
 	tenant := web.NewID("t")
-	var userID string
 	stmts := []stmt{{
 		// tenant-lookup: this creates the tenant; its id is the tenant condition.
 		Query: `INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)`, Args: []any{tenant, org, now}}}
-	if existing != nil {
-		// Sign-up with an existing email checks its password exactly as a
-		// sign-in does, throttles and all: otherwise it is a way round them.
-		if err := svc.checkPassword(r, existing, email, req.Password, "",
-			web.Errorf(http.StatusConflict, "email_in_use", "an account with this email exists; sign up with its password to add an organization, or sign in")); err != nil {
-			return err
-		}
-		userID = existing.id
-	} else {
-		hash, err := svc.hashNewPassword(ctx, req.Password, email)
-		if err != nil {
-			return err
-		}
-		userID = web.NewID("u")
+	userID, hash, err := svc.account(r, existing, email, req.Password,
+		web.Errorf(http.StatusConflict, "email_in_use", "an account with this email exists; sign up with its password to add an organization, or sign in"))
+	if err != nil {
+		return err
+	}
+	if hash != "" {
 		stmts = append(stmts, stmt{
 			// tenant-lookup: a person's account is global; the membership below ties it to the tenant.
 			Query: `INSERT INTO users (id, email, name, password_hash, password_changed_at, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
@@ -91,6 +82,23 @@ func (svc *Service) Signup(w http.ResponseWriter, r *http.Request) error {
 		"user":   map[string]any{"id": userID, "email": email, "role": web.RoleOwner},
 	})
 	return nil
+}
+
+// account is the person signing up or accepting an invitation: an
+// existing account u, whose password is checked exactly as a sign-in
+// checks it, throttles and all (otherwise this would be a way round them),
+// with wrong as the answer to a wrong one; or, when u is nil, a new
+// account's id and the hash of the password it chose, for the caller to
+// insert with its own conditions.
+func (svc *Service) account(r *http.Request, u *userRow, email, password string, wrong error) (userID, newHash string, err error) {
+	if u != nil {
+		return u.id, "", svc.checkPassword(r, u, email, password, "", wrong)
+	}
+	hash, err := svc.hashNewPassword(r.Context(), password, email)
+	if err != nil {
+		return "", "", err
+	}
+	return web.NewID("u"), hash, nil
 }
 
 type loginRequest struct {

@@ -149,19 +149,12 @@ func (svc *Service) AcceptInvitation(w http.ResponseWriter, r *http.Request) err
 	open := `SELECT 1 FROM invitations WHERE tenant_id = ? AND token_hash = ? AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > ?`
 	openArgs := []any{tenant, th, now}
 	var stmts []stmt
-	var userID string
-	if u != nil {
-		if err := svc.checkPassword(r, u, email, req.Password, "",
-			web.Errorf(http.StatusUnauthorized, "invalid_credentials", "an account with this email exists; give its password to accept")); err != nil {
-			return err
-		}
-		userID = u.id
-	} else {
-		hash, err := svc.hashNewPassword(ctx, req.Password, email)
-		if err != nil {
-			return err
-		}
-		userID = web.NewID("u")
+	userID, hash, err := svc.account(r, u, email, req.Password,
+		web.Errorf(http.StatusUnauthorized, "invalid_credentials", "an account with this email exists; give its password to accept"))
+	if err != nil {
+		return err
+	}
+	if hash != "" {
 		stmts = append(stmts, stmt{
 			// tenant-lookup: a person's account is global; it is created only while the tenant's invitation is open.
 			Query: `INSERT INTO users (id, email, name, password_hash, password_changed_at, created_at) SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (` + open + `)`,
