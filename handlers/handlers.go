@@ -2,6 +2,14 @@
 // scheduled work, written once against the storage ports and run unchanged by
 // every home (the edge worker, the wasip1 guest, and the native benchmark
 // baseline).
+//
+// This package is the top of the application: the one route table
+// (routes.go), the authorization middleware that turns a request into a
+// *web.Scope and checks it against the table, the permission matrix that
+// docs/permissions.md is generated from, and Scheduled. Each capability
+// lives in its own package below it (identity, tenant, notes, audit, ...),
+// on the shared kit in handlers/web; none of them imports this package or
+// another capability (docs/decisions.md, "handlers layout").
 package handlers
 
 import (
@@ -159,8 +167,6 @@ func (a *app) healthz(w http.ResponseWriter, r *http.Request) error {
 	web.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok", "home": a.p.Home, "version": a.cfg.Version})
 	return nil
 }
-
-func (a *app) logf(format string, args ...any) { log.Printf(format, args...) }
 
 // secure sets the security headers on every response, gives each request an
 // id, and turns a panic into a 500 for that request alone.
