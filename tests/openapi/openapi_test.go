@@ -191,8 +191,8 @@ func strictObjects(t *testing.T, where string, ref *openapi3.SchemaRef, seen map
 }
 
 // TestScopesAreTheKeyScopes: the scopes an API key may be given are the
-// ones the document lists (apitest.AllScopes is every one of them), and
-// every route's scope is among them.
+// ones the document lists (apitest.AllScopes is every one of them), a key
+// may be given all of them, and every route's scope is among them.
 func TestScopesAreTheKeyScopes(t *testing.T) {
 	doc := load(t)
 	var enum []string
@@ -205,6 +205,10 @@ func TestScopesAreTheKeyScopes(t *testing.T) {
 	slices.Sort(all)
 	if !slices.Equal(enum, all) {
 		t.Errorf("components/schemas/Scope lists %v; the API key scopes are %v", enum, all)
+	}
+	// The server takes a list of at most as many entries as there are scopes.
+	if max := doc.Components.Schemas["APIKeyRequest"].Value.Properties["scopes"].Value.MaxItems; max == nil || *max != uint64(len(all)) {
+		t.Errorf("APIKeyRequest.scopes: maxItems %v; the server takes up to %d scopes", max, len(all))
 	}
 	for _, rt := range handlers.Routes() {
 		if rt.Scope != "" && !slices.Contains(enum, rt.Scope) {
