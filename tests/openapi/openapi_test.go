@@ -3,6 +3,7 @@ package openapi
 import (
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -337,7 +338,7 @@ func TestValidatorCanFail(t *testing.T) {
 
 func auditLine(seq int) string {
 	h := strings.Repeat("ab", 32)
-	return `{"seq":` + string(rune('0'+seq)) + `,"at":"2026-01-02T03:04:05.678Z","at_ms":1767323045678,"tenant_id":"t_aaaaaaaaaaaaaaaaaaaaaaaaaa",` +
+	return `{"seq":` + strconv.Itoa(seq) + `,"at":"2026-01-02T03:04:05.678Z","at_ms":1767323045678,"tenant_id":"t_aaaaaaaaaaaaaaaaaaaaaaaaaa",` +
 		`"actor_type":"user","actor_id":"u_aaaaaaaaaaaaaaaaaaaaaaaaaa","action":"auth.login.succeeded","target":"user:u_a","ip":"10.0.0.1",` +
 		`"user_agent":"go","request_id":"abcdefgh12","details":{"country":"NL"},"prev_hash":"` + h + `","hash":"` + h + `"}`
 }
