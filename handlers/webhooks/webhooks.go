@@ -81,4 +81,3 @@ type deliveryPayload struct {
 
 // eventList is a subscription's events as stored: space-separated.
 func eventList(s string) []string { return strings.Fields(s) }
-
