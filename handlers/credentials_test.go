@@ -10,6 +10,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"pommy.ai/edge/handlers/web"
 )
 
 func TestRequestCredential(t *testing.T) {
@@ -62,7 +64,7 @@ func TestRequestCredential(t *testing.T) {
 				h.Add("Cookie", c)
 			}
 			c, err := requestCredential(h)
-			var ae *apiError
+			var ae *web.Error
 			switch {
 			case tc.code == "" && err != nil:
 				t.Fatalf("refused: %v", err)
@@ -95,22 +97,14 @@ func TestValidTokenIsCanonical(t *testing.T) {
 }
 
 func TestForbiddenSaysWhatInWords(t *testing.T) {
-	s := &tenantScope{role: roleAgent}
-	err := s.authorize(route{Method: "POST", Pattern: "/v1/api-keys", Perm: permKeysManage})
-	var ae *apiError
+	s := &web.Scope{Role: roleAgent}
+	err := authorize(s, route{Method: "POST", Pattern: "/v1/api-keys", Perm: permKeysManage})
+	var ae *web.Error
 	if !errors.As(err, &ae) || ae.Status != http.StatusForbidden {
 		t.Fatalf("got %v", err)
 	}
 	if ae.Message != "the agent role may not manage API keys" {
 		t.Errorf("message %q", ae.Message)
-	}
-}
-
-func TestWriteJSONDoesNotEscapeHTML(t *testing.T) {
-	w := httptest.NewRecorder()
-	writeJSON(w, 200, map[string]string{"title": "<b>Fish & Chips</b>"})
-	if got := w.Body.String(); got != `{"title":"<b>Fish & Chips</b>"}`+"\n" {
-		t.Errorf("body %q", got)
 	}
 }
 
@@ -144,8 +138,8 @@ func TestSettingsDiffCoversEveryField(t *testing.T) {
 func TestDecodeJSONRefusal(t *testing.T) {
 	req := httptest.NewRequest("POST", "/v1/invitations", strings.NewReader(`{"email":"a@example.com","role":"agent","role":"owner"}`))
 	var v invitationRequest
-	err := decodeJSON(httptest.NewRecorder(), req, identityBodyLimit, &v)
-	var ae *apiError
+	err := web.DecodeJSON(httptest.NewRecorder(), req, identityBodyLimit, &v)
+	var ae *web.Error
 	if !errors.As(err, &ae) || ae.Status != 400 || ae.Code != "duplicate_key" || ae.Field != "role" || !strings.Contains(ae.Message, "role") {
 		t.Fatalf("got %#v", err)
 	}
@@ -153,19 +147,19 @@ func TestDecodeJSONRefusal(t *testing.T) {
 		t.Errorf("refused body filled the request: %+v", v)
 	}
 	w := httptest.NewRecorder()
-	writeError(w, req, err)
+	web.WriteError(w, req, err)
 	if !strings.Contains(w.Body.String(), `"field":"role"`) {
 		t.Errorf("error body %s does not name the field", w.Body)
 	}
 	// Over the limit: 413, before any JSON is looked at.
 	req = httptest.NewRequest("POST", "/v1/invitations", strings.NewReader(`{"email":"`+strings.Repeat("a", identityBodyLimit)+`"}`))
-	if err := decodeJSON(httptest.NewRecorder(), req, identityBodyLimit, &v); !errors.As(err, &ae) || ae.Status != 413 {
+	if err := web.DecodeJSON(httptest.NewRecorder(), req, identityBodyLimit, &v); !errors.As(err, &ae) || ae.Status != 413 {
 		t.Fatalf("oversized body: %v", err)
 	}
 	// A request without a body (the edge bridge gives nil) is an empty body.
 	req = httptest.NewRequest("POST", "/v1/invitations", nil)
 	req.Body = nil
-	if err := decodeJSON(httptest.NewRecorder(), req, identityBodyLimit, &v); !errors.As(err, &ae) || ae.Code != "malformed_json" {
+	if err := web.DecodeJSON(httptest.NewRecorder(), req, identityBodyLimit, &v); !errors.As(err, &ae) || ae.Code != "malformed_json" {
 		t.Fatalf("no body: %v", err)
 	}
 }
@@ -254,7 +248,7 @@ func FuzzRequestCredential(f *testing.F) {
 		}
 		c, err := requestCredential(h)
 		if err != nil {
-			var ae *apiError
+			var ae *web.Error
 			if !errors.As(err, &ae) || ae.Status < 400 || ae.Status > 401 {
 				t.Fatalf("refusal %v is not a 400 or 401 in the error shape", err)
 			}

@@ -15,6 +15,7 @@ import (
 	"runtime/debug"
 
 	"pommy.ai/edge/handlers/audit"
+	"pommy.ai/edge/handlers/web"
 	"pommy.ai/edge/storage"
 )
 
@@ -70,14 +71,14 @@ func New(p storage.Platform, cfg Config) http.Handler {
 	if cfg.TestRoutes {
 		mountTestRoutes(mux, TestEnv{
 			Platform: p, Config: cfg, Trap: errTrap,
-			WriteJSON: writeJSON, WriteError: writeError,
+			WriteJSON: web.WriteJSON, WriteError: web.WriteError,
 			Errorf: func(status int, code, format string, args ...any) error {
-				return errorf(status, code, format, args...)
+				return web.Errorf(status, code, format, args...)
 			},
 		})
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, errorf(http.StatusNotFound, "not_found", "no route for %s %s", r.Method, truncate(r.URL.Path, 200)))
+		web.WriteError(w, r, web.Errorf(http.StatusNotFound, "not_found", "no route for %s %s", r.Method, web.Truncate(r.URL.Path, 200)))
 	})
 	return a.secure(canonicalPaths(mux))
 }
@@ -135,7 +136,7 @@ var testClientIPHeader string
 var errTrap = &struct{ string }{"requested trap"}
 
 func (a *app) healthz(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "home": a.p.Home, "version": a.cfg.Version})
+	web.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok", "home": a.p.Home, "version": a.cfg.Version})
 	return nil
 }
 
@@ -149,12 +150,12 @@ func (a *app) secure(next http.Handler) http.Handler {
 		SecurityHeaders(h)
 		id := RequestID(r)
 		h.Set("X-Request-Id", id)
-		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
+		r = web.WithClient(r, a.client(r, id))
 		// /healthz stays reachable by any name: load balancers and
 		// container probes ask by address.
 		if !a.knownHost(r) && r.URL.Path != "/healthz" {
-			writeError(w, r, errorf(http.StatusMisdirectedRequest, "unknown_host",
-				"this server does not answer for the host %q; use one of its public origins", truncate(r.Host, 100)))
+			web.WriteError(w, r, web.Errorf(http.StatusMisdirectedRequest, "unknown_host",
+				"this server does not answer for the host %q; use one of its public origins", web.Truncate(r.Host, 100)))
 			return
 		}
 		// A body must say its length. The local home refuses any
@@ -164,7 +165,7 @@ func (a *app) secure(next http.Handler) http.Handler {
 		// the two homes answering the same request the same way.
 		if r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody {
 			w.Header().Set("Connection", "close")
-			writeError(w, r, errorf(http.StatusLengthRequired, "length_required",
+			web.WriteError(w, r, web.Errorf(http.StatusLengthRequired, "length_required",
 				"a request body must come with Content-Length; Transfer-Encoding (chunked) is not accepted"))
 			return
 		}
@@ -174,7 +175,7 @@ func (a *app) secure(next http.Handler) http.Handler {
 					panic(v) // a test-requested crash must reach the home
 				}
 				log.Printf("panic serving %s %s: %v\n%s", r.Method, r.URL.Path, v, debug.Stack())
-				writeError(w, r, fmt.Errorf("panic: %v", v))
+				web.WriteError(w, r, fmt.Errorf("panic: %v", v))
 			}
 		}()
 		next.ServeHTTP(w, r)
@@ -193,14 +194,6 @@ func SecurityHeaders(h http.Header) {
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
 	h.Set("Cache-Control", "no-store")
-}
-
-type requestIDKey struct{}
-
-// requestID is the id secure gave the request.
-func requestID(r *http.Request) string {
-	id, _ := r.Context().Value(requestIDKey{}).(string)
-	return id
 }
 
 // RequestID returns the request's X-Request-Id when it is well formed,

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"pommy.ai/edge/handlers/audit"
+	"pommy.ai/edge/handlers/web"
 	"pommy.ai/edge/storage"
 	"pommy.ai/edge/storage/envelope"
 )
@@ -26,11 +27,11 @@ const identityBodyLimit = 8 << 10
 func normalizeEmail(s string) (string, error) {
 	e := strings.ToLower(strings.TrimSpace(s))
 	if e == "" || len(e) > 254 || !utf8.ValidString(e) {
-		return "", errorf(http.StatusBadRequest, "invalid_email", "email must be a valid address of at most 254 characters")
+		return "", web.Errorf(http.StatusBadRequest, "invalid_email", "email must be a valid address of at most 254 characters")
 	}
 	addr, err := mail.ParseAddress(e)
 	if err != nil || addr.Address != e || addr.Name != "" {
-		return "", errorf(http.StatusBadRequest, "invalid_email", "email must be a plain address like name@example.com")
+		return "", web.Errorf(http.StatusBadRequest, "invalid_email", "email must be a plain address like name@example.com")
 	}
 	return e, nil
 }
@@ -39,13 +40,13 @@ func checkName(field, s string, required bool, max int) (string, error) {
 	s = strings.TrimSpace(s)
 	if (required && s == "") || utf8.RuneCountInString(s) > max || !utf8.ValidString(s) {
 		if required {
-			return "", errorf(http.StatusBadRequest, "invalid_"+field, "%s must be 1 to %d characters", field, max)
+			return "", web.Errorf(http.StatusBadRequest, "invalid_"+field, "%s must be 1 to %d characters", field, max)
 		}
-		return "", errorf(http.StatusBadRequest, "invalid_"+field, "%s must be at most %d characters", field, max)
+		return "", web.Errorf(http.StatusBadRequest, "invalid_"+field, "%s must be at most %d characters", field, max)
 	}
 	for _, r := range s {
 		if r < 0x20 || r == 0x7f {
-			return "", errorf(http.StatusBadRequest, "invalid_"+field, "%s must not contain control characters", field)
+			return "", web.Errorf(http.StatusBadRequest, "invalid_"+field, "%s must not contain control characters", field)
 		}
 	}
 	return s, nil
@@ -79,7 +80,7 @@ type signupRequest struct {
 // gets one more tenant.
 func (a *app) signup(w http.ResponseWriter, r *http.Request) error {
 	var req signupRequest
-	if err := decodeJSON(w, r, identityBodyLimit, &req); err != nil {
+	if err := web.DecodeJSON(w, r, identityBodyLimit, &req); err != nil {
 		return err
 	}
 	org, err := checkName("organization", req.Organization, true, 100)
@@ -100,7 +101,7 @@ func (a *app) signup(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	now := a.now().UnixMilli()
-	tenant := newID("t")
+	tenant := web.NewID("t")
 	var userID string
 	stmts := []stmt{{
 		// tenant-lookup: this creates the tenant; its id is the tenant condition.
@@ -109,7 +110,7 @@ func (a *app) signup(w http.ResponseWriter, r *http.Request) error {
 		// Sign-up with an existing email checks its password exactly as a
 		// sign-in does, throttles and all: otherwise it is a way round them.
 		if err := a.checkPassword(r, existing, email, req.Password, "",
-			errorf(http.StatusConflict, "email_in_use", "an account with this email exists; sign up with its password to add an organization, or sign in")); err != nil {
+			web.Errorf(http.StatusConflict, "email_in_use", "an account with this email exists; sign up with its password to add an organization, or sign in")); err != nil {
 			return err
 		}
 		userID = existing.id
@@ -118,7 +119,7 @@ func (a *app) signup(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		userID = newID("u")
+		userID = web.NewID("u")
 		stmts = append(stmts, stmt{
 			// tenant-lookup: a person's account is global; the membership below ties it to the tenant.
 			Query: `INSERT INTO users (id, email, name, password_hash, password_changed_at, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
@@ -129,7 +130,7 @@ func (a *app) signup(w http.ResponseWriter, r *http.Request) error {
 		Args:  []any{tenant, userID, now, now}})
 	if err := a.batch(ctx, stmts); err != nil {
 		if errors.Is(err, storage.ErrConflict) {
-			return errorf(http.StatusConflict, "email_in_use", "an account with this email was just created; sign in")
+			return web.Errorf(http.StatusConflict, "email_in_use", "an account with this email was just created; sign in")
 		}
 		return err
 	}
@@ -139,11 +140,11 @@ func (a *app) signup(w http.ResponseWriter, r *http.Request) error {
 	if _, err := a.startSession(w, r, tenant, userID); err != nil {
 		return err
 	}
-	if err := a.recordEvent(r, audit.Event{TenantID: tenant, ActorType: audit.ActorUser, ActorID: userID, Action: "tenant.created",
+	if err := web.RecordEvent(r, a.p, audit.Event{TenantID: tenant, ActorType: audit.ActorUser, ActorID: userID, Action: "tenant.created",
 		Target: "tenant:" + tenant, Details: map[string]string{"owner": userID}}); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{
+	web.WriteJSON(w, http.StatusCreated, map[string]any{
 		"tenant": map[string]any{"id": tenant, "name": org},
 		"user":   map[string]any{"id": userID, "email": email, "role": roleOwner},
 	})
@@ -164,7 +165,7 @@ type membershipRow struct {
 
 func (a *app) login(w http.ResponseWriter, r *http.Request) error {
 	var req loginRequest
-	if err := decodeJSON(w, r, identityBodyLimit, &req); err != nil {
+	if err := web.DecodeJSON(w, r, identityBodyLimit, &req); err != nil {
 		return err
 	}
 	email, err := normalizeEmail(req.Email)
@@ -172,10 +173,10 @@ func (a *app) login(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if req.Password == "" || len(req.Password) > 4*maxPasswordLen {
-		return errorf(http.StatusBadRequest, "invalid_password", "password is required (at most %d characters)", maxPasswordLen)
+		return web.Errorf(http.StatusBadRequest, "invalid_password", "password is required (at most %d characters)", maxPasswordLen)
 	}
-	if req.Tenant != "" && !validID("t", req.Tenant) {
-		return errorf(http.StatusBadRequest, "invalid_tenant", "tenant must be a tenant id (t_…)")
+	if req.Tenant != "" && !web.ValidID("t", req.Tenant) {
+		return web.Errorf(http.StatusBadRequest, "invalid_tenant", "tenant must be a tenant id (t_…)")
 	}
 	ctx := r.Context()
 	u, err := a.userByEmail(ctx, email)
@@ -183,7 +184,7 @@ func (a *app) login(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if err := a.checkPassword(r, u, email, req.Password, req.Tenant,
-		errorf(http.StatusUnauthorized, "invalid_credentials", "email or password is wrong")); err != nil {
+		web.Errorf(http.StatusUnauthorized, "invalid_credentials", "email or password is wrong")); err != nil {
 		return err
 	}
 	// The person is who they say. Which tenant?
@@ -202,15 +203,15 @@ func (a *app) login(w http.ResponseWriter, r *http.Request) error {
 	}
 	switch {
 	case len(ms) == 0:
-		return errorf(http.StatusForbidden, "no_membership", "this account has no active membership in that organization")
+		return web.Errorf(http.StatusForbidden, "no_membership", "this account has no active membership in that organization")
 	case len(ms) > 1:
 		list := make([]map[string]string, len(ms))
 		for i, m := range ms {
 			list[i] = map[string]string{"id": m.tenant, "name": m.name}
 		}
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
-		writeJSON(w, http.StatusConflict, map[string]any{
-			"error":   &apiError{Code: "tenant_required", Message: "this account belongs to several organizations; send tenant"},
+		web.WriteJSON(w, http.StatusConflict, map[string]any{
+			"error":   &web.Error{Code: "tenant_required", Message: "this account belongs to several organizations; send tenant"},
 			"tenants": list,
 		})
 		return nil
@@ -222,7 +223,7 @@ func (a *app) login(w http.ResponseWriter, r *http.Request) error {
 	if err := a.recordLogin(r, audit.Event{TenantID: m.tenant, ActorType: audit.ActorUser, ActorID: u.id, Action: audit.ActionLoginSucceeded, Target: "user:" + u.id}); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
+	web.WriteJSON(w, http.StatusOK, map[string]any{
 		"tenant": map[string]any{"id": m.tenant, "name": m.name},
 		"user":   map[string]any{"id": u.id, "email": u.email, "name": u.name, "role": m.role},
 	})
@@ -251,37 +252,37 @@ func (a *app) recordLoginFailure(r *http.Request, user, tenant, why string) erro
 	return nil
 }
 
-func (a *app) logout(w http.ResponseWriter, r *http.Request, s *tenantScope) error {
+func (a *app) logout(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
 	ctx := r.Context()
 	if _, err := a.p.SQL.Exec(ctx, `UPDATE sessions SET ended_at = ?, ended_reason = 'logout' WHERE tenant_id = ? AND id = ? AND ended_at IS NULL`,
-		a.now().UnixMilli(), s.tenant, s.sessionID); err != nil {
+		a.now().UnixMilli(), s.Tenant, s.SessionID); err != nil {
 		return err
 	}
 	clearSessionCookie(w)
-	if err := a.record(r, s, "auth.logout", "session:"+s.sessionID, nil); err != nil {
+	if err := s.Record(r, "auth.logout", "session:"+s.SessionID, nil); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
-func (a *app) me(w http.ResponseWriter, r *http.Request, s *tenantScope) error {
+func (a *app) me(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
 	rows, err := a.p.SQL.Query(r.Context(), `SELECT u.email, u.name, t.name FROM users u JOIN memberships m ON m.user_id = u.id JOIN tenants t ON t.id = m.tenant_id
-		WHERE m.tenant_id = ? AND u.id = ?`, s.tenant, s.userID)
+		WHERE m.tenant_id = ? AND u.id = ?`, s.Tenant, s.UserID)
 	if err != nil {
 		return err
 	}
 	if rows.Len() != 1 {
-		return errorf(http.StatusUnauthorized, "invalid_session", "sign in again")
+		return web.Errorf(http.StatusUnauthorized, "invalid_session", "sign in again")
 	}
 	var email, name, tname string
 	if err := rows.Scan(0, &email, &name, &tname); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"user":    map[string]any{"id": s.userID, "email": email, "name": name, "role": s.role},
-		"tenant":  map[string]any{"id": s.tenant, "name": tname},
-		"session": map[string]any{"id": s.sessionID},
+	web.WriteJSON(w, http.StatusOK, map[string]any{
+		"user":    map[string]any{"id": s.UserID, "email": email, "name": name, "role": s.Role},
+		"tenant":  map[string]any{"id": s.Tenant, "name": tname},
+		"session": map[string]any{"id": s.SessionID},
 	})
 	return nil
 }
@@ -293,24 +294,24 @@ type passwordChange struct {
 
 // changePassword ends every other session of the person, in every tenant,
 // and gives this one a new token.
-func (a *app) changePassword(w http.ResponseWriter, r *http.Request, s *tenantScope) error {
+func (a *app) changePassword(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
 	var req passwordChange
-	if err := decodeJSON(w, r, identityBodyLimit, &req); err != nil {
+	if err := web.DecodeJSON(w, r, identityBodyLimit, &req); err != nil {
 		return err
 	}
 	ctx := r.Context()
-	rows, err := a.p.SQL.Query(ctx, `SELECT u.email, u.password_hash FROM users u JOIN memberships m ON m.user_id = u.id WHERE m.tenant_id = ? AND u.id = ?`, s.tenant, s.userID)
+	rows, err := a.p.SQL.Query(ctx, `SELECT u.email, u.password_hash FROM users u JOIN memberships m ON m.user_id = u.id WHERE m.tenant_id = ? AND u.id = ?`, s.Tenant, s.UserID)
 	if err != nil {
 		return err
 	}
 	if rows.Len() != 1 {
-		return errorf(http.StatusUnauthorized, "invalid_session", "sign in again")
+		return web.Errorf(http.StatusUnauthorized, "invalid_session", "sign in again")
 	}
 	var email, hash string
 	if err := rows.Scan(0, &email, &hash); err != nil {
 		return err
 	}
-	lt := loginThrottle{email: email, ip: a.clientIP(r), knownIP: true}
+	lt := loginThrottle{email: email, ip: web.ClientIP(r), knownIP: true}
 	if err := a.throttleCheck(ctx, lt); err != nil {
 		return err
 	}
@@ -322,7 +323,7 @@ func (a *app) changePassword(w http.ResponseWriter, r *http.Request, s *tenantSc
 		if err := a.throttleFail(ctx, lt); err != nil {
 			return err
 		}
-		return errorf(http.StatusForbidden, "invalid_credentials", "current password is wrong")
+		return web.Errorf(http.StatusForbidden, "invalid_credentials", "current password is wrong")
 	}
 	newHash, err := a.hashNewPassword(ctx, req.New, email)
 	if err != nil {
@@ -332,19 +333,19 @@ func (a *app) changePassword(w http.ResponseWriter, r *http.Request, s *tenantSc
 	rot, setCookie := a.rotateSession(ctx, w, s)
 	stmts := append([]stmt{
 		// tenant-lookup: a password is the person's, across tenants; the hash it replaces pins the row (no lost update).
-		{Query: `UPDATE users SET password_hash = ?, password_changed_at = ? WHERE id = ? AND password_hash = ?`, Args: []any{newHash, now, s.userID, hash}},
+		{Query: `UPDATE users SET password_hash = ?, password_changed_at = ? WHERE id = ? AND password_hash = ?`, Args: []any{newHash, now, s.UserID, hash}},
 		// tenant-lookup: a password change ends the person's sessions in every tenant.
-		{Query: `UPDATE sessions SET ended_at = ?, ended_reason = 'password_changed' WHERE user_id = ? AND id != ? AND ended_at IS NULL`, Args: []any{now, s.userID, s.sessionID}},
+		{Query: `UPDATE sessions SET ended_at = ?, ended_reason = 'password_changed' WHERE user_id = ? AND id != ? AND ended_at IS NULL`, Args: []any{now, s.UserID, s.SessionID}},
 	}, rot...)
 	res, err := a.p.SQL.Batch(ctx, stmts)
 	if err != nil {
 		return err
 	}
 	if res[0].RowsAffected != 1 {
-		return errorf(http.StatusConflict, "conflict", "the password changed meanwhile; sign in again")
+		return web.Errorf(http.StatusConflict, "conflict", "the password changed meanwhile; sign in again")
 	}
 	setCookie()
-	if err := a.record(r, s, "user.password.changed", "user:"+s.userID, map[string]string{"other_sessions_ended": "true"}); err != nil {
+	if err := s.Record(r, "user.password.changed", "user:"+s.UserID, map[string]string{"other_sessions_ended": "true"}); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -363,13 +364,13 @@ type invitationRequest struct {
 func validRole(r string) bool { return r == roleOwner || r == roleAdmin || r == roleAgent }
 
 // mayGrant: only an owner may grant or touch the owner role.
-func (s *tenantScope) mayGrant(role string) bool {
-	return role != roleOwner || (s.keyID == "" && s.role == roleOwner)
+func mayGrant(s *web.Scope, role string) bool {
+	return role != roleOwner || (s.KeyID == "" && s.Role == roleOwner)
 }
 
-func (a *app) createInvitation(w http.ResponseWriter, r *http.Request, s *tenantScope) error {
+func (a *app) createInvitation(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
 	var req invitationRequest
-	if err := decodeJSON(w, r, identityBodyLimit, &req); err != nil {
+	if err := web.DecodeJSON(w, r, identityBodyLimit, &req); err != nil {
 		return err
 	}
 	email, err := normalizeEmail(req.Email)
@@ -377,40 +378,40 @@ func (a *app) createInvitation(w http.ResponseWriter, r *http.Request, s *tenant
 		return err
 	}
 	if !validRole(req.Role) {
-		return errorf(http.StatusBadRequest, "invalid_role", "role must be owner, admin or agent")
+		return web.Errorf(http.StatusBadRequest, "invalid_role", "role must be owner, admin or agent")
 	}
-	if !s.mayGrant(req.Role) {
-		return errorf(http.StatusForbidden, "forbidden", "only an owner may invite an owner")
+	if !mayGrant(s, req.Role) {
+		return web.Errorf(http.StatusForbidden, "forbidden", "only an owner may invite an owner")
 	}
 	ctx := r.Context()
-	rows, err := a.p.SQL.Query(ctx, `SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.tenant_id = ? AND u.email = ?`, s.tenant, email)
+	rows, err := a.p.SQL.Query(ctx, `SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.tenant_id = ? AND u.email = ?`, s.Tenant, email)
 	if err != nil {
 		return err
 	}
 	if rows.Len() > 0 {
-		return errorf(http.StatusConflict, "already_member", "this person is already a member")
+		return web.Errorf(http.StatusConflict, "already_member", "this person is already a member")
 	}
 	now := a.now()
-	id, token := newID("inv"), newToken()
-	_, actor := s.actor()
+	id, token := web.NewID("inv"), newToken()
+	_, actor := s.Actor()
 	if _, err := a.p.SQL.Exec(ctx, `INSERT INTO invitations (tenant_id, id, email, role, token_hash, invited_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		s.tenant, id, email, req.Role, tokenHash(token), actor, now.UnixMilli(), now.Add(invitationTTL).UnixMilli()); err != nil {
+		s.Tenant, id, email, req.Role, tokenHash(token), actor, now.UnixMilli(), now.Add(invitationTTL).UnixMilli()); err != nil {
 		return err
 	}
-	if err := a.record(r, s, "member.invited", "invitation:"+id, map[string]string{"email": email, "role": req.Role}); err != nil {
+	if err := s.Record(r, "member.invited", "invitation:"+id, map[string]string{"email": email, "role": req.Role}); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{
+	web.WriteJSON(w, http.StatusCreated, map[string]any{
 		"id": id, "email": email, "role": req.Role, "expires_at": now.Add(invitationTTL).UTC().Format(time.RFC3339),
 		"token": token, // shown once; deliver it to the invitee (email delivery is not built yet)
 	})
 	return nil
 }
 
-func (a *app) listInvitations(w http.ResponseWriter, r *http.Request, s *tenantScope) error {
+func (a *app) listInvitations(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
 	rows, err := a.p.SQL.Query(r.Context(), `SELECT id, email, role, created_at, expires_at FROM invitations
 		WHERE tenant_id = ? AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > ? ORDER BY created_at DESC LIMIT 200`,
-		s.tenant, a.now().UnixMilli())
+		s.Tenant, a.now().UnixMilli())
 	if err != nil {
 		return err
 	}
@@ -421,26 +422,26 @@ func (a *app) listInvitations(w http.ResponseWriter, r *http.Request, s *tenantS
 		if err := rows.Scan(i, &id, &email, &role, &created, &expires); err != nil {
 			return err
 		}
-		out[i] = map[string]any{"id": id, "email": email, "role": role, "created_at": millis(created), "expires_at": millis(expires)}
+		out[i] = map[string]any{"id": id, "email": email, "role": role, "created_at": web.Millis(created), "expires_at": web.Millis(expires)}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"invitations": out})
+	web.WriteJSON(w, http.StatusOK, map[string]any{"invitations": out})
 	return nil
 }
 
-func (a *app) revokeInvitation(w http.ResponseWriter, r *http.Request, s *tenantScope) error {
+func (a *app) revokeInvitation(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
 	id := r.PathValue("id")
-	if !validID("inv", id) {
-		return errorf(http.StatusNotFound, "not_found", "no such invitation")
+	if !web.ValidID("inv", id) {
+		return web.Errorf(http.StatusNotFound, "not_found", "no such invitation")
 	}
 	res, err := a.p.SQL.Exec(r.Context(), `UPDATE invitations SET revoked_at = ? WHERE tenant_id = ? AND id = ? AND accepted_at IS NULL AND revoked_at IS NULL`,
-		a.now().UnixMilli(), s.tenant, id)
+		a.now().UnixMilli(), s.Tenant, id)
 	if err != nil {
 		return err
 	}
 	if res.RowsAffected == 0 {
-		return errorf(http.StatusNotFound, "not_found", "no such pending invitation")
+		return web.Errorf(http.StatusNotFound, "not_found", "no such pending invitation")
 	}
-	if err := a.record(r, s, "member.invitation.revoked", "invitation:"+id, nil); err != nil {
+	if err := s.Record(r, "member.invitation.revoked", "invitation:"+id, nil); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -459,10 +460,10 @@ type acceptRequest struct {
 // still being open, so a token is used at most once.
 func (a *app) acceptInvitation(w http.ResponseWriter, r *http.Request) error {
 	var req acceptRequest
-	if err := decodeJSON(w, r, identityBodyLimit, &req); err != nil {
+	if err := web.DecodeJSON(w, r, identityBodyLimit, &req); err != nil {
 		return err
 	}
-	invalid := errorf(http.StatusBadRequest, "invalid_invitation", "the invitation is unknown, used, revoked or expired")
+	invalid := web.Errorf(http.StatusBadRequest, "invalid_invitation", "the invitation is unknown, used, revoked or expired")
 	if !validToken(req.Token) {
 		return invalid
 	}
@@ -495,7 +496,7 @@ func (a *app) acceptInvitation(w http.ResponseWriter, r *http.Request) error {
 	var userID string
 	if u != nil {
 		if err := a.checkPassword(r, u, email, req.Password, "",
-			errorf(http.StatusUnauthorized, "invalid_credentials", "an account with this email exists; give its password to accept")); err != nil {
+			web.Errorf(http.StatusUnauthorized, "invalid_credentials", "an account with this email exists; give its password to accept")); err != nil {
 			return err
 		}
 		userID = u.id
@@ -504,7 +505,7 @@ func (a *app) acceptInvitation(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		userID = newID("u")
+		userID = web.NewID("u")
 		stmts = append(stmts, stmt{
 			// tenant-lookup: a person's account is global; it is created only while the tenant's invitation is open.
 			Query: `INSERT INTO users (id, email, name, password_hash, password_changed_at, created_at) SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (` + open + `)`,
@@ -519,7 +520,7 @@ func (a *app) acceptInvitation(w http.ResponseWriter, r *http.Request) error {
 	res, err := a.p.SQL.Batch(ctx, stmts)
 	if err != nil {
 		if errors.Is(err, storage.ErrConflict) {
-			return errorf(http.StatusConflict, "email_in_use", "an account with this email was just created; accept again with its password")
+			return web.Errorf(http.StatusConflict, "email_in_use", "an account with this email was just created; accept again with its password")
 		}
 		return err
 	}
@@ -527,16 +528,16 @@ func (a *app) acceptInvitation(w http.ResponseWriter, r *http.Request) error {
 		return invalid
 	}
 	if res[len(res)-2].RowsAffected != 1 {
-		return errorf(http.StatusConflict, "already_member", "you are already a member of this organization")
+		return web.Errorf(http.StatusConflict, "already_member", "you are already a member of this organization")
 	}
 	if _, err := a.startSession(w, r, tenant, userID); err != nil {
 		return err
 	}
-	if err := a.recordEvent(r, audit.Event{TenantID: tenant, ActorType: audit.ActorUser, ActorID: userID, Action: "member.joined",
+	if err := web.RecordEvent(r, a.p, audit.Event{TenantID: tenant, ActorType: audit.ActorUser, ActorID: userID, Action: "member.joined",
 		Target: "user:" + userID, Details: map[string]string{"role": role, "invitation": invID}}); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{
+	web.WriteJSON(w, http.StatusCreated, map[string]any{
 		"tenant": map[string]any{"id": tenant},
 		"user":   map[string]any{"id": userID, "email": email, "role": role},
 	})

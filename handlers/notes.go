@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"pommy.ai/edge/handlers/web"
 	"pommy.ai/edge/storage"
 	"pommy.ai/edge/storage/envelope"
 )
@@ -52,67 +53,67 @@ type noteMeta struct {
 	Version  int64 `json:"version"`
 }
 
-func (s *tenantScope) blobKey(id, part string) string {
-	return "t/" + s.tenant + "/notes/" + id + "/" + part
+func blobKey(s *web.Scope, id, part string) string {
+	return "t/" + s.Tenant + "/notes/" + id + "/" + part
 }
 
-func (s *tenantScope) cacheKey(id string) string { return "t/" + s.tenant + "/notes/" + id }
+func cacheKey(s *web.Scope, id string) string { return "t/" + s.Tenant + "/notes/" + id }
 
-func (a *app) createNote(w http.ResponseWriter, r *http.Request, s *tenantScope) error {
+func (a *app) createNote(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
 	var req noteRequest
-	if err := decodeJSON(w, r, noteRequestLimit, &req); err != nil {
+	if err := web.DecodeJSON(w, r, noteRequestLimit, &req); err != nil {
 		return err
 	}
 	if err := validateNote(req); err != nil {
 		return err
 	}
 	ctx := r.Context()
-	id := newID("n")
-	title, err := s.keys.Seal(ctx, s.tenant, "note.title", id, []byte(req.Title))
+	id := web.NewID("n")
+	title, err := s.Keys.Seal(ctx, s.Tenant, "note.title", id, []byte(req.Title))
 	if err != nil {
 		return err
 	}
 	// The blob goes first and the row commits the note: a failure in between
 	// leaves only an unreferenced sealed blob, never a row without its body.
-	if err := s.putSealed(ctx, id, "body", strings.NewReader(req.Body), int64(len(req.Body))); err != nil {
+	if err := putSealed(s, ctx, id, "body", strings.NewReader(req.Body), int64(len(req.Body))); err != nil {
 		return err
 	}
 	now := a.p.Clock.Now().UnixMilli()
 	if _, err := a.p.SQL.Exec(ctx, `INSERT INTO notes (tenant_id, id, title_sealed, body_size, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		s.tenant, id, title, len(req.Body), now, now); err != nil {
-		s.p.Blobs.Delete(ctx, s.blobKey(id, "body"))
+		s.Tenant, id, title, len(req.Body), now, now); err != nil {
+		s.P.Blobs.Delete(ctx, blobKey(s, id, "body"))
 		return err
 	}
 	a.cacheMeta(ctx, s, id, noteMeta{BodySize: int64(len(req.Body)), Version: 1})
 	n := note{ID: id, Title: req.Title, Body: req.Body, BodySize: int64(len(req.Body)), Version: 1,
-		CreatedAt: millis(now), UpdatedAt: millis(now)}
+		CreatedAt: web.Millis(now), UpdatedAt: web.Millis(now)}
 	w.Header().Set("Location", "/v1/notes/"+id)
-	writeJSON(w, http.StatusCreated, n)
+	web.WriteJSON(w, http.StatusCreated, n)
 	return nil
 }
 
 func validateNote(req noteRequest) error {
 	switch {
 	case strings.TrimSpace(req.Title) == "":
-		return errorf(http.StatusBadRequest, "invalid_title", "title is required")
+		return web.Errorf(http.StatusBadRequest, "invalid_title", "title is required")
 	case utf8.RuneCountInString(req.Title) > maxNoteTitle:
-		return errorf(http.StatusBadRequest, "invalid_title", "title must be at most %d characters", maxNoteTitle)
+		return web.Errorf(http.StatusBadRequest, "invalid_title", "title must be at most %d characters", maxNoteTitle)
 	case len(req.Body) > maxNoteBody:
-		return errorf(http.StatusRequestEntityTooLarge, "too_large", "body must be at most %d bytes", maxNoteBody)
+		return web.Errorf(http.StatusRequestEntityTooLarge, "too_large", "body must be at most %d bytes", maxNoteBody)
 	}
 	return nil
 }
 
 // cacheMeta is best effort: KV is a cache, the row is the truth.
-func (a *app) cacheMeta(ctx context.Context, s *tenantScope, id string, m noteMeta) {
+func (a *app) cacheMeta(ctx context.Context, s *web.Scope, id string, m noteMeta) {
 	b, _ := json.Marshal(m)
-	a.p.KV.Put(ctx, s.cacheKey(id), b, storage.KVPutOptions{TTL: noteCacheTTL})
+	a.p.KV.Put(ctx, cacheKey(s, id), b, storage.KVPutOptions{TTL: noteCacheTTL})
 }
 
 // putSealed stores a sealed blob; the store sees only ciphertext, so its
 // content type is always octet-stream.
-func (s *tenantScope) putSealed(ctx context.Context, id, part string, r io.Reader, size int64) error {
-	sealed, err := s.keys.SealReader(ctx, s.tenant, "note."+part, id, r)
+func putSealed(s *web.Scope, ctx context.Context, id, part string, r io.Reader, size int64) error {
+	sealed, err := s.Keys.SealReader(ctx, s.Tenant, "note."+part, id, r)
 	if err != nil {
 		return err
 	}
@@ -120,20 +121,20 @@ func (s *tenantScope) putSealed(ctx context.Context, id, part string, r io.Reade
 	if size >= 0 {
 		sealedSize = envelope.SealedSize(size)
 	}
-	_, err = s.p.Blobs.Put(ctx, s.blobKey(id, part), sealed, sealedSize, storage.BlobPutOptions{ContentType: "application/octet-stream"})
+	_, err = s.P.Blobs.Put(ctx, blobKey(s, id, part), sealed, sealedSize, storage.BlobPutOptions{ContentType: "application/octet-stream"})
 	return err
 }
 
-func (s *tenantScope) loadNote(ctx context.Context, id string) (*note, error) {
-	if !validID("n", id) {
-		return nil, errorf(http.StatusNotFound, "not_found", "no such note")
+func loadNote(s *web.Scope, ctx context.Context, id string) (*note, error) {
+	if !web.ValidID("n", id) {
+		return nil, web.Errorf(http.StatusNotFound, "not_found", "no such note")
 	}
-	rows, err := s.p.SQL.Query(ctx, `SELECT title_sealed, body_size, attachment_size, version, created_at, updated_at FROM notes WHERE tenant_id = ? AND id = ?`, s.tenant, id)
+	rows, err := s.P.SQL.Query(ctx, `SELECT title_sealed, body_size, attachment_size, version, created_at, updated_at FROM notes WHERE tenant_id = ? AND id = ?`, s.Tenant, id)
 	if err != nil {
 		return nil, err
 	}
 	if rows.Len() == 0 {
-		return nil, errorf(http.StatusNotFound, "not_found", "no such note")
+		return nil, web.Errorf(http.StatusNotFound, "not_found", "no such note")
 	}
 	var sealed []byte
 	var created, updated int64
@@ -141,45 +142,45 @@ func (s *tenantScope) loadNote(ctx context.Context, id string) (*note, error) {
 	if err := rows.Scan(0, &sealed, &n.BodySize, &n.AttachmentSize, &n.Version, &created, &updated); err != nil {
 		return nil, err
 	}
-	title, err := s.keys.Open(ctx, s.tenant, "note.title", id, sealed)
+	title, err := s.Keys.Open(ctx, s.Tenant, "note.title", id, sealed)
 	if err != nil {
 		return nil, err
 	}
-	n.Title, n.CreatedAt, n.UpdatedAt = string(title), millis(created), millis(updated)
+	n.Title, n.CreatedAt, n.UpdatedAt = string(title), web.Millis(created), web.Millis(updated)
 	return n, nil
 }
 
-func (a *app) getNote(w http.ResponseWriter, r *http.Request, s *tenantScope) error {
+func (a *app) getNote(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
 	ctx := r.Context()
 	id := r.PathValue("id")
-	n, err := s.loadNote(ctx, id)
+	n, err := loadNote(s, ctx, id)
 	if err != nil {
 		return err
 	}
-	_, kvErr := a.p.KV.Get(ctx, s.cacheKey(id))
+	_, kvErr := a.p.KV.Get(ctx, cacheKey(s, id))
 	cached := kvErr == nil
 	n.Cached = &cached
 	if !cached {
 		a.cacheMeta(ctx, s, id, noteMeta{BodySize: n.BodySize, Version: n.Version})
 	}
-	body, err := s.readSealed(ctx, id, "body")
+	body, err := readSealed(s, ctx, id, "body")
 	if err != nil {
 		return err
 	}
 	n.Body = string(body)
-	if err := a.record(r, s, "note.read", "note:"+id, nil); err != nil {
+	if err := s.Record(r, "note.read", "note:"+id, nil); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, n)
+	web.WriteJSON(w, http.StatusOK, n)
 	return nil
 }
 
-func (s *tenantScope) openSealed(ctx context.Context, id, part string) (io.Reader, io.Closer, error) {
-	rc, _, err := s.p.Blobs.Get(ctx, s.blobKey(id, part))
+func openSealed(s *web.Scope, ctx context.Context, id, part string) (io.Reader, io.Closer, error) {
+	rc, _, err := s.P.Blobs.Get(ctx, blobKey(s, id, part))
 	if err != nil {
 		return nil, nil, err
 	}
-	pt, err := s.keys.OpenReader(ctx, s.tenant, "note."+part, id, rc)
+	pt, err := s.Keys.OpenReader(ctx, s.Tenant, "note."+part, id, rc)
 	if err != nil {
 		rc.Close()
 		return nil, nil, err
@@ -187,8 +188,8 @@ func (s *tenantScope) openSealed(ctx context.Context, id, part string) (io.Reade
 	return pt, rc, nil
 }
 
-func (s *tenantScope) readSealed(ctx context.Context, id, part string) ([]byte, error) {
-	pt, c, err := s.openSealed(ctx, id, part)
+func readSealed(s *web.Scope, ctx context.Context, id, part string) ([]byte, error) {
+	pt, c, err := openSealed(s, ctx, id, part)
 	if err != nil {
 		return nil, err
 	}
@@ -196,20 +197,20 @@ func (s *tenantScope) readSealed(ctx context.Context, id, part string) ([]byte, 
 	return io.ReadAll(pt)
 }
 
-func (a *app) listNotes(w http.ResponseWriter, r *http.Request, s *tenantScope) error {
+func (a *app) listNotes(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
 	ctx := r.Context()
 	// D1 carries integers as JavaScript numbers, so nothing beyond 2^53
 	// may reach SQL; that bound is far past any millisecond timestamp.
-	before := int64(maxSafeInt)
+	before := int64(web.MaxSafeInt)
 	if c := r.URL.Query().Get("before"); c != "" {
 		v, err := strconv.ParseInt(c, 10, 64)
-		if err != nil || v <= 0 || v > maxSafeInt {
-			return errorf(http.StatusBadRequest, "invalid_cursor", "before must be a positive integer cursor")
+		if err != nil || v <= 0 || v > web.MaxSafeInt {
+			return web.Errorf(http.StatusBadRequest, "invalid_cursor", "before must be a positive integer cursor")
 		}
 		before = v
 	}
-	rows, err := s.p.SQL.Query(ctx, `SELECT id, title_sealed, body_size, version, created_at, updated_at FROM notes WHERE tenant_id = ? AND created_at < ? ORDER BY created_at DESC, id LIMIT ?`,
-		s.tenant, before, notesPageSize)
+	rows, err := s.P.SQL.Query(ctx, `SELECT id, title_sealed, body_size, version, created_at, updated_at FROM notes WHERE tenant_id = ? AND created_at < ? ORDER BY created_at DESC, id LIMIT ?`,
+		s.Tenant, before, notesPageSize)
 	if err != nil {
 		return err
 	}
@@ -222,44 +223,44 @@ func (a *app) listNotes(w http.ResponseWriter, r *http.Request, s *tenantScope) 
 		if err := rows.Scan(i, &n.ID, &sealed, &n.BodySize, &n.Version, &created, &updated); err != nil {
 			return err
 		}
-		title, err := s.keys.Open(ctx, s.tenant, "note.title", n.ID, sealed)
+		title, err := s.Keys.Open(ctx, s.Tenant, "note.title", n.ID, sealed)
 		if err != nil {
 			return err
 		}
-		n.Title, n.CreatedAt, n.UpdatedAt = string(title), millis(created), millis(updated)
+		n.Title, n.CreatedAt, n.UpdatedAt = string(title), web.Millis(created), web.Millis(updated)
 		last = created
 	}
-	if err := a.record(r, s, "notes.listed", "notes", map[string]string{"count": strconv.Itoa(len(out))}); err != nil {
+	if err := s.Record(r, "notes.listed", "notes", map[string]string{"count": strconv.Itoa(len(out))}); err != nil {
 		return err
 	}
 	resp := map[string]any{"notes": out}
 	if len(out) == notesPageSize {
 		resp["next"] = strconv.FormatInt(last, 10)
 	}
-	writeJSON(w, http.StatusOK, resp)
+	web.WriteJSON(w, http.StatusOK, resp)
 	return nil
 }
 
-func (a *app) deleteNote(w http.ResponseWriter, r *http.Request, s *tenantScope) error {
+func (a *app) deleteNote(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
 	ctx := r.Context()
 	id := r.PathValue("id")
-	if !validID("n", id) {
-		return errorf(http.StatusNotFound, "not_found", "no such note")
+	if !web.ValidID("n", id) {
+		return web.Errorf(http.StatusNotFound, "not_found", "no such note")
 	}
-	res, err := s.p.SQL.Exec(ctx, `DELETE FROM notes WHERE tenant_id = ? AND id = ?`, s.tenant, id)
+	res, err := s.P.SQL.Exec(ctx, `DELETE FROM notes WHERE tenant_id = ? AND id = ?`, s.Tenant, id)
 	if err != nil {
 		return err
 	}
 	if res.RowsAffected == 0 {
-		return errorf(http.StatusNotFound, "not_found", "no such note")
+		return web.Errorf(http.StatusNotFound, "not_found", "no such note")
 	}
 	// The row is gone, so the note is gone; leftover blobs are sealed and
 	// unreferenced, and a failure here is not the client's problem.
 	for _, part := range []string{"body", "attachment"} {
-		s.p.Blobs.Delete(ctx, s.blobKey(id, part))
+		s.P.Blobs.Delete(ctx, blobKey(s, id, part))
 	}
-	s.p.KV.Delete(ctx, s.cacheKey(id))
-	if err := a.record(r, s, "note.deleted", "note:"+id, nil); err != nil {
+	s.P.KV.Delete(ctx, cacheKey(s, id))
+	if err := s.Record(r, "note.deleted", "note:"+id, nil); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -268,53 +269,53 @@ func (a *app) deleteNote(w http.ResponseWriter, r *http.Request, s *tenantScope)
 
 // putAttachment streams the request body, sealed chunk by chunk, into the
 // blob store; memory use does not grow with the attachment's size.
-func (a *app) putAttachment(w http.ResponseWriter, r *http.Request, s *tenantScope) error {
+func (a *app) putAttachment(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
 	ctx := r.Context()
 	id := r.PathValue("id")
-	n, err := s.loadNote(ctx, id)
+	n, err := loadNote(s, ctx, id)
 	if err != nil {
 		return err
 	}
 	if r.ContentLength > maxAttachment {
-		return errorf(http.StatusRequestEntityTooLarge, "too_large", "attachment must be at most %d bytes", maxAttachment)
+		return web.Errorf(http.StatusRequestEntityTooLarge, "too_large", "attachment must be at most %d bytes", maxAttachment)
 	}
 	body := &countingReader{r: http.MaxBytesReader(w, r.Body, maxAttachment)}
-	if err := s.putSealed(ctx, id, "attachment", body, r.ContentLength); err != nil {
+	if err := putSealed(s, ctx, id, "attachment", body, r.ContentLength); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return classify(mbe)
+			return web.Classify(mbe)
 		}
 		return err
 	}
 	now := a.p.Clock.Now().UnixMilli()
-	res, err := s.p.SQL.Exec(ctx, `UPDATE notes SET attachment_size = ?, version = version + 1, updated_at = ? WHERE tenant_id = ? AND id = ? AND version = ?`,
-		body.n, now, s.tenant, id, n.Version)
+	res, err := s.P.SQL.Exec(ctx, `UPDATE notes SET attachment_size = ?, version = version + 1, updated_at = ? WHERE tenant_id = ? AND id = ? AND version = ?`,
+		body.n, now, s.Tenant, id, n.Version)
 	if err != nil {
 		return err
 	}
 	if res.RowsAffected == 0 {
-		return errorf(http.StatusConflict, "conflict", "the note changed while the attachment was uploading; retry")
+		return web.Errorf(http.StatusConflict, "conflict", "the note changed while the attachment was uploading; retry")
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": id, "attachment_size": body.n, "version": n.Version + 1})
+	web.WriteJSON(w, http.StatusOK, map[string]any{"id": id, "attachment_size": body.n, "version": n.Version + 1})
 	return nil
 }
 
-func (a *app) getAttachment(w http.ResponseWriter, r *http.Request, s *tenantScope) error {
+func (a *app) getAttachment(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
 	ctx := r.Context()
 	id := r.PathValue("id")
-	n, err := s.loadNote(ctx, id)
+	n, err := loadNote(s, ctx, id)
 	if err != nil {
 		return err
 	}
 	if n.AttachmentSize == nil {
-		return errorf(http.StatusNotFound, "not_found", "this note has no attachment")
+		return web.Errorf(http.StatusNotFound, "not_found", "this note has no attachment")
 	}
-	pt, c, err := s.openSealed(ctx, id, "attachment")
+	pt, c, err := openSealed(s, ctx, id, "attachment")
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	if err := a.record(r, s, "note.attachment.read", "note:"+id, nil); err != nil {
+	if err := s.Record(r, "note.attachment.read", "note:"+id, nil); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
@@ -338,9 +339,3 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	c.n += int64(n)
 	return n, err
 }
-
-func millis(ms int64) string { return time.UnixMilli(ms).UTC().Format(time.RFC3339Nano) }
-
-// maxSafeInt is the largest integer every SQL home stores exactly (D1's
-// numbers are IEEE doubles).
-const maxSafeInt = 1<<53 - 1

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"unicode/utf8"
+
+	"pommy.ai/edge/handlers/web"
 )
 
 // Password policy (ASVS 5.0 §6.2): 8 to 128 characters, any characters,
@@ -40,13 +42,13 @@ func checkPassword(pw, email string) error {
 	n := utf8.RuneCountInString(pw)
 	switch {
 	case !utf8.ValidString(pw):
-		return errorf(http.StatusBadRequest, "invalid_password", "password must be valid UTF-8")
+		return web.Errorf(http.StatusBadRequest, "invalid_password", "password must be valid UTF-8")
 	case n < minPasswordLen || n > maxPasswordLen:
-		return errorf(http.StatusBadRequest, "weak_password", "password must be %d to %d characters", minPasswordLen, maxPasswordLen)
+		return web.Errorf(http.StatusBadRequest, "weak_password", "password must be %d to %d characters", minPasswordLen, maxPasswordLen)
 	}
 	low := strings.ToLower(pw)
 	if _, bad := commonPasswords()[low]; bad || (email != "" && low == strings.ToLower(email)) {
-		return errorf(http.StatusBadRequest, "weak_password", "this password is among the most commonly used; choose another")
+		return web.Errorf(http.StatusBadRequest, "weak_password", "this password is among the most commonly used; choose another")
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"pommy.ai/edge/handlers/audit"
+	"pommy.ai/edge/handlers/web"
 	"pommy.ai/edge/storage"
 )
 
@@ -30,7 +31,19 @@ const (
 	permOwnershipMove perm = "ownership.transfer" // make someone else owner, step down
 	permTenantDelete  perm = "tenant.delete"      // delete the tenant and crypto-shred its data
 	permAuditRead     perm = "audit.read"         // query, export and verify the audit log; security notices
+
+	permConversationsRead  perm = "conversations.read"  // read conversations and their messages (data access, audited)
+	permConversationsWrite perm = "conversations.write" // send messages; change status, assignee, labels
+	permContactsRead       perm = "contacts.read"       // read contacts and their history (data access, audited)
+	permContactsWrite      perm = "contacts.write"      // create, change, merge contacts
+	permWebhooksManage     perm = "webhooks.manage"     // subscribe endpoints, rotate secrets, read deliveries
 )
+
+// perms lists every permission in the order docs/permissions.md shows
+// them.
+var perms = []perm{permSelf, permConversationsRead, permConversationsWrite, permContactsRead, permContactsWrite,
+	permNotesRead, permNotesWrite, permMembersRead, permMembersManage, permSettingsRead, permSettingsWrite,
+	permKeysManage, permWebhooksManage, permAuditRead, permOwnershipMove, permTenantDelete}
 
 // permPhrases say what each permission allows in words a person reads,
 // completing "the agent role may not …". Errors show these, never the
@@ -47,6 +60,12 @@ var permPhrases = map[perm]string{
 	permOwnershipMove: "transfer ownership of the organization",
 	permTenantDelete:  "delete the organization",
 	permAuditRead:     "read the audit log",
+
+	permConversationsRead:  "read conversations",
+	permConversationsWrite: "work conversations (reply, change status, assign, label)",
+	permContactsRead:       "read contacts",
+	permContactsWrite:      "create, change or merge contacts",
+	permWebhooksManage:     "manage webhooks",
 }
 
 // Roles, least to most privileged.
@@ -62,11 +81,14 @@ var roles = []string{roleOwner, roleAdmin, roleAgent}
 // cannot change settings, people or keys; an admin cannot delete the tenant
 // or transfer ownership.
 var rolePerms = map[string][]perm{
-	roleAgent: {permSelf, permNotesRead, permNotesWrite, permMembersRead, permSettingsRead},
-	roleAdmin: {permSelf, permNotesRead, permNotesWrite, permMembersRead, permMembersManage,
-		permSettingsRead, permSettingsWrite, permKeysManage, permAuditRead},
-	roleOwner: {permSelf, permNotesRead, permNotesWrite, permMembersRead, permMembersManage,
-		permSettingsRead, permSettingsWrite, permKeysManage, permAuditRead, permOwnershipMove, permTenantDelete},
+	roleAgent: {permSelf, permConversationsRead, permConversationsWrite, permContactsRead, permContactsWrite,
+		permNotesRead, permNotesWrite, permMembersRead, permSettingsRead},
+	roleAdmin: {permSelf, permConversationsRead, permConversationsWrite, permContactsRead, permContactsWrite,
+		permNotesRead, permNotesWrite, permMembersRead, permMembersManage,
+		permSettingsRead, permSettingsWrite, permKeysManage, permWebhooksManage, permAuditRead},
+	roleOwner: {permSelf, permConversationsRead, permConversationsWrite, permContactsRead, permContactsWrite,
+		permNotesRead, permNotesWrite, permMembersRead, permMembersManage,
+		permSettingsRead, permSettingsWrite, permKeysManage, permWebhooksManage, permAuditRead, permOwnershipMove, permTenantDelete},
 }
 
 func roleAllows(role string, p perm) bool { return slices.Contains(rolePerms[role], p) }
@@ -86,7 +108,17 @@ func (s apiScope) String() string {
 }
 
 // scopeResources are the resources an API key can be given scopes on.
-var scopeResources = []string{"notes", "members", "settings"}
+var scopeResources = []string{"conversations", "contacts", "notes", "members", "settings", "webhooks"}
+
+// APIKeyScopes lists every scope an API key can be given, resource by
+// resource, read before write.
+func APIKeyScopes() []string {
+	var out []string
+	for _, res := range scopeResources {
+		out = append(out, apiScope{res, false}.String(), apiScope{res, true}.String())
+	}
+	return out
+}
 
 func scope(resource string, write bool) *apiScope { return &apiScope{resource, write} }
 
@@ -98,17 +130,17 @@ type route struct {
 	// route needs a person's session).
 	Scope   *apiScope
 	Summary string
-	public  func(http.ResponseWriter, *http.Request) error
-	handle  func(http.ResponseWriter, *http.Request, *tenantScope) error
+	public  web.PublicHandler
+	handle  web.Handler
 }
 
 // routes is the table. It is a method so that the handlers bind to a; the
 // table itself never depends on a's state (docs are generated from a nil app).
 func (a *app) routes() []route {
-	pub := func(m, p, sum string, h func(http.ResponseWriter, *http.Request) error) route {
+	pub := func(m, p, sum string, h web.PublicHandler) route {
 		return route{Method: m, Pattern: p, Perm: permPublic, Summary: sum, public: h}
 	}
-	r := func(m, p string, pm perm, sc *apiScope, sum string, h func(http.ResponseWriter, *http.Request, *tenantScope) error) route {
+	r := func(m, p string, pm perm, sc *apiScope, sum string, h web.Handler) route {
 		return route{Method: m, Pattern: p, Perm: pm, Scope: sc, Summary: sum, handle: h}
 	}
 	return []route{
@@ -205,7 +237,7 @@ func (a *app) mount(mux *http.ServeMux) {
 func (a *app) routeHandler(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := a.serveRoute(rt, w, r); err != nil {
-			writeError(w, r, err)
+			web.WriteError(w, r, err)
 		}
 	})
 }
@@ -243,15 +275,15 @@ func (a *app) serveRoute(rt route, w http.ResponseWriter, r *http.Request) error
 	if err := a.shedTenant(r, s); err != nil {
 		return err
 	}
-	if s.sessionID != "" && !safeMethod(r.Method) {
+	if s.SessionID != "" && !safeMethod(r.Method) {
 		if err := a.checkSameOrigin(r); err != nil {
 			return err
 		}
 	}
-	if err := s.authorize(rt); err != nil {
+	if err := authorize(s, rt); err != nil {
 		return err
 	}
-	if s.keyID != "" {
+	if s.KeyID != "" {
 		if err := a.keyRateLimit(r, s); err != nil {
 			return err
 		}
@@ -263,18 +295,18 @@ func (a *app) serveRoute(rt route, w http.ResponseWriter, r *http.Request) error
 }
 
 // authorize checks a principal against a route.
-func (s *tenantScope) authorize(rt route) error {
-	if s.keyID != "" {
+func authorize(s *web.Scope, rt route) error {
+	if s.KeyID != "" {
 		if rt.Scope == nil {
-			return errorf(http.StatusForbidden, "session_required", "%s %s needs a person's session; API keys cannot use it", rt.Method, rt.Pattern)
+			return web.Errorf(http.StatusForbidden, "session_required", "%s %s needs a person's session; API keys cannot use it", rt.Method, rt.Pattern)
 		}
-		if !slices.Contains(s.scopes, rt.Scope.String()) {
-			return errorf(http.StatusForbidden, "insufficient_scope", "this API key lacks the %s scope", rt.Scope)
+		if !slices.Contains(s.Scopes, rt.Scope.String()) {
+			return web.Errorf(http.StatusForbidden, "insufficient_scope", "this API key lacks the %s scope", rt.Scope)
 		}
 		return nil
 	}
-	if !roleAllows(s.role, rt.Perm) {
-		return errorf(http.StatusForbidden, "forbidden", "the %s role may not %s", s.role, permPhrases[rt.Perm])
+	if !roleAllows(s.Role, rt.Perm) {
+		return web.Errorf(http.StatusForbidden, "forbidden", "the %s role may not %s", s.Role, permPhrases[rt.Perm])
 	}
 	return nil
 }
@@ -290,14 +322,14 @@ func (a *app) checkSameOrigin(r *http.Request) error {
 		return nil
 	case "":
 	default:
-		return errorf(http.StatusForbidden, "cross_site_request", "state-changing requests with a session cookie must come from this site")
+		return web.Errorf(http.StatusForbidden, "cross_site_request", "state-changing requests with a session cookie must come from this site")
 	}
 	origin := r.Header.Get("Origin")
 	if origin == "" {
-		return errorf(http.StatusForbidden, "origin_required", "state-changing requests with a session cookie must carry Origin or Sec-Fetch-Site")
+		return web.Errorf(http.StatusForbidden, "origin_required", "state-changing requests with a session cookie must carry Origin or Sec-Fetch-Site")
 	}
 	if !a.sameOrigin(r, origin) {
-		return errorf(http.StatusForbidden, "cross_site_request", "Origin %q is not this site", origin)
+		return web.Errorf(http.StatusForbidden, "cross_site_request", "Origin %q is not this site", origin)
 	}
 	return nil
 }
@@ -310,13 +342,13 @@ func (a *app) checkPublicOrigin(r *http.Request) error {
 	switch r.Header.Get("Sec-Fetch-Site") {
 	case "", "same-origin", "none":
 	default:
-		return errorf(http.StatusForbidden, "cross_site_request", "this request must come from this site")
+		return web.Errorf(http.StatusForbidden, "cross_site_request", "this request must come from this site")
 	}
 	if o := r.Header.Get("Origin"); o != "" && o != "null" && !a.sameOrigin(r, o) {
-		return errorf(http.StatusForbidden, "cross_site_request", "Origin %q is not this site", o)
+		return web.Errorf(http.StatusForbidden, "cross_site_request", "Origin %q is not this site", o)
 	}
 	if r.Header.Get("Origin") == "null" {
-		return errorf(http.StatusForbidden, "cross_site_request", "opaque origins are refused")
+		return web.Errorf(http.StatusForbidden, "cross_site_request", "opaque origins are refused")
 	}
 	return nil
 }
@@ -356,14 +388,25 @@ func PermissionsDoc() string {
 	}
 	b.WriteString("\n## What each permission allows\n\n")
 	b.WriteString("Errors name a permission by its phrase (`the agent role may not manage API keys`), never by its internal name.\n\n")
-	b.WriteString("| permission | allows a role to |\n|---|---|\n")
-	seen := map[perm]bool{}
-	for _, rt := range (*app)(nil).routes() {
-		if rt.Perm != permPublic && !seen[rt.Perm] {
-			seen[rt.Perm] = true
-			fmt.Fprintf(&b, "| %s | %s |\n", rt.Perm, permPhrases[rt.Perm])
+	b.WriteString("| permission | allows a role to | roles |\n|---|---|---|\n")
+	for _, p := range perms {
+		var who []string
+		for _, role := range roles {
+			if roleAllows(role, p) {
+				who = append(who, role)
+			}
 		}
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", p, permPhrases[p], strings.Join(who, ", "))
 	}
+	b.WriteString("\n## API key scopes\n\n")
+	b.WriteString("A key is given scopes `resource:read` and `resource:write` (write does not imply read) on these resources: ")
+	for i, res := range scopeResources {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("`" + res + "`")
+	}
+	b.WriteString(".\n")
 	b.WriteString("\n## Rules the table cannot show\n\n")
 	b.WriteString("- Only an owner may grant the owner role, or change, disable or remove an owner.\n")
 	b.WriteString("- The last active owner cannot be demoted, disabled or removed (one conditional statement decides).\n")

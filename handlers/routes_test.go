@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -227,5 +228,37 @@ func TestThrottleDelays(t *testing.T) {
 	r := throttleAccountIP
 	if r.delay(r.free-1) != 0 || r.delay(r.free) != r.base || r.delay(r.free+1) != 2*r.base || r.delay(r.free+100) != r.max {
 		t.Errorf("delays: %v %v %v %v", r.delay(r.free-1), r.delay(r.free), r.delay(r.free+1), r.delay(r.free+100))
+	}
+}
+
+// TestRoleMatrix pins the roles of the permissions that capabilities added
+// later rely on, and that every permission is declared whole (listed,
+// phrased, granted to the owner).
+func TestRoleMatrix(t *testing.T) {
+	for _, p := range perms {
+		if permPhrases[p] == "" || !roleAllows(roleOwner, p) || !roleAllows(roleAdmin, p) && p != permOwnershipMove && p != permTenantDelete {
+			t.Errorf("%s: no phrase, or not granted to owner and admin", p)
+		}
+	}
+	for role, ps := range rolePerms {
+		for _, p := range ps {
+			if !slices.Contains(perms, p) {
+				t.Errorf("%s holds %s, which perms does not list", role, p)
+			}
+		}
+	}
+	for _, p := range []perm{permConversationsRead, permConversationsWrite, permContactsRead, permContactsWrite} {
+		if !roleAllows(roleAgent, p) {
+			t.Errorf("an agent may not %s", p)
+		}
+	}
+	if roleAllows(roleAgent, permWebhooksManage) {
+		t.Error("an agent may manage webhooks")
+	}
+	want := []string{"conversations:read", "conversations:write", "contacts:read", "contacts:write", "webhooks:read", "webhooks:write"}
+	for _, sc := range want {
+		if !slices.Contains(APIKeyScopes(), sc) || !validScope(sc) {
+			t.Errorf("API keys cannot be given %s", sc)
+		}
 	}
 }

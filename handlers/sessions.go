@@ -5,14 +5,15 @@ import (
 	"net/http"
 	"time"
 
+	"pommy.ai/edge/handlers/web"
 	"pommy.ai/edge/storage"
 )
 
 // The person's own sessions in this tenant: list, end one, end all others.
 
-func (a *app) listSessions(w http.ResponseWriter, r *http.Request, s *tenantScope) error {
+func (a *app) listSessions(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
 	rows, err := a.p.SQL.Query(r.Context(), `SELECT id, created_at, last_seen_at, ip, user_agent FROM sessions
-		WHERE tenant_id = ? AND user_id = ? AND ended_at IS NULL ORDER BY last_seen_at DESC LIMIT 100`, s.tenant, s.userID)
+		WHERE tenant_id = ? AND user_id = ? AND ended_at IS NULL ORDER BY last_seen_at DESC LIMIT 100`, s.Tenant, s.UserID)
 	if err != nil {
 		return err
 	}
@@ -23,46 +24,46 @@ func (a *app) listSessions(w http.ResponseWriter, r *http.Request, s *tenantScop
 		if err := rows.Scan(i, &id, &created, &seen, &ip, &ua); err != nil {
 			return err
 		}
-		out = append(out, map[string]any{"id": id, "current": id == s.sessionID, "created_at": millis(created),
-			"last_seen_at": millis(seen), "ip": ip, "user_agent": ua})
+		out = append(out, map[string]any{"id": id, "current": id == s.SessionID, "created_at": web.Millis(created),
+			"last_seen_at": web.Millis(seen), "ip": ip, "user_agent": ua})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"sessions": out})
+	web.WriteJSON(w, http.StatusOK, map[string]any{"sessions": out})
 	return nil
 }
 
-func (a *app) endSession(w http.ResponseWriter, r *http.Request, s *tenantScope) error {
+func (a *app) endSession(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
 	id := r.PathValue("id")
-	if !validID("s", id) {
-		return errorf(http.StatusNotFound, "not_found", "no such session")
+	if !web.ValidID("s", id) {
+		return web.Errorf(http.StatusNotFound, "not_found", "no such session")
 	}
 	res, err := a.p.SQL.Exec(r.Context(), `UPDATE sessions SET ended_at = ?, ended_reason = 'ended_by_user' WHERE tenant_id = ? AND user_id = ? AND id = ? AND ended_at IS NULL`,
-		a.now().UnixMilli(), s.tenant, s.userID, id)
+		a.now().UnixMilli(), s.Tenant, s.UserID, id)
 	if err != nil {
 		return err
 	}
 	if res.RowsAffected == 0 {
-		return errorf(http.StatusNotFound, "not_found", "no such active session")
+		return web.Errorf(http.StatusNotFound, "not_found", "no such active session")
 	}
-	if id == s.sessionID {
+	if id == s.SessionID {
 		clearSessionCookie(w)
 	}
-	if err := a.record(r, s, "session.ended", "session:"+id, nil); err != nil {
+	if err := s.Record(r, "session.ended", "session:"+id, nil); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
-func (a *app) endOtherSessions(w http.ResponseWriter, r *http.Request, s *tenantScope) error {
+func (a *app) endOtherSessions(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
 	res, err := a.p.SQL.Exec(r.Context(), `UPDATE sessions SET ended_at = ?, ended_reason = 'ended_by_user' WHERE tenant_id = ? AND user_id = ? AND id != ? AND ended_at IS NULL`,
-		a.now().UnixMilli(), s.tenant, s.userID, s.sessionID)
+		a.now().UnixMilli(), s.Tenant, s.UserID, s.SessionID)
 	if err != nil {
 		return err
 	}
-	if err := a.record(r, s, "session.ended_others", "user:"+s.userID, map[string]string{"count": itoa(res.RowsAffected)}); err != nil {
+	if err := s.Record(r, "session.ended_others", "user:"+s.UserID, map[string]string{"count": itoa(res.RowsAffected)}); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"ended": res.RowsAffected})
+	web.WriteJSON(w, http.StatusOK, map[string]any{"ended": res.RowsAffected})
 	return nil
 }
 

@@ -11,44 +11,15 @@ import (
 	"time"
 
 	"pommy.ai/edge/handlers/audit"
+	"pommy.ai/edge/handlers/web"
 	"pommy.ai/edge/storage"
 	"pommy.ai/edge/storage/envelope"
 )
 
-// tenantScope is the only way handlers reach a tenant's data. It can be made
-// only by authenticate, from a verified credential (a session cookie or an
-// API key), so the tenant is never taken from a client-chosen id.
-type tenantScope struct {
-	p      storage.Platform
-	tenant string
-	keys   *envelope.Keyring
-
-	// A person's session ...
-	userID    string
-	role      string
-	sessionID string
-	tokenHash []byte
-	// ... or an API key.
-	keyID        string
-	scopes       []string
-	keyLimit     int64
-	keyFirstUsed bool
-	// The organization's request rate (tenantrate.go).
-	tenantRate int64
-}
-
-// actor describes the principal for the audit log.
-func (s *tenantScope) actor() (typ, id string) {
-	if s.keyID != "" {
-		return audit.ActorAPIKey, s.keyID
-	}
-	return audit.ActorUser, s.userID
-}
-
 const sessionCookie = "__Host-pommy_session"
 
 // authenticate resolves the request's credential to a tenant scope.
-func (a *app) authenticate(r *http.Request) (*tenantScope, error) {
+func (a *app) authenticate(r *http.Request) (*web.Scope, error) {
 	c, err := requestCredential(r.Header)
 	if err != nil {
 		return nil, err
@@ -59,7 +30,7 @@ func (a *app) authenticate(r *http.Request) (*tenantScope, error) {
 	case c.session != "":
 		return a.authenticateSession(r, c.session)
 	}
-	return nil, errorf(http.StatusUnauthorized, "unauthenticated", "sign in, or send Authorization: Bearer <API key>")
+	return nil, web.Errorf(http.StatusUnauthorized, "unauthenticated", "sign in, or send Authorization: Bearer <API key>")
 }
 
 // credential is what a request presents: an API key or a session token
@@ -86,7 +57,7 @@ func requestCredential(h http.Header) (credential, error) {
 	}
 	cookies := cookieValues(h, sessionCookie)
 	if len(auths)+len(cookies) > 1 {
-		return credential{}, errorf(http.StatusBadRequest, "ambiguous_credentials",
+		return credential{}, web.Errorf(http.StatusBadRequest, "ambiguous_credentials",
 			"send exactly one credential: one Authorization header or one %s cookie, not %s", sessionCookie, ambiguity(len(auths), len(cookies)))
 	}
 	if len(auths) == 1 {
@@ -116,7 +87,7 @@ func parseAuthorization(v string) (string, error) {
 	scheme, key, _ := strings.Cut(v, " ")
 	key = strings.TrimLeft(key, " ")
 	if !strings.EqualFold(scheme, "Bearer") || key == "" || strings.ContainsFunc(key, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
-		return "", errorf(http.StatusUnauthorized, "unauthenticated", "send Authorization: Bearer <API key>, or sign in")
+		return "", web.Errorf(http.StatusUnauthorized, "unauthenticated", "send Authorization: Bearer <API key>, or sign in")
 	}
 	return key, nil
 }
@@ -141,9 +112,9 @@ func cookieValues(h http.Header, cookie string) []string {
 	return out
 }
 
-func (a *app) authenticateKey(r *http.Request, key string) (*tenantScope, error) {
+func (a *app) authenticateKey(r *http.Request, key string) (*web.Scope, error) {
 	if err := checkAPIKey(key); err != nil {
-		return nil, errorf(http.StatusUnauthorized, "invalid_api_key", "%v", err)
+		return nil, web.Errorf(http.StatusUnauthorized, "invalid_api_key", "%v", err)
 	}
 	ctx := r.Context()
 	hash, err := a.p.Keys.MAC(ctx, "api-key", []byte(key))
@@ -157,22 +128,22 @@ func (a *app) authenticateKey(r *http.Request, key string) (*tenantScope, error)
 		return nil, err
 	}
 	if rows.Len() != 1 {
-		return nil, errorf(http.StatusUnauthorized, "invalid_api_key", "API key is unknown or revoked")
+		return nil, web.Errorf(http.StatusUnauthorized, "invalid_api_key", "API key is unknown or revoked")
 	}
-	s := &tenantScope{p: a.p, keys: envelope.New(a.p)}
+	s := &web.Scope{P: a.p, Keys: envelope.New(a.p)}
 	var scopes string
 	var expires, revoked, firstUsed *int64
-	if err := rows.Scan(0, &s.keyID, &s.tenant, &scopes, &expires, &revoked, &s.keyLimit, &firstUsed, &s.tenantRate); err != nil {
+	if err := rows.Scan(0, &s.KeyID, &s.Tenant, &scopes, &expires, &revoked, &s.KeyLimit, &firstUsed, &s.TenantRate); err != nil {
 		return nil, err
 	}
 	if revoked != nil {
-		return nil, errorf(http.StatusUnauthorized, "invalid_api_key", "API key is unknown or revoked")
+		return nil, web.Errorf(http.StatusUnauthorized, "invalid_api_key", "API key is unknown or revoked")
 	}
 	if expires != nil && a.now().UnixMilli() >= *expires {
-		return nil, errorf(http.StatusUnauthorized, "api_key_expired", "API key expired at %s", millis(*expires))
+		return nil, web.Errorf(http.StatusUnauthorized, "api_key_expired", "API key expired at %s", web.Millis(*expires))
 	}
-	s.scopes = strings.Fields(scopes)
-	s.keyFirstUsed = firstUsed != nil
+	s.Scopes = strings.Fields(scopes)
+	s.KeyFirstUsed = firstUsed != nil
 	return s, nil
 }
 
@@ -204,9 +175,9 @@ func tokenHash(t string) []byte {
 // interval. Idle timeouts are therefore exact to within this interval.
 const lastSeenEvery = time.Minute
 
-func (a *app) authenticateSession(r *http.Request, token string) (*tenantScope, error) {
+func (a *app) authenticateSession(r *http.Request, token string) (*web.Scope, error) {
 	if !validToken(token) {
-		return nil, errorf(http.StatusUnauthorized, "invalid_session", "the session is unknown or has ended; sign in again")
+		return nil, web.Errorf(http.StatusUnauthorized, "invalid_session", "the session is unknown or has ended; sign in again")
 	}
 	ctx := r.Context()
 	th := tokenHash(token)
@@ -218,12 +189,12 @@ func (a *app) authenticateSession(r *http.Request, token string) (*tenantScope, 
 		return nil, err
 	}
 	if rows.Len() != 1 {
-		return nil, errorf(http.StatusUnauthorized, "invalid_session", "the session is unknown or has ended; sign in again")
+		return nil, web.Errorf(http.StatusUnauthorized, "invalid_session", "the session is unknown or has ended; sign in again")
 	}
-	s := &tenantScope{p: a.p, keys: envelope.New(a.p), tokenHash: th}
+	s := &web.Scope{P: a.p, Keys: envelope.New(a.p), TokenHash: th}
 	var created, lastSeen, idleMin, absMin int64
 	var status string
-	if err := rows.Scan(0, &s.sessionID, &s.tenant, &s.userID, &created, &lastSeen, &s.role, &status, &idleMin, &absMin, &s.tenantRate); err != nil {
+	if err := rows.Scan(0, &s.SessionID, &s.Tenant, &s.UserID, &created, &lastSeen, &s.Role, &status, &idleMin, &absMin, &s.TenantRate); err != nil {
 		return nil, err
 	}
 	now := a.now().UnixMilli()
@@ -238,15 +209,15 @@ func (a *app) authenticateSession(r *http.Request, token string) (*tenantScope, 
 	}
 	if reason != "" {
 		if _, err := a.p.SQL.Exec(ctx, `UPDATE sessions SET ended_at = ?, ended_reason = ? WHERE tenant_id = ? AND id = ? AND ended_at IS NULL`,
-			now, reason, s.tenant, s.sessionID); err != nil {
+			now, reason, s.Tenant, s.SessionID); err != nil {
 			return nil, err
 		}
-		return nil, errorf(http.StatusUnauthorized, "session_expired", "the session has ended (%s); sign in again", strings.ReplaceAll(reason, "_", " "))
+		return nil, web.Errorf(http.StatusUnauthorized, "session_expired", "the session has ended (%s); sign in again", strings.ReplaceAll(reason, "_", " "))
 	}
 	if now-lastSeen >= lastSeenEvery.Milliseconds() {
 		// Conditional: of concurrent requests, one writes.
 		if _, err := a.p.SQL.Exec(ctx, `UPDATE sessions SET last_seen_at = ? WHERE tenant_id = ? AND id = ? AND last_seen_at = ?`,
-			now, s.tenant, s.sessionID, lastSeen); err != nil {
+			now, s.Tenant, s.SessionID, lastSeen); err != nil {
 			return nil, err
 		}
 	}
@@ -270,10 +241,10 @@ const (
 func (a *app) startSession(w http.ResponseWriter, r *http.Request, tenant, user string) (string, error) {
 	ctx := r.Context()
 	now := a.now().UnixMilli()
-	token, id := newToken(), newID("s")
+	token, id := newToken(), web.NewID("s")
 	stmts := []storage.Stmt{{
 		Query: `INSERT INTO sessions (id, token_hash, tenant_id, user_id, created_at, last_seen_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		Args:  []any{id, tokenHash(token), tenant, user, now, now, a.clientIP(r), truncate(r.UserAgent(), 256)},
+		Args:  []any{id, tokenHash(token), tenant, user, now, now, web.ClientIP(r), web.UserAgent(r)},
 	}}
 	for _, old := range cookieValues(r.Header, sessionCookie) {
 		if !validToken(old) {
@@ -300,11 +271,11 @@ func (a *app) startSession(w http.ResponseWriter, r *http.Request, tenant, user 
 
 // rotateSession gives the current session a new token (after a privilege
 // change of the person holding it) and sets the new cookie.
-func (a *app) rotateSession(ctx context.Context, w http.ResponseWriter, s *tenantScope) ([]storage.Stmt, func()) {
+func (a *app) rotateSession(ctx context.Context, w http.ResponseWriter, s *web.Scope) ([]storage.Stmt, func()) {
 	token := newToken()
 	return []storage.Stmt{{
 			Query: `UPDATE sessions SET token_hash = ? WHERE tenant_id = ? AND id = ? AND token_hash = ? AND ended_at IS NULL`,
-			Args:  []any{tokenHash(token), s.tenant, s.sessionID, s.tokenHash},
+			Args:  []any{tokenHash(token), s.Tenant, s.SessionID, s.TokenHash},
 		}}, func() {
 			setSessionCookie(w, token)
 		}
@@ -329,68 +300,47 @@ func endSessionsStmt(tenant, user, reason string, now int64) storage.Stmt {
 	}
 }
 
-// clientIP is the address the request came from: at the edge the
-// CF-Connecting-IP header that Cloudflare sets (and overwrites); in a home
-// behind a trusted proxy, Config.ClientIPHeader; otherwise the peer.
-func (a *app) clientIP(r *http.Request) string {
-	if a.cfg.TestRoutes && testClientIPHeader != "" {
-		if ip := r.Header.Get(testClientIPHeader); ip != "" {
-			return ip
-		}
+// client works out where the request came from, once, for web.ClientIP
+// and its kin: at the edge the CF-Connecting-IP header that Cloudflare sets
+// (and overwrites); in a home behind a trusted proxy, Config.ClientIPHeader;
+// otherwise the peer. The country is the edge's CF-IPCountry, trusted only
+// where such a proxy sets it.
+func (a *app) client(r *http.Request, requestID string) web.Client {
+	c := web.Client{RequestID: requestID}
+	testHeader := a.cfg.TestRoutes && testClientIPHeader != ""
+	if testHeader {
+		c.IP = r.Header.Get(testClientIPHeader)
 	}
 	h := a.cfg.ClientIPHeader
 	if h == "" && a.p.Home == "edge" {
 		h = "CF-Connecting-IP"
 	}
-	if h != "" {
+	if h != "" && c.IP == "" {
 		if v := strings.TrimSpace(r.Header.Get(h)); v != "" && net.ParseIP(v) != nil {
-			return v
+			c.IP = v
 		}
 	}
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		return host
+	if c.IP == "" {
+		c.IP = r.RemoteAddr
+		if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+			c.IP = host
+		}
 	}
-	return r.RemoteAddr
-}
-
-// clientCountry is the edge's CF-IPCountry, or "" elsewhere.
-func (a *app) clientCountry(r *http.Request) string {
-	if a.p.Home == "edge" || a.cfg.ClientIPHeader != "" || (a.cfg.TestRoutes && testClientIPHeader != "") {
-		return truncate(r.Header.Get("CF-IPCountry"), 8)
+	if a.p.Home == "edge" || a.cfg.ClientIPHeader != "" || testHeader {
+		c.Country = web.Truncate(r.Header.Get("CF-IPCountry"), 8)
 	}
-	return ""
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
+	return c
 }
 
 func (a *app) now() time.Time { return a.p.Clock.Now() }
-
-// record writes one audit event for an authenticated principal.
-func (a *app) record(r *http.Request, s *tenantScope, action, target string, details map[string]string) error {
-	typ, id := s.actor()
-	return a.recordEvent(r, audit.Event{TenantID: s.tenant, ActorType: typ, ActorID: id, Action: action, Target: target, Details: details})
-}
-
-// recordEvent fills in where the event came from and appends it. An action
-// whose audit record cannot be written is reported as failed.
-func (a *app) recordEvent(r *http.Request, e audit.Event) error {
-	e.IP, e.UserAgent = a.clientIP(r), truncate(r.UserAgent(), 256)
-	e.RequestID = requestID(r)
-	return a.auditLog().Record(r.Context(), e)
-}
 
 // recordLogin records a login success or failure and runs the audit
 // package's anomaly detection on it (bursts of failures; a new IP or
 // country for the person).
 func (a *app) recordLogin(r *http.Request, e audit.Event) error {
-	e.IP, e.UserAgent = a.clientIP(r), truncate(r.UserAgent(), 256)
-	e.RequestID = requestID(r)
-	if c := a.clientCountry(r); c != "" {
+	e.IP, e.UserAgent = web.ClientIP(r), web.UserAgent(r)
+	e.RequestID = web.RequestID(r)
+	if c := web.ClientCountry(r); c != "" {
 		if e.Details == nil {
 			e.Details = map[string]string{}
 		}
@@ -402,11 +352,9 @@ func (a *app) recordLogin(r *http.Request, e audit.Event) error {
 
 // auditRoute adapts an audit package handler: the caller's own tenant and
 // identity, from the authenticated scope, are its template.
-func (a *app) auditRoute(h audit.HandlerFunc) func(http.ResponseWriter, *http.Request, *tenantScope) error {
-	return func(w http.ResponseWriter, r *http.Request, s *tenantScope) error {
-		typ, id := s.actor()
-		return h(w, r, audit.Event{TenantID: s.tenant, ActorType: typ, ActorID: id, IP: a.clientIP(r),
-			UserAgent: truncate(r.UserAgent(), 256), RequestID: requestID(r)})
+func (a *app) auditRoute(h audit.HandlerFunc) web.Handler {
+	return func(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
+		return h(w, r, s.Event(r))
 	}
 }
 
@@ -416,5 +364,5 @@ func (a *app) auditLog() *audit.Log {
 	if a == nil {
 		return nil
 	}
-	return audit.New(a.p.SQL, a.p.Clock).Sealed(a.p.Keys)
+	return web.AuditLog(a.p)
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"pommy.ai/edge/handlers/web"
 	"pommy.ai/edge/storage"
 )
 
@@ -129,7 +130,7 @@ func (a *app) throttleCheck(ctx context.Context, lt loginThrottle) error {
 		}
 	}
 	if wait > 0 {
-		e := errorf(http.StatusTooManyRequests, "too_many_attempts", "too many failed sign-ins; try again in %d seconds", retrySeconds(wait))
+		e := web.Errorf(http.StatusTooManyRequests, "too_many_attempts", "too many failed sign-ins; try again in %d seconds", retrySeconds(wait))
 		e.RetryAfter = retrySeconds(wait)
 		return e
 	}
@@ -177,7 +178,7 @@ func (a *app) throttleSuccess(ctx context.Context, lt loginThrottle) error {
 // wrong is the error for a wrong password.
 func (a *app) checkPassword(r *http.Request, u *userRow, email, password, tenant string, wrong error) error {
 	ctx := r.Context()
-	ip := a.clientIP(r)
+	ip := web.ClientIP(r)
 	// Every attempt counts here, success or not, keyed by account and
 	// address together: one person's attempts never use up anyone else's.
 	if err := a.shedKey(r, storage.LimitLogin, ip+" "+email, "too many sign-in attempts for this account from this address; slow down"); err != nil {
@@ -230,7 +231,7 @@ func (a *app) checkPassword(r *http.Request, u *userRow, email, password, tenant
 // rate-limit binding at the edge) on public state-changing endpoints. It
 // fails open: the exact limits above still hold.
 func (a *app) shed(r *http.Request, name string) error {
-	return a.shedKey(r, name, a.clientIP(r), "too many requests from this address; slow down")
+	return a.shedKey(r, name, web.ClientIP(r), "too many requests from this address; slow down")
 }
 
 // shedKey counts the request against the home's approximate limiter under
@@ -246,7 +247,7 @@ func (a *app) shedKey(r *http.Request, name, key, message string) error {
 		return nil
 	}
 	if !d.Allowed {
-		e := errorf(http.StatusTooManyRequests, "rate_limited", "%s", message)
+		e := web.Errorf(http.StatusTooManyRequests, "rate_limited", "%s", message)
 		e.RetryAfter = retrySeconds(d.RetryAfter)
 		return e
 	}

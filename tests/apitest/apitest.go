@@ -14,6 +14,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"pommy.ai/edge/handlers"
 )
 
 // Client talks to one running home.
@@ -141,8 +143,8 @@ func (c *Client) Tenant(t testing.TB, name string) (id, key string) {
 	return o.Tenant, o.NewKey(t, AllScopes...)
 }
 
-// AllScopes is every API key scope.
-var AllScopes = []string{"notes:read", "notes:write", "members:read", "members:write", "settings:read", "settings:write"}
+// AllScopes is every API key scope, from the route table's declaration.
+var AllScopes = handlers.APIKeyScopes()
 
 // Password is the password the helpers give every account they make.
 const Password = "correct horse battery staple"
