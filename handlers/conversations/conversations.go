@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"pommy.ai/edge/handlers/web"
 	"pommy.ai/edge/storage"
 )
 
@@ -378,7 +379,7 @@ func (s *Store) UpdateConversation(ctx context.Context, actor Actor, id string, 
 		if x.in != nil {
 			l, err := ParseLabels(x.in)
 			if err != nil {
-				if ae, ok := err.(*apiError); ok {
+				if ae, ok := err.(*web.Error); ok {
 					ae.Field = strings.Replace(ae.Field, "labels", x.f, 1)
 				}
 				return nil, nil, err

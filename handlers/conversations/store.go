@@ -8,6 +8,7 @@ import (
 	"log"
 	"net/http"
 
+	"pommy.ai/edge/handlers/web"
 	"pommy.ai/edge/storage"
 	"pommy.ai/edge/storage/envelope"
 )
@@ -69,8 +70,8 @@ func (a Actor) person() bool { return a.Type == "user" }
 // served before the rest get 503 busy (nothing written, safe to retry).
 const maxAttempts = 64
 
-var errBusy = &apiError{Status: http.StatusServiceUnavailable, Code: "busy",
-	Message: "this conversation is changing too fast to apply the request; nothing was written; retry"}
+var errBusy = &web.Error{Status: http.StatusServiceUnavailable, Code: "busy",
+	Message: "this conversation is changing too fast to apply the request; nothing was written; retry", RetryAfter: 1}
 
 // Conversation statuses.
 const (
