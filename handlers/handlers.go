@@ -240,5 +240,6 @@ func Scheduled(ctx context.Context, p storage.Platform, cfg Config) error {
 	return errors.Join(
 		sweepIdentity(ctx, p),
 		audit.New(p.SQL, p.Clock).Sealed(p.Keys).PruneAll(ctx, p.Clock.Now()),
+		conversationSweeps(ctx, p),
 	)
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"pommy.ai/edge/handlers/audit"
+	"pommy.ai/edge/handlers/conversations"
 	"pommy.ai/edge/handlers/web"
 	"pommy.ai/edge/storage"
 )
@@ -361,7 +362,7 @@ func (a *app) deleteTenant(w http.ResponseWriter, r *http.Request, s *web.Scope)
 	if err := s.Keys.Shred(ctx, s.Tenant); err != nil {
 		return err
 	}
-	if _, err := a.p.SQL.Batch(ctx, append(audit.PurgeTenantStmts(s.Tenant), []storage.Stmt{
+	if _, err := a.p.SQL.Batch(ctx, append(append(audit.PurgeTenantStmts(s.Tenant), conversations.PurgeTenantStmts(s.Tenant)...), []storage.Stmt{
 		{Query: `DELETE FROM notes WHERE tenant_id = ?`, Args: []any{s.Tenant}},
 		{Query: `DELETE FROM api_keys WHERE tenant_id = ?`, Args: []any{s.Tenant}},
 		{Query: `DELETE FROM sessions WHERE tenant_id = ?`, Args: []any{s.Tenant}},

@@ -180,6 +180,33 @@ func (a *app) routes() []route {
 
 		r("DELETE", "/v1/tenant", permTenantDelete, nil, "delete the tenant; crypto-shreds its data", a.deleteTenant),
 
+		r("POST", "/v1/contacts", permContactsWrite, scope("contacts", true), "create a contact (PII sealed)", a.convs().CreateContact),
+		r("GET", "/v1/contacts", permContactsRead, scope("contacts", false), "list contacts, or find one by ?email= (audited)", a.convs().ListContacts),
+		r("GET", "/v1/contacts/{id}", permContactsRead, scope("contacts", false), "read a contact (audited)", a.convs().GetContact),
+		r("PATCH", "/v1/contacts/{id}", permContactsWrite, scope("contacts", true), "change a contact", a.convs().UpdateContact),
+		r("DELETE", "/v1/contacts/{id}", permContactsWrite, scope("contacts", true), "delete a contact without conversations", a.convs().DeleteContact),
+		r("GET", "/v1/contacts/{id}/conversations", permConversationsRead, scope("conversations", false), "a contact's conversations (audited)", a.convs().ContactConversations),
+
+		r("POST", "/v1/conversations", permConversationsWrite, scope("conversations", true), "start a conversation, optionally with a first message", a.convs().CreateConversation),
+		r("GET", "/v1/conversations", permConversationsRead, scope("conversations", false), "list conversations by activity, filtered (audited)", a.convs().ListConversations),
+		r("GET", "/v1/conversations/{id}", permConversationsRead, scope("conversations", false), "read a conversation (audited)", a.convs().GetConversation),
+		r("PATCH", "/v1/conversations/{id}", permConversationsWrite, scope("conversations", true), "change status, snooze, assignee, labels, priority", a.convs().UpdateConversation),
+		r("POST", "/v1/conversations/{id}/merge", permConversationsWrite, scope("conversations", true), "merge another conversation of the same contact into this one", a.convs().MergeConversation),
+		r("POST", "/v1/conversations/{id}/read", permConversationsWrite, scope("conversations", true), "mark read by the team", a.convs().MarkRead),
+		r("POST", "/v1/conversations/{id}/typing", permConversationsWrite, scope("conversations", true), "signal typing", a.convs().Typing),
+		r("POST", "/v1/conversations/{id}/messages", permConversationsWrite, scope("conversations", true), "send a message or private note (Idempotency-Key)", a.convs().SendMessage),
+		r("GET", "/v1/conversations/{id}/messages", permConversationsRead, scope("conversations", false), "list messages after a seq (audited)", a.convs().ListMessages),
+		r("GET", "/v1/conversations/{id}/events", permConversationsRead, scope("conversations", false), "a conversation's events after a seq; long-poll with wait", a.convs().Events),
+		r("GET", "/v1/conversations/{id}/events/stream", permConversationsRead, scope("conversations", false), "a conversation's events as SSE", a.convs().EventStream),
+		r("GET", "/v1/inbox/events", permConversationsRead, scope("conversations", false), "the inbox feed after a seq; long-poll with wait", a.convs().InboxEvents),
+		r("GET", "/v1/inbox/events/stream", permConversationsRead, scope("conversations", false), "the inbox feed as SSE", a.convs().InboxStream),
+
+		r("GET", "/v1/canned-responses", permConversationsRead, scope("conversations", false), "list canned responses", a.convs().ListCanned),
+		r("POST", "/v1/canned-responses", permConversationsWrite, scope("conversations", true), "create a canned response", a.convs().CreateCanned),
+		r("GET", "/v1/canned-responses/{id}", permConversationsRead, scope("conversations", false), "read a canned response", a.convs().GetCanned),
+		r("PATCH", "/v1/canned-responses/{id}", permConversationsWrite, scope("conversations", true), "change a canned response", a.convs().UpdateCanned),
+		r("DELETE", "/v1/canned-responses/{id}", permConversationsWrite, scope("conversations", true), "delete a canned response", a.convs().DeleteCanned),
+
 		r("POST", "/v1/notes", permNotesWrite, scope("notes", true), "create a note", a.createNote),
 		r("GET", "/v1/notes", permNotesRead, scope("notes", false), "list notes", a.listNotes),
 		r("GET", "/v1/notes/{id}", permNotesRead, scope("notes", false), "read a note (audited)", a.getNote),

@@ -225,6 +225,9 @@ type Filter struct {
 	Assignee  string // a user id, or "none" for unassigned
 	Label     string
 	ContactID string
+	// includeMerged: with Status "", merged conversations too (a
+	// contact's history).
+	includeMerged bool
 }
 
 // Conversations lists conversations, most recent activity first, with a
@@ -236,6 +239,7 @@ func (s *Store) Conversations(ctx context.Context, f Filter, cursor string, limi
 	q := `SELECT ` + convCols + ` FROM conversations WHERE tenant_id = ?`
 	args := []any{s.Tenant}
 	switch {
+	case f.Status == "" && f.includeMerged:
 	case f.Status == "":
 		q += ` AND status != 'merged'`
 	case slices.Contains([]string{StatusOpen, StatusPending, StatusSnoozed, StatusResolved, StatusMerged}, f.Status):

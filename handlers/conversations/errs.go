@@ -1,6 +1,7 @@
 package conversations
 
 import (
+	"errors"
 	"fmt"
 
 	"pommy.ai/edge/handlers/web"
@@ -16,3 +17,5 @@ var (
 	validID = web.ValidID
 	millis  = web.Millis
 )
+
+func asError(err error, target **web.Error) bool { return errors.As(err, target) }

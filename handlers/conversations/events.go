@@ -62,16 +62,20 @@ type eventRow struct {
 // last event returned when events aud may not see were skipped) and
 // whether more remain.
 func (s *Store) Events(ctx context.Context, convID string, after int64, aud Audience) ([]Event, int64, bool, error) {
+	return s.events(ctx, convID, after, PageEvents, aud)
+}
+
+func (s *Store) events(ctx context.Context, convID string, after int64, page int, aud Audience) ([]Event, int64, bool, error) {
 	if _, err := s.load(ctx, convID); err != nil {
 		return nil, 0, false, err
 	}
 	rows, err := s.SQL.Query(ctx, `SELECT seq, type, ref, actor, private, data, at FROM conversation_events WHERE tenant_id = ? AND conversation_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
-		s.Tenant, convID, after, PageEvents+1)
+		s.Tenant, convID, after, page+1)
 	if err != nil {
 		return nil, 0, false, err
 	}
-	more := rows.Len() > PageEvents
-	n := min(rows.Len(), PageEvents)
+	more := rows.Len() > page
+	n := min(rows.Len(), page)
 	evs := make([]eventRow, 0, n)
 	cursor := after
 	var refs []string
