@@ -2,6 +2,14 @@
 // scheduled work, written once against the storage ports and run unchanged by
 // every home (the edge worker, the wasip1 guest, and the native benchmark
 // baseline).
+//
+// This package is the top of the application: the one route table
+// (routes.go), the authorization middleware that turns a request into a
+// *web.Scope and checks it against the table, the permission matrix that
+// docs/permissions.md is generated from, and Scheduled. Each capability
+// lives in its own package below it (identity, tenant, notes, audit, ...),
+// on the shared kit in handlers/web; none of them imports this package or
+// another capability (docs/decisions.md, "handlers layout").
 package handlers
 
 import (
@@ -15,6 +23,10 @@ import (
 	"runtime/debug"
 
 	"pommy.ai/edge/handlers/audit"
+	"pommy.ai/edge/handlers/conversations"
+	"pommy.ai/edge/handlers/identity"
+	"pommy.ai/edge/handlers/notes"
+	"pommy.ai/edge/handlers/tenant"
 	"pommy.ai/edge/handlers/web"
 	"pommy.ai/edge/storage"
 )
@@ -47,13 +59,30 @@ type Config struct {
 
 // MaxRequestBody is the largest body any route accepts (the attachment
 // upload); homes enforce it before the application sees the request.
-const MaxRequestBody = maxAttachment + 1<<20
+const MaxRequestBody = notes.MaxAttachment + 1<<20
 
 type app struct {
 	p   storage.Platform
 	cfg Config
 	// hosts are the Host values of cfg.PublicOrigins; nil trusts any.
 	hosts map[string]bool
+
+	// The capabilities whose routes need more than the caller's scope.
+	id  *identity.Service
+	org *tenant.Service
+}
+
+// newApp binds the capabilities to a home's platform. The route table's
+// declarations (the API-key scope resources; what a tenant's deletion
+// purges) are handed to them here, so that no capability imports this
+// package or another capability.
+func newApp(p storage.Platform, cfg Config) *app {
+	return &app{p: p, cfg: cfg, hosts: originHosts(cfg.PublicOrigins),
+		id: identity.New(p, scopeResources),
+		// The audit log's rows go first, the tenants row last (tenant.Delete).
+		org: tenant.New(p, identity.ClearSessionCookie,
+			audit.PurgeTenantStmts, notes.PurgeTenantStmts, identity.PurgeTenantStmts, conversations.PurgeTenantStmts),
+	}
 }
 
 // New returns the application's HTTP handler bound to a home's platform.
@@ -65,7 +94,7 @@ func New(p storage.Platform, cfg Config) http.Handler {
 	if p.Clock == nil {
 		p.Clock = storage.SystemClock{}
 	}
-	a := &app{p: p, cfg: cfg, hosts: originHosts(cfg.PublicOrigins)}
+	a := newApp(p, cfg)
 	mux := http.NewServeMux()
 	a.mount(mux)
 	if cfg.TestRoutes {
@@ -139,8 +168,6 @@ func (a *app) healthz(w http.ResponseWriter, r *http.Request) error {
 	web.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok", "home": a.p.Home, "version": a.cfg.Version})
 	return nil
 }
-
-func (a *app) logf(format string, args ...any) { log.Printf(format, args...) }
 
 // secure sets the security headers on every response, gives each request an
 // id, and turns a panic into a 500 for that request alone.
@@ -238,7 +265,7 @@ func Scheduled(ctx context.Context, p storage.Platform, cfg Config) error {
 	}
 	// Each job runs even if another failed; the first error is reported.
 	return errors.Join(
-		sweepIdentity(ctx, p),
+		identity.Sweep(ctx, p),
 		audit.New(p.SQL, p.Clock).Sealed(p.Keys).PruneAll(ctx, p.Clock.Now()),
 		conversationSweeps(ctx, p),
 	)

@@ -7,8 +7,8 @@ import (
 	"strings"
 
 	"pommy.ai/edge/handlers/audit"
+	"pommy.ai/edge/handlers/notes"
 	"pommy.ai/edge/handlers/web"
-	"pommy.ai/edge/storage"
 )
 
 // The one route table. The mux is built from it, the authorization
@@ -68,11 +68,11 @@ var permPhrases = map[perm]string{
 	permWebhooksManage:     "manage webhooks",
 }
 
-// Roles, least to most privileged.
+// Roles, least to most privileged (web.Role*, which identity also uses).
 const (
-	roleAgent = "agent"
-	roleAdmin = "admin"
-	roleOwner = "owner"
+	roleAgent = web.RoleAgent
+	roleAdmin = web.RoleAdmin
+	roleOwner = web.RoleOwner
 )
 
 var roles = []string{roleOwner, roleAdmin, roleAgent}
@@ -134,8 +134,9 @@ type route struct {
 	handle  web.Handler
 }
 
-// routes is the table. It is a method so that the handlers bind to a; the
-// table itself never depends on a's state (docs are generated from a nil app).
+// routes is the table. It is a method so that the handlers bind to a's
+// capabilities; the table itself never depends on a's state (docs are
+// generated from an empty app, whose handlers are never called).
 func (a *app) routes() []route {
 	pub := func(m, p, sum string, h web.PublicHandler) route {
 		return route{Method: m, Pattern: p, Perm: permPublic, Summary: sum, public: h}
@@ -145,40 +146,40 @@ func (a *app) routes() []route {
 	}
 	return []route{
 		pub("GET", "/healthz", "health and version", a.healthz),
-		pub("POST", "/v1/signup", "create a tenant and its owner; signs the owner in", a.signup),
-		pub("POST", "/v1/login", "sign in with email and password (throttled)", a.login),
-		pub("POST", "/v1/invitations/accept", "accept an invitation with a password; signs in", a.acceptInvitation),
+		pub("POST", "/v1/signup", "create a tenant and its owner; signs the owner in", a.id.Signup),
+		pub("POST", "/v1/login", "sign in with email and password (throttled)", a.id.Login),
+		pub("POST", "/v1/invitations/accept", "accept an invitation with a password; signs in", a.id.AcceptInvitation),
 
-		r("POST", "/v1/logout", permSelf, nil, "end the current session", a.logout),
-		r("GET", "/v1/me", permSelf, nil, "the signed-in person and their role", a.me),
-		r("POST", "/v1/me/password", permSelf, nil, "change password; ends every other session", a.changePassword),
-		r("GET", "/v1/sessions", permSelf, nil, "list own active sessions", a.listSessions),
-		r("DELETE", "/v1/sessions/{id}", permSelf, nil, "end one of own sessions", a.endSession),
-		r("POST", "/v1/sessions/end-others", permSelf, nil, "end all own sessions but this one", a.endOtherSessions),
+		r("POST", "/v1/logout", permSelf, nil, "end the current session", a.id.Logout),
+		r("GET", "/v1/me", permSelf, nil, "the signed-in person and their role", a.id.Me),
+		r("POST", "/v1/me/password", permSelf, nil, "change password; ends every other session", a.id.ChangePassword),
+		r("GET", "/v1/sessions", permSelf, nil, "list own active sessions", a.id.ListSessions),
+		r("DELETE", "/v1/sessions/{id}", permSelf, nil, "end one of own sessions", a.id.EndSession),
+		r("POST", "/v1/sessions/end-others", permSelf, nil, "end all own sessions but this one", a.id.EndOtherSessions),
 
-		r("GET", "/v1/members", permMembersRead, scope("members", false), "list people and roles", a.listMembers),
-		r("PATCH", "/v1/members/{id}", permMembersManage, nil, "change a person's role or status", a.updateMember),
-		r("DELETE", "/v1/members/{id}", permMembersManage, nil, "remove a person from the tenant", a.removeMember),
+		r("GET", "/v1/members", permMembersRead, scope("members", false), "list people and roles", a.id.ListMembers),
+		r("PATCH", "/v1/members/{id}", permMembersManage, nil, "change a person's role or status", a.id.UpdateMember),
+		r("DELETE", "/v1/members/{id}", permMembersManage, nil, "remove a person from the tenant", a.id.RemoveMember),
 		// Session only: an API key is a machine credential and must not mint
 		// people, who would then hold more than the key's scopes.
-		r("POST", "/v1/invitations", permMembersManage, nil, "invite a person with a role", a.createInvitation),
-		r("GET", "/v1/invitations", permMembersManage, scope("members", false), "list pending invitations", a.listInvitations),
-		r("DELETE", "/v1/invitations/{id}", permMembersManage, scope("members", true), "revoke an invitation", a.revokeInvitation),
-		r("POST", "/v1/ownership/transfer", permOwnershipMove, nil, "make another member owner and step down to admin", a.transferOwnership),
+		r("POST", "/v1/invitations", permMembersManage, nil, "invite a person with a role", a.id.CreateInvitation),
+		r("GET", "/v1/invitations", permMembersManage, scope("members", false), "list pending invitations", a.id.ListInvitations),
+		r("DELETE", "/v1/invitations/{id}", permMembersManage, scope("members", true), "revoke an invitation", a.id.RevokeInvitation),
+		r("POST", "/v1/ownership/transfer", permOwnershipMove, nil, "make another member owner and step down to admin", a.id.TransferOwnership),
 
-		r("GET", "/v1/settings", permSettingsRead, scope("settings", false), "tenant settings", a.getSettings),
-		r("PATCH", "/v1/settings", permSettingsWrite, scope("settings", true), "change tenant settings (name, session timeouts)", a.updateSettings),
+		r("GET", "/v1/settings", permSettingsRead, scope("settings", false), "tenant settings", a.org.GetSettings),
+		r("PATCH", "/v1/settings", permSettingsWrite, scope("settings", true), "change tenant settings (name, session timeouts)", a.org.UpdateSettings),
 
-		r("GET", "/v1/api-keys", permKeysManage, nil, "list API keys (prefix, scopes, use)", a.listAPIKeys),
-		r("POST", "/v1/api-keys", permKeysManage, nil, "create an API key (shown once)", a.createAPIKey),
-		r("DELETE", "/v1/api-keys/{id}", permKeysManage, nil, "revoke an API key", a.revokeAPIKey),
+		r("GET", "/v1/api-keys", permKeysManage, nil, "list API keys (prefix, scopes, use)", a.id.ListAPIKeys),
+		r("POST", "/v1/api-keys", permKeysManage, nil, "create an API key (shown once)", a.id.CreateAPIKey),
+		r("DELETE", "/v1/api-keys/{id}", permKeysManage, nil, "revoke an API key", a.id.RevokeAPIKey),
 
 		r("GET", "/v1/audit/events", permAuditRead, nil, "audit events, newest first, filtered", a.auditRoute(audit.QueryHandler(a.auditLog()))),
 		r("GET", "/v1/audit/export", permAuditRead, nil, "export audit events as NDJSON", a.auditRoute(audit.ExportHandler(a.auditLog()))),
 		r("GET", "/v1/audit/verify", permAuditRead, nil, "verify the audit hash chain", a.auditRoute(audit.VerifyHandler(a.auditLog()))),
 		r("GET", "/v1/audit/notices", permAuditRead, nil, "security notices (login bursts, new locations)", a.auditRoute(audit.NoticesHandler(a.auditLog()))),
 
-		r("DELETE", "/v1/tenant", permTenantDelete, nil, "delete the tenant; crypto-shreds its data", a.deleteTenant),
+		r("DELETE", "/v1/tenant", permTenantDelete, nil, "delete the tenant; crypto-shreds its data", a.org.Delete),
 
 		r("POST", "/v1/contacts", permContactsWrite, scope("contacts", true), "create a contact (PII sealed)", a.convs().CreateContact),
 		r("GET", "/v1/contacts", permContactsRead, scope("contacts", false), "list contacts, or find one by ?email= (audited)", a.convs().ListContacts),
@@ -207,14 +208,25 @@ func (a *app) routes() []route {
 		r("PATCH", "/v1/canned-responses/{id}", permConversationsWrite, scope("conversations", true), "change a canned response", a.convs().UpdateCanned),
 		r("DELETE", "/v1/canned-responses/{id}", permConversationsWrite, scope("conversations", true), "delete a canned response", a.convs().DeleteCanned),
 
-		r("POST", "/v1/notes", permNotesWrite, scope("notes", true), "create a note", a.createNote),
-		r("GET", "/v1/notes", permNotesRead, scope("notes", false), "list notes", a.listNotes),
-		r("GET", "/v1/notes/{id}", permNotesRead, scope("notes", false), "read a note (audited)", a.getNote),
-		r("DELETE", "/v1/notes/{id}", permNotesWrite, scope("notes", true), "delete a note", a.deleteNote),
-		r("PUT", "/v1/notes/{id}/attachment", permNotesWrite, scope("notes", true), "upload a note's attachment", a.putAttachment),
-		r("GET", "/v1/notes/{id}/attachment", permNotesRead, scope("notes", false), "download a note's attachment (audited)", a.getAttachment),
+		r("POST", "/v1/notes", permNotesWrite, scope("notes", true), "create a note", notes.Create),
+		r("GET", "/v1/notes", permNotesRead, scope("notes", false), "list notes", notes.List),
+		r("GET", "/v1/notes/{id}", permNotesRead, scope("notes", false), "read a note (audited)", notes.Get),
+		r("DELETE", "/v1/notes/{id}", permNotesWrite, scope("notes", true), "delete a note", notes.Delete),
+		r("PUT", "/v1/notes/{id}/attachment", permNotesWrite, scope("notes", true), "upload a note's attachment", notes.PutAttachment),
+		r("GET", "/v1/notes/{id}/attachment", permNotesRead, scope("notes", false), "download a note's attachment (audited)", notes.GetAttachment),
 	}
 }
+
+// auditRoute adapts an audit package handler: the caller's own tenant and
+// identity, from the authenticated scope, are its template.
+func (a *app) auditRoute(h audit.HandlerFunc) web.Handler {
+	return func(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
+		return h(w, r, s.Event(r))
+	}
+}
+
+// auditLog is the tenants' audit log over the platform's SQL.
+func (a *app) auditLog() *audit.Log { return web.AuditLog(a.p) }
 
 // RouteInfo is one entry of the route table as seen from outside the
 // package: the cross-tenant authorization matrix (tests/apitest) is
@@ -237,7 +249,7 @@ type RouteInfo struct {
 // Routes lists the route table, in its order.
 func Routes() []RouteInfo {
 	var out []RouteInfo
-	for _, rt := range (*app)(nil).routes() {
+	for _, rt := range (&app{}).routes() {
 		ri := RouteInfo{Method: rt.Method, Pattern: rt.Pattern, Public: rt.Perm == permPublic, Permission: string(rt.Perm), Summary: rt.Summary}
 		if !ri.Public {
 			for _, role := range roles {
@@ -283,23 +295,23 @@ func (a *app) serveRoute(rt route, w http.ResponseWriter, r *http.Request) error
 			// Only floods are shed per address here, with the API's
 			// general limit: the address alone must not decide who may
 			// sign in, since many people share one (checkPassword).
-			if err := a.shed(r, storage.LimitIP); err != nil {
+			if err := a.shedIP(r); err != nil {
 				return err
 			}
 		}
 		return rt.public(w, r)
 	}
-	s, err := a.authenticate(r)
+	s, err := a.id.Authenticate(r)
 	if err != nil {
 		// Failed credentials are counted per address, so guessing keys or
 		// replaying stolen cookies from one place is shed before it costs
 		// more lookups; authenticated traffic is limited per key and tenant.
-		if shed := a.shed(r, storage.LimitIP); shed != nil {
+		if shed := a.shedIP(r); shed != nil {
 			return shed
 		}
 		return err
 	}
-	if err := a.shedTenant(r, s); err != nil {
+	if err := a.org.ShedRate(r, s); err != nil {
 		return err
 	}
 	if s.SessionID != "" && !safeMethod(r.Method) {
@@ -311,10 +323,10 @@ func (a *app) serveRoute(rt route, w http.ResponseWriter, r *http.Request) error
 		return err
 	}
 	if s.KeyID != "" {
-		if err := a.keyRateLimit(r, s); err != nil {
+		if err := a.id.KeyRateLimit(r, s); err != nil {
 			return err
 		}
-		if err := a.markKeyUsed(r, s); err != nil {
+		if err := a.id.MarkKeyUsed(r, s); err != nil {
 			return err
 		}
 	}
@@ -391,7 +403,7 @@ func PermissionsDoc() string {
 	b.WriteString("`session only` means API keys get 403 `session_required`. Public routes need no credential.\n\n")
 	b.WriteString("| method | path | permission | owner | admin | agent | API key scope | what |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|\n")
-	for _, rt := range (*app)(nil).routes() {
+	for _, rt := range (&app{}).routes() {
 		p := string(rt.Perm)
 		cells := make([]string, 0, 3)
 		for _, role := range roles {

@@ -9,6 +9,14 @@ import (
 	"pommy.ai/edge/storage/envelope"
 )
 
+// The roles a member holds, least to most privileged. What each may do is
+// the route table's permission matrix (package handlers).
+const (
+	RoleAgent = "agent"
+	RoleAdmin = "admin"
+	RoleOwner = "owner"
+)
+
 // Scope is the only way a route reaches a tenant's data. Only the
 // authentication of a request makes one, from a verified credential (a
 // session cookie or an API key), so the tenant is never taken from a

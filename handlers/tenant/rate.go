@@ -1,4 +1,4 @@
-package handlers
+package tenant
 
 import (
 	"crypto/rand"
@@ -46,8 +46,9 @@ func checkTenantRate(v int64) error {
 	return nil
 }
 
-// shedTenant counts the request against its organization's rate.
-func (a *app) shedTenant(r *http.Request, s *web.Scope) error {
+// ShedRate counts an authenticated request against its organization's
+// rate (the authorization middleware calls it for every one).
+func (svc *Service) ShedRate(r *http.Request, s *web.Scope) error {
 	rate := s.TenantRate
 	if rate <= 0 {
 		rate = tenantRateDefault
@@ -60,6 +61,6 @@ func (a *app) shedTenant(r *http.Request, s *web.Scope) error {
 	var b [8]byte
 	rand.Read(b[:])
 	key := s.Tenant + "/" + strconv.FormatUint(binary.LittleEndian.Uint64(b[:])%uint64(counters), 10)
-	return a.shedKey(r, storage.LimitTenant, key,
+	return web.Shed(r, svc.p.Limiter, storage.LimitTenant, key,
 		fmt.Sprintf("too many requests for this organization (its limit is %d a minute); slow down", rate))
 }

@@ -1,4 +1,4 @@
-package handlers
+package identity
 
 import (
 	"encoding/base64"
@@ -7,7 +7,6 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
-	"reflect"
 	"strings"
 	"testing"
 
@@ -93,45 +92,6 @@ func TestValidTokenIsCanonical(t *testing.T) {
 	alt := tok[:len(tok)-1] + string("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"[last|1])
 	if validToken(alt) {
 		t.Errorf("non-canonical spelling %q of a token accepted", alt)
-	}
-}
-
-func TestForbiddenSaysWhatInWords(t *testing.T) {
-	s := &web.Scope{Role: roleAgent}
-	err := authorize(s, route{Method: "POST", Pattern: "/v1/api-keys", Perm: permKeysManage})
-	var ae *web.Error
-	if !errors.As(err, &ae) || ae.Status != http.StatusForbidden {
-		t.Fatalf("got %v", err)
-	}
-	if ae.Message != "the agent role may not manage API keys" {
-		t.Errorf("message %q", ae.Message)
-	}
-}
-
-// TestSettingsDiffCoversEveryField: a settings field added later is
-// audited without anyone remembering to.
-func TestSettingsDiffCoversEveryField(t *testing.T) {
-	typ := reflect.TypeFor[settings]()
-	for i := range typ.NumField() {
-		f := typ.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if name == "audit_retention_days" {
-			continue // recorded by the audit log's SetRetention
-		}
-		var a, b settings
-		fv := reflect.ValueOf(&b).Elem().Field(i)
-		switch fv.Kind() {
-		case reflect.String:
-			fv.SetString("changed")
-		case reflect.Int, reflect.Int64:
-			fv.SetInt(7)
-		default:
-			t.Fatalf("field %s of kind %s: extend this test", f.Name, fv.Kind())
-		}
-		from, to := settingsDiff(&a, &b)
-		if _, ok := from[name]; !ok || len(from) != 1 || to[name] != fv.Interface() {
-			t.Errorf("changing %s gives from %v to %v", name, from, to)
-		}
 	}
 }
 
@@ -279,4 +239,26 @@ func FuzzRequestCredential(f *testing.F) {
 			t.Fatalf("net/http reads session %q, requestCredential %q", seen[0], c.session)
 		}
 	})
+}
+func TestPasswordPolicy(t *testing.T) {
+	for _, bad := range []string{"", "short", "password", "PASSWORD1", "12345678", "qwertyuiop", "iloveyou", strings.Repeat("a", 129), "me@example.com"} {
+		if checkPassword(bad, "me@example.com") == nil {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+	for _, good := range []string{"correct horse battery staple", "Tr0ub4dor&3x", strings.Repeat("é", 128)} {
+		if err := checkPassword(good, "me@example.com"); err != nil {
+			t.Errorf("refused %q: %v", good, err)
+		}
+	}
+	if n := len(commonPasswords()); n < 3000 {
+		t.Errorf("only %d common passwords loaded", n)
+	}
+}
+
+func TestThrottleDelays(t *testing.T) {
+	r := throttleAccountIP
+	if r.delay(r.free-1) != 0 || r.delay(r.free) != r.base || r.delay(r.free+1) != 2*r.base || r.delay(r.free+100) != r.max {
+		t.Errorf("delays: %v %v %v %v", r.delay(r.free-1), r.delay(r.free), r.delay(r.free+1), r.delay(r.free+100))
+	}
 }

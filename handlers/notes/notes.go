@@ -1,10 +1,18 @@
-package handlers
+// Package notes is the placeholder tenant resource: a note's title is
+// sealed in its SQL row, its body and optional attachment are sealed blobs,
+// and its non-secret metadata is cached in KV, so writing and reading one
+// goes through every storage port. Conversations take its place (issue 7);
+// until then the acceptance suite and the benchmarks use it.
+//
+// Its routes need nothing but the caller's scope: they are web.Handlers.
+package notes
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"log"
 	"net/http"
 	"strconv"
 	"strings"
@@ -16,15 +24,12 @@ import (
 	"pommy.ai/edge/storage/envelope"
 )
 
-// Notes are the first tenant-scoped resource: a note's title is sealed in
-// its SQL row, its body and optional attachment are sealed blobs, and its
-// non-secret metadata is cached in KV. Writing and reading one goes through
-// every storage port.
-
 const (
-	maxNoteBody      = 64 << 10
-	maxNoteTitle     = 200
-	maxAttachment    = 32 << 20
+	maxNoteBody  = 64 << 10
+	maxNoteTitle = 200
+	// MaxAttachment is the largest attachment, the largest body of any
+	// route.
+	MaxAttachment    = 32 << 20
 	noteCacheTTL     = 5 * time.Minute
 	notesPageSize    = 50
 	noteRequestLimit = maxNoteBody*6 + 4<<10 // JSON escaping may grow a body up to 6x
@@ -59,7 +64,7 @@ func blobKey(s *web.Scope, id, part string) string {
 
 func cacheKey(s *web.Scope, id string) string { return "t/" + s.Tenant + "/notes/" + id }
 
-func (a *app) createNote(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
+func Create(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
 	var req noteRequest
 	if err := web.DecodeJSON(w, r, noteRequestLimit, &req); err != nil {
 		return err
@@ -75,16 +80,16 @@ func (a *app) createNote(w http.ResponseWriter, r *http.Request, s *web.Scope) e
 	}
 	// The blob goes first and the row commits the note: a failure in between
 	// leaves only an unreferenced sealed blob, never a row without its body.
-	if err := putSealed(s, ctx, id, "body", strings.NewReader(req.Body), int64(len(req.Body))); err != nil {
+	if err := putSealed(ctx, s, id, "body", strings.NewReader(req.Body), int64(len(req.Body))); err != nil {
 		return err
 	}
-	now := a.p.Clock.Now().UnixMilli()
-	if _, err := a.p.SQL.Exec(ctx, `INSERT INTO notes (tenant_id, id, title_sealed, body_size, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)`,
+	now := s.P.Clock.Now().UnixMilli()
+	if _, err := s.P.SQL.Exec(ctx, `INSERT INTO notes (tenant_id, id, title_sealed, body_size, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)`,
 		s.Tenant, id, title, len(req.Body), now, now); err != nil {
 		s.P.Blobs.Delete(ctx, blobKey(s, id, "body"))
 		return err
 	}
-	a.cacheMeta(ctx, s, id, noteMeta{BodySize: int64(len(req.Body)), Version: 1})
+	cacheMeta(ctx, s, id, noteMeta{BodySize: int64(len(req.Body)), Version: 1})
 	n := note{ID: id, Title: req.Title, Body: req.Body, BodySize: int64(len(req.Body)), Version: 1,
 		CreatedAt: web.Millis(now), UpdatedAt: web.Millis(now)}
 	w.Header().Set("Location", "/v1/notes/"+id)
@@ -105,14 +110,14 @@ func validateNote(req noteRequest) error {
 }
 
 // cacheMeta is best effort: KV is a cache, the row is the truth.
-func (a *app) cacheMeta(ctx context.Context, s *web.Scope, id string, m noteMeta) {
+func cacheMeta(ctx context.Context, s *web.Scope, id string, m noteMeta) {
 	b, _ := json.Marshal(m)
-	a.p.KV.Put(ctx, cacheKey(s, id), b, storage.KVPutOptions{TTL: noteCacheTTL})
+	s.P.KV.Put(ctx, cacheKey(s, id), b, storage.KVPutOptions{TTL: noteCacheTTL})
 }
 
 // putSealed stores a sealed blob; the store sees only ciphertext, so its
 // content type is always octet-stream.
-func putSealed(s *web.Scope, ctx context.Context, id, part string, r io.Reader, size int64) error {
+func putSealed(ctx context.Context, s *web.Scope, id, part string, r io.Reader, size int64) error {
 	sealed, err := s.Keys.SealReader(ctx, s.Tenant, "note."+part, id, r)
 	if err != nil {
 		return err
@@ -125,7 +130,7 @@ func putSealed(s *web.Scope, ctx context.Context, id, part string, r io.Reader, 
 	return err
 }
 
-func loadNote(s *web.Scope, ctx context.Context, id string) (*note, error) {
+func loadNote(ctx context.Context, s *web.Scope, id string) (*note, error) {
 	if !web.ValidID("n", id) {
 		return nil, web.Errorf(http.StatusNotFound, "not_found", "no such note")
 	}
@@ -150,20 +155,20 @@ func loadNote(s *web.Scope, ctx context.Context, id string) (*note, error) {
 	return n, nil
 }
 
-func (a *app) getNote(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
+func Get(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
 	ctx := r.Context()
 	id := r.PathValue("id")
-	n, err := loadNote(s, ctx, id)
+	n, err := loadNote(ctx, s, id)
 	if err != nil {
 		return err
 	}
-	_, kvErr := a.p.KV.Get(ctx, cacheKey(s, id))
+	_, kvErr := s.P.KV.Get(ctx, cacheKey(s, id))
 	cached := kvErr == nil
 	n.Cached = &cached
 	if !cached {
-		a.cacheMeta(ctx, s, id, noteMeta{BodySize: n.BodySize, Version: n.Version})
+		cacheMeta(ctx, s, id, noteMeta{BodySize: n.BodySize, Version: n.Version})
 	}
-	body, err := readSealed(s, ctx, id, "body")
+	body, err := readSealed(ctx, s, id, "body")
 	if err != nil {
 		return err
 	}
@@ -175,7 +180,7 @@ func (a *app) getNote(w http.ResponseWriter, r *http.Request, s *web.Scope) erro
 	return nil
 }
 
-func openSealed(s *web.Scope, ctx context.Context, id, part string) (io.Reader, io.Closer, error) {
+func openSealed(ctx context.Context, s *web.Scope, id, part string) (io.Reader, io.Closer, error) {
 	rc, _, err := s.P.Blobs.Get(ctx, blobKey(s, id, part))
 	if err != nil {
 		return nil, nil, err
@@ -188,8 +193,8 @@ func openSealed(s *web.Scope, ctx context.Context, id, part string) (io.Reader, 
 	return pt, rc, nil
 }
 
-func readSealed(s *web.Scope, ctx context.Context, id, part string) ([]byte, error) {
-	pt, c, err := openSealed(s, ctx, id, part)
+func readSealed(ctx context.Context, s *web.Scope, id, part string) ([]byte, error) {
+	pt, c, err := openSealed(ctx, s, id, part)
 	if err != nil {
 		return nil, err
 	}
@@ -197,7 +202,7 @@ func readSealed(s *web.Scope, ctx context.Context, id, part string) ([]byte, err
 	return io.ReadAll(pt)
 }
 
-func (a *app) listNotes(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
+func List(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
 	ctx := r.Context()
 	// D1 carries integers as JavaScript numbers, so nothing beyond 2^53
 	// may reach SQL; that bound is far past any millisecond timestamp.
@@ -241,7 +246,7 @@ func (a *app) listNotes(w http.ResponseWriter, r *http.Request, s *web.Scope) er
 	return nil
 }
 
-func (a *app) deleteNote(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
+func Delete(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
 	ctx := r.Context()
 	id := r.PathValue("id")
 	if !web.ValidID("n", id) {
@@ -267,27 +272,27 @@ func (a *app) deleteNote(w http.ResponseWriter, r *http.Request, s *web.Scope) e
 	return nil
 }
 
-// putAttachment streams the request body, sealed chunk by chunk, into the
+// PutAttachment streams the request body, sealed chunk by chunk, into the
 // blob store; memory use does not grow with the attachment's size.
-func (a *app) putAttachment(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
+func PutAttachment(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
 	ctx := r.Context()
 	id := r.PathValue("id")
-	n, err := loadNote(s, ctx, id)
+	n, err := loadNote(ctx, s, id)
 	if err != nil {
 		return err
 	}
-	if r.ContentLength > maxAttachment {
-		return web.Errorf(http.StatusRequestEntityTooLarge, "too_large", "attachment must be at most %d bytes", maxAttachment)
+	if r.ContentLength > MaxAttachment {
+		return web.Errorf(http.StatusRequestEntityTooLarge, "too_large", "attachment must be at most %d bytes", MaxAttachment)
 	}
-	body := &countingReader{r: http.MaxBytesReader(w, r.Body, maxAttachment)}
-	if err := putSealed(s, ctx, id, "attachment", body, r.ContentLength); err != nil {
+	body := &countingReader{r: http.MaxBytesReader(w, r.Body, MaxAttachment)}
+	if err := putSealed(ctx, s, id, "attachment", body, r.ContentLength); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return web.Classify(mbe)
 		}
 		return err
 	}
-	now := a.p.Clock.Now().UnixMilli()
+	now := s.P.Clock.Now().UnixMilli()
 	res, err := s.P.SQL.Exec(ctx, `UPDATE notes SET attachment_size = ?, version = version + 1, updated_at = ? WHERE tenant_id = ? AND id = ? AND version = ?`,
 		body.n, now, s.Tenant, id, n.Version)
 	if err != nil {
@@ -300,17 +305,17 @@ func (a *app) putAttachment(w http.ResponseWriter, r *http.Request, s *web.Scope
 	return nil
 }
 
-func (a *app) getAttachment(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
+func GetAttachment(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
 	ctx := r.Context()
 	id := r.PathValue("id")
-	n, err := loadNote(s, ctx, id)
+	n, err := loadNote(ctx, s, id)
 	if err != nil {
 		return err
 	}
 	if n.AttachmentSize == nil {
 		return web.Errorf(http.StatusNotFound, "not_found", "this note has no attachment")
 	}
-	pt, c, err := openSealed(s, ctx, id, "attachment")
+	pt, c, err := openSealed(ctx, s, id, "attachment")
 	if err != nil {
 		return err
 	}
@@ -324,7 +329,7 @@ func (a *app) getAttachment(w http.ResponseWriter, r *http.Request, s *web.Scope
 	// the client sees fewer bytes than Content-Length.
 	_, err = io.Copy(w, pt)
 	if err != nil {
-		a.logf("attachment %s: stream ended early: %v", id, err)
+		log.Printf("attachment %s: stream ended early: %v", id, err)
 	}
 	return nil
 }
@@ -338,4 +343,10 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err
+}
+
+// PurgeTenantStmts delete a tenant's notes, for the tenant's deletion (the
+// blobs stay behind, unreadable once the tenant's data key is gone).
+func PurgeTenantStmts(tenant string) []storage.Stmt {
+	return []storage.Stmt{{Query: `DELETE FROM notes WHERE tenant_id = ?`, Args: []any{tenant}}}
 }

@@ -1,8 +1,10 @@
-package handlers
+package identity
 
 import (
 	"strings"
 	"testing"
+
+	"pommy.ai/edge/storage"
 )
 
 func TestAPIKeyShapeAndChecksum(t *testing.T) {
@@ -36,6 +38,18 @@ func TestAPIKeyShapeAndChecksum(t *testing.T) {
 	for _, bad := range []string{"", "pk_live_", "sk_live_" + strings.Repeat("a", 28), newAPIKey() + "x", newAPIKey()[:apiKeyLen-1] + "!"} {
 		if checkAPIKey(bad) == nil {
 			t.Errorf("accepted %q", bad)
+		}
+	}
+}
+
+// TestScopesFollowTheRouteTable: a key may be given exactly the resources
+// the route table declares, read or write.
+func TestScopesFollowTheRouteTable(t *testing.T) {
+	svc := New(storage.Platform{}, []string{"notes", "webhooks"})
+	for sc, want := range map[string]bool{"notes:read": true, "webhooks:write": true, "webhooks:admin": false,
+		"contacts:read": false, "webhooks": false, ":read": false, "notes:read ": false} {
+		if svc.validScope(sc) != want {
+			t.Errorf("validScope(%q) = %v", sc, !want)
 		}
 	}
 }

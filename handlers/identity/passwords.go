@@ -1,4 +1,4 @@
-package handlers
+package identity
 
 import (
 	"bufio"
@@ -61,9 +61,9 @@ const dummyHash = "$argon2id$v=19$m=19456,t=2,p=1$EyZsj2Xbd19XF43YEpzCwg$WnqcK93
 
 // hashNewPassword applies the policy to a password a person is choosing and
 // returns its argon2id hash from the home's Passwords port.
-func (a *app) hashNewPassword(ctx context.Context, pw, email string) (string, error) {
+func (svc *Service) hashNewPassword(ctx context.Context, pw, email string) (string, error) {
 	if err := checkPassword(pw, email); err != nil {
 		return "", err
 	}
-	return a.p.Passwords.Hash(ctx, []byte(pw))
+	return svc.p.Passwords.Hash(ctx, []byte(pw))
 }

@@ -1,4 +1,4 @@
-package handlers
+package identity
 
 import (
 	"crypto/rand"
@@ -76,34 +76,34 @@ type createKeyRequest struct {
 	RateLimitPerMinute *int64   `json:"rate_limit_per_minute"`
 }
 
-func validScope(sc string) bool {
+func (svc *Service) validScope(sc string) bool {
 	res, rw, ok := strings.Cut(sc, ":")
-	return ok && slices.Contains(scopeResources, res) && (rw == "read" || rw == "write")
+	return ok && slices.Contains(svc.scopeResources, res) && (rw == "read" || rw == "write")
 }
 
-func (a *app) createAPIKey(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
+func (svc *Service) CreateAPIKey(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
 	var req createKeyRequest
 	if err := web.DecodeJSON(w, r, identityBodyLimit, &req); err != nil {
 		return err
 	}
-	name, err := checkName("name", req.Name, true, 100)
+	name, err := web.CheckName("name", req.Name, true, 100)
 	if err != nil {
 		return err
 	}
-	if len(req.Scopes) == 0 || len(req.Scopes) > 2*len(scopeResources) {
-		return web.Errorf(http.StatusBadRequest, "invalid_scopes", "scopes must list 1 to %d of resource:read|write, resources: %s", 2*len(scopeResources), strings.Join(scopeResources, ", "))
+	if len(req.Scopes) == 0 || len(req.Scopes) > 2*len(svc.scopeResources) {
+		return web.Errorf(http.StatusBadRequest, "invalid_scopes", "scopes must list 1 to %d of resource:read|write, resources: %s", 2*len(svc.scopeResources), strings.Join(svc.scopeResources, ", "))
 	}
 	var scopes []string
 	for _, sc := range req.Scopes {
-		if !validScope(sc) {
-			return web.Errorf(http.StatusBadRequest, "invalid_scopes", "unknown scope %q (resource:read or resource:write; resources: %s)", web.Truncate(sc, 40), strings.Join(scopeResources, ", "))
+		if !svc.validScope(sc) {
+			return web.Errorf(http.StatusBadRequest, "invalid_scopes", "unknown scope %q (resource:read or resource:write; resources: %s)", web.Truncate(sc, 40), strings.Join(svc.scopeResources, ", "))
 		}
 		if !slices.Contains(scopes, sc) {
 			scopes = append(scopes, sc)
 		}
 	}
 	slices.Sort(scopes)
-	now := a.now()
+	now := svc.now()
 	var expires *int64
 	var expiresArg any // nil or int64: the SQL port takes no pointers
 	if req.ExpiresAt != nil {
@@ -123,12 +123,12 @@ func (a *app) createAPIKey(w http.ResponseWriter, r *http.Request, s *web.Scope)
 	}
 	ctx := r.Context()
 	id, key := web.NewID("key"), newAPIKey()
-	hash, err := a.p.Keys.MAC(ctx, "api-key", []byte(key))
+	hash, err := svc.p.Keys.MAC(ctx, "api-key", []byte(key))
 	if err != nil {
 		return err
 	}
 	prefix := key[:len(apiKeyPrefix)+4]
-	if _, err := a.p.SQL.Exec(ctx, `INSERT INTO api_keys (id, tenant_id, hash, prefix, created_at, name, scopes, expires_at, created_by, rate_limit_per_minute) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	if _, err := svc.p.SQL.Exec(ctx, `INSERT INTO api_keys (id, tenant_id, hash, prefix, created_at, name, scopes, expires_at, created_by, rate_limit_per_minute) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		id, s.Tenant, hash, prefix, now.UnixMilli(), name, strings.Join(scopes, " "), expiresArg, s.UserID, limit); err != nil {
 		return err
 	}
@@ -144,8 +144,8 @@ func (a *app) createAPIKey(w http.ResponseWriter, r *http.Request, s *web.Scope)
 	return nil
 }
 
-func (a *app) listAPIKeys(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
-	rows, err := a.p.SQL.Query(r.Context(), `SELECT id, name, prefix, scopes, created_at, expires_at, last_used_at, revoked_at, rate_limit_per_minute, created_by
+func (svc *Service) ListAPIKeys(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
+	rows, err := svc.p.SQL.Query(r.Context(), `SELECT id, name, prefix, scopes, created_at, expires_at, last_used_at, revoked_at, rate_limit_per_minute, created_by
 		FROM api_keys WHERE tenant_id = ? ORDER BY created_at DESC LIMIT 500`, s.Tenant)
 	if err != nil {
 		return err
@@ -171,13 +171,13 @@ func (a *app) listAPIKeys(w http.ResponseWriter, r *http.Request, s *web.Scope) 
 	return nil
 }
 
-func (a *app) revokeAPIKey(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
+func (svc *Service) RevokeAPIKey(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
 	id := r.PathValue("id")
 	if !web.ValidID("key", id) {
 		return web.Errorf(http.StatusNotFound, "not_found", "no such API key")
 	}
-	res, err := a.p.SQL.Exec(r.Context(), `UPDATE api_keys SET revoked_at = ? WHERE tenant_id = ? AND id = ? AND revoked_at IS NULL`,
-		a.now().UnixMilli(), s.Tenant, id)
+	res, err := svc.p.SQL.Exec(r.Context(), `UPDATE api_keys SET revoked_at = ? WHERE tenant_id = ? AND id = ? AND revoked_at IS NULL`,
+		svc.now().UnixMilli(), s.Tenant, id)
 	if err != nil {
 		return err
 	}
@@ -191,12 +191,12 @@ func (a *app) revokeAPIKey(w http.ResponseWriter, r *http.Request, s *web.Scope)
 	return nil
 }
 
-// keyRateLimit counts the request in the key's fixed one-minute window,
+// KeyRateLimit counts the request in the key's fixed one-minute window,
 // exactly (one upsert, in SQL), and refuses it with 429 past the key's limit.
-func (a *app) keyRateLimit(r *http.Request, s *web.Scope) error {
-	now := a.now().UnixMilli()
+func (svc *Service) KeyRateLimit(r *http.Request, s *web.Scope) error {
+	now := svc.now().UnixMilli()
 	win := now - now%keyRateWindow.Milliseconds()
-	rows, err := a.p.SQL.Query(r.Context(), `INSERT INTO rate_windows (tenant_id, bucket, window_start, count) VALUES (?, ?, ?, 1)
+	rows, err := svc.p.SQL.Query(r.Context(), `INSERT INTO rate_windows (tenant_id, bucket, window_start, count) VALUES (?, ?, ?, 1)
 		ON CONFLICT (tenant_id, bucket) DO UPDATE SET count = CASE WHEN window_start = excluded.window_start THEN count + 1 ELSE 1 END, window_start = excluded.window_start
 		RETURNING count`, s.Tenant, "key:"+s.KeyID, win)
 	if err != nil {
@@ -211,19 +211,19 @@ func (a *app) keyRateLimit(r *http.Request, s *web.Scope) error {
 	}
 	if n > s.KeyLimit {
 		e := web.Errorf(http.StatusTooManyRequests, "rate_limited", "this API key is limited to %d requests a minute", s.KeyLimit)
-		e.RetryAfter = retrySeconds(time.Duration(win+keyRateWindow.Milliseconds()-now) * time.Millisecond)
+		e.RetryAfter = web.RetrySeconds(time.Duration(win+keyRateWindow.Milliseconds()-now) * time.Millisecond)
 		return e
 	}
 	return nil
 }
 
-// markKeyUsed keeps last_used_at to within a minute (a conditional write at
+// MarkKeyUsed keeps last_used_at to within a minute (a conditional write at
 // most once a minute per key) and audits the key's first use exactly once.
-func (a *app) markKeyUsed(r *http.Request, s *web.Scope) error {
+func (svc *Service) MarkKeyUsed(r *http.Request, s *web.Scope) error {
 	ctx := r.Context()
-	now := a.now().UnixMilli()
+	now := svc.now().UnixMilli()
 	if !s.KeyFirstUsed {
-		res, err := a.p.SQL.Exec(ctx, `UPDATE api_keys SET first_used_at = ?, last_used_at = ? WHERE tenant_id = ? AND id = ? AND first_used_at IS NULL`,
+		res, err := svc.p.SQL.Exec(ctx, `UPDATE api_keys SET first_used_at = ?, last_used_at = ? WHERE tenant_id = ? AND id = ? AND first_used_at IS NULL`,
 			now, now, s.Tenant, s.KeyID)
 		if err != nil {
 			return err
@@ -233,7 +233,7 @@ func (a *app) markKeyUsed(r *http.Request, s *web.Scope) error {
 		}
 		return nil
 	}
-	_, err := a.p.SQL.Exec(ctx, `UPDATE api_keys SET last_used_at = ? WHERE tenant_id = ? AND id = ? AND (last_used_at IS NULL OR last_used_at <= ?)`,
+	_, err := svc.p.SQL.Exec(ctx, `UPDATE api_keys SET last_used_at = ? WHERE tenant_id = ? AND id = ? AND (last_used_at IS NULL OR last_used_at <= ?)`,
 		now, s.Tenant, s.KeyID, now-time.Minute.Milliseconds())
 	return err
 }
