@@ -385,6 +385,20 @@ type Delivery struct {
 	UpdatedAt    string  `json:"updated_at"`
 }
 
+// parseCursor reads a delivery log cursor, "<created_at ms>.<id>" as
+// returned in next; "" is the first page.
+func parseCursor(c string) (int64, string, error) {
+	if c == "" {
+		return web.MaxSafeInt, "", nil
+	}
+	at, id, ok := strings.Cut(c, ".")
+	v, err := strconv.ParseInt(at, 10, 64)
+	if !ok || err != nil || v < 0 || v > web.MaxSafeInt || id == "" || len(id) > 200 || !utf8.ValidString(id) || strings.ContainsRune(id, 0) {
+		return 0, "", web.Errorf(http.StatusBadRequest, "invalid_cursor", "cursor must be a value returned as next")
+	}
+	return v, id, nil
+}
+
 var deliveryStatus = map[string]string{"queued": "pending", "running": "sending", "done": "delivered", "dead": "failed"}
 
 // Deliveries lists a subscription's deliveries, newest first, with a
@@ -396,14 +410,9 @@ func (rt *Routes) Deliveries(w http.ResponseWriter, r *http.Request, s *web.Scop
 	if _, err := rt.load(ctx, s, id); err != nil {
 		return err
 	}
-	curAt, curID := int64(web.MaxSafeInt), ""
-	if c := r.URL.Query().Get("cursor"); c != "" {
-		at, cid, ok := strings.Cut(c, ".")
-		v, err := strconv.ParseInt(at, 10, 64)
-		if !ok || err != nil || v < 0 || v > web.MaxSafeInt || len(cid) > 200 || !utf8.ValidString(cid) {
-			return web.Errorf(http.StatusBadRequest, "invalid_cursor", "cursor must be a value returned as next")
-		}
-		curAt, curID = v, cid
+	curAt, curID, err := parseCursor(r.URL.Query().Get("cursor"))
+	if err != nil {
+		return err
 	}
 	rows, err := s.P.SQL.Query(ctx, `SELECT j.id, j.payload, j.state, j.attempts, j.max_attempts, j.last_error, j.run_at, j.created_at, j.updated_at,
 			(SELECT a.response_code FROM webhook_attempts a WHERE a.tenant_id = j.tenant_id AND a.job_id = j.id ORDER BY a.attempt DESC LIMIT 1)
