@@ -179,6 +179,14 @@ func (a *app) routes() []route {
 		r("GET", "/v1/audit/verify", permAuditRead, nil, "verify the audit hash chain", a.auditRoute(audit.VerifyHandler(a.auditLog()))),
 		r("GET", "/v1/audit/notices", permAuditRead, nil, "security notices (login bursts, new locations)", a.auditRoute(audit.NoticesHandler(a.auditLog()))),
 
+		r("GET", "/v1/webhooks", permWebhooksManage, scope("webhooks", false), "list webhook subscriptions", a.hooks().List),
+		r("POST", "/v1/webhooks", permWebhooksManage, scope("webhooks", true), "subscribe an HTTPS endpoint to events (secret shown once)", a.hooks().Create),
+		r("GET", "/v1/webhooks/{id}", permWebhooksManage, scope("webhooks", false), "read a webhook subscription", a.hooks().Get),
+		r("PATCH", "/v1/webhooks/{id}", permWebhooksManage, scope("webhooks", true), "change a subscription's url, events, description or enabled", a.hooks().Update),
+		r("DELETE", "/v1/webhooks/{id}", permWebhooksManage, scope("webhooks", true), "delete a subscription; its pending deliveries fail", a.hooks().Delete),
+		r("POST", "/v1/webhooks/{id}/rotate", permWebhooksManage, scope("webhooks", true), "rotate the signing secret (shown once; the old one also signs for 24 h)", a.hooks().Rotate),
+		r("GET", "/v1/webhooks/{id}/deliveries", permWebhooksManage, scope("webhooks", false), "a subscription's delivery log, newest first", a.hooks().Deliveries),
+
 		r("DELETE", "/v1/tenant", permTenantDelete, nil, "delete the tenant; crypto-shreds its data", a.org.Delete),
 
 		r("POST", "/v1/contacts", permContactsWrite, scope("contacts", true), "create a contact (PII sealed)", a.convs().CreateContact),

@@ -169,6 +169,7 @@ func (d *Deliverer) post(ctx context.Context, url, id string, now time.Time, bod
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	deadline, _ := ctx.Deadline()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return 0, jobs.Permanent(fmt.Errorf("webhooks: bad endpoint URL"))
@@ -186,7 +187,9 @@ func (d *Deliverer) post(ctx context.Context, url, id string, now time.Time, bod
 		switch {
 		case errors.Is(err, storage.ErrInvalid):
 			return 0, fmt.Errorf("refused by the egress policy (only public https destinations): %w", err)
-		case ctx.Err() != nil:
+		case ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || !time.Now().Before(deadline):
+			// The home may report the deadline before this side's
+			// context notices it.
 			return 0, fmt.Errorf("no answer within %v", timeout)
 		}
 		return 0, fmt.Errorf("endpoint unreachable: %w", err)

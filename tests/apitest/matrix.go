@@ -117,6 +117,7 @@ type mxTenant struct {
 	// The chat core: a contact, two conversations of it (one with a
 	// message), a canned response.
 	contact, conv, conv2, canned string
+	webhook                      string // a subscription
 }
 
 type matrix struct {
@@ -155,7 +156,7 @@ func Matrix(t *testing.T, c *Client) {
 	m.a = m.tenant(t, "Matrix A", true)
 	m.b = m.tenant(t, "Matrix B", false)
 	b := m.b
-	m.secrets = []string{b.id, b.owner.UserID, b.victim.UserID, b.victimSession, b.note, b.invitation, b.keyID, b.contact, b.conv, b.conv2, b.canned}
+	m.secrets = []string{b.id, b.owner.UserID, b.victim.UserID, b.victimSession, b.note, b.invitation, b.keyID, b.contact, b.conv, b.conv2, b.canned, b.webhook}
 	principals := m.principals(t)
 	baseB := m.snapshot(t, m.b, true)
 	baseA := m.snapshot(t, m.a, false)
@@ -332,7 +333,15 @@ func (m *matrix) tenant(t *testing.T, name string, full bool) *mxTenant {
 		"message": map[string]any{"text": "the first message of " + name}}).Expect(t, 201).JSON(t)["id"].(string)
 	tn.conv2 = newConversation(t, o, tn.contact)
 	tn.canned = newCanned(t, o)
+	tn.webhook = newWebhook(t, o)
 	return tn
+}
+
+// newWebhook subscribes to an event the matrix never causes, so that no
+// delivery is attempted during it.
+func newWebhook(t testing.TB, s *Session) string {
+	t.Helper()
+	return s.Do(t, "POST", "/v1/webhooks", map[string]any{"url": "https://hooks.example.com/matrix", "events": []string{"conversation.assigned"}}).Expect(t, 201).JSON(t)["id"].(string)
 }
 
 func newContact(t testing.TB, s *Session) string {
@@ -405,6 +414,9 @@ func (m *matrix) snapshot(t testing.TB, tn *mxTenant, all bool) map[string]strin
 	}
 	ct := o.Do(t, "GET", "/v1/contacts/"+tn.contact, nil)
 	s["contact "+tn.contact] = fmt.Sprintf("%d %x", ct.Status, sha256.Sum256(ct.Body))
+	wh := o.Do(t, "GET", "/v1/webhooks/"+tn.webhook, nil)
+	whs := wh.JSON(t)
+	s["webhook "+tn.webhook] = fmt.Sprintf("%d %v %v %v %v", wh.Status, whs["url"], whs["events"], whs["description"], whs["enabled"])
 	cr := o.Do(t, "GET", "/v1/canned-responses/"+tn.canned, nil)
 	s["canned "+tn.canned] = fmt.Sprintf("%d %x", cr.Status, sha256.Sum256(cr.Body))
 	keep := func(id string) bool {
@@ -746,5 +758,28 @@ var mxRecipes = map[string]mxRecipe{
 	"DELETE /v1/canned-responses/{id}": {ids: true, ok: 204, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
 		id := idOr(x, func() string { return newCanned(t, x.own.owner) }, x.target.canned)
 		return mxCall{path: "/v1/canned-responses/" + id}
+	}},
+	// Webhooks (admins and owners only).
+	"GET /v1/webhooks": {never: []string{"agent"}, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall { return mxCall{path: "/v1/webhooks"} }},
+	"POST /v1/webhooks": {never: []string{"agent"}, ok: 201, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/webhooks", body: map[string]any{"url": "https://hooks.example.com/" + randomHex(4), "events": []string{"conversation.assigned"}}}
+	}},
+	"GET /v1/webhooks/{id}": {never: []string{"agent"}, ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/webhooks/" + x.target.webhook}
+	}},
+	"PATCH /v1/webhooks/{id}": {never: []string{"agent"}, ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		id := idOr(x, func() string { return newWebhook(t, x.own.owner) }, x.target.webhook)
+		return mxCall{path: "/v1/webhooks/" + id, body: map[string]any{"description": "by " + x.p.name}}
+	}},
+	"DELETE /v1/webhooks/{id}": {never: []string{"agent"}, ids: true, ok: 204, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		id := idOr(x, func() string { return newWebhook(t, x.own.owner) }, x.target.webhook)
+		return mxCall{path: "/v1/webhooks/" + id}
+	}},
+	"POST /v1/webhooks/{id}/rotate": {never: []string{"agent"}, ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		id := idOr(x, func() string { return newWebhook(t, x.own.owner) }, x.target.webhook)
+		return mxCall{path: "/v1/webhooks/" + id + "/rotate"}
+	}},
+	"GET /v1/webhooks/{id}/deliveries": {never: []string{"agent"}, ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/webhooks/" + x.target.webhook + "/deliveries"}
 	}},
 }
