@@ -653,3 +653,48 @@ func TestEventsPage(t *testing.T) {
 		t.Fatal(len(evs), cursor, more)
 	}
 }
+
+// TestWakeJobAndRenderer: the wake job's payload round-trips and wakes
+// only when due; the webhook renderer gives an event with its message.
+func TestWakeJobAndRenderer(t *testing.T) {
+	f := open(t)
+	ctx := context.Background()
+	id := f.conv(t)
+	var enqueued []int64
+	f.s.ScheduleWake = func(tenant, conv string, until, now int64) storage.Stmt {
+		enqueued = append(enqueued, until)
+		return storage.Stmt{Query: `UPDATE inbox_heads SET last_seq = last_seq WHERE tenant_id = ?`, Args: []any{tenant}}
+	}
+	until := t0.Add(time.Hour)
+	u := until.Format(time.RFC3339)
+	if _, _, err := f.s.UpdateConversation(ctx, f.user, id, UpdateInput{SnoozedUntil: &u}); err != nil {
+		t.Fatal(err)
+	}
+	if len(enqueued) != 1 || enqueued[0] != until.UnixMilli() {
+		t.Fatalf("wake not scheduled in the batch: %v", enqueued)
+	}
+	if err := RunWake(ctx, f.p, "t_a", WakePayload(id, until.UnixMilli())); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := f.s.Conversation(ctx, id); c.Status != "snoozed" {
+		t.Fatal("woke before its time")
+	}
+	f.clk.Advance(time.Hour)
+	if err := RunWake(ctx, f.p, "t_a", WakePayload(id, until.UnixMilli())); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := f.s.Conversation(ctx, id); c.Status != "open" {
+		t.Fatalf("not woken: %s", c.Status)
+	}
+	if err := RunWake(ctx, f.p, "t_a", []byte(`{"conversation_id":"x"}`)); err == nil {
+		t.Fatal("malformed payload accepted")
+	}
+	m, _, _ := f.s.Send(ctx, f.key, id, SendInput{Text: "for the hook"}, "")
+	typ, data, err := Renderer{P: f.p}.Event(ctx, "t_a", id, m.Seq)
+	if err != nil || typ != EvMessageCreated || !strings.Contains(string(data), "for the hook") {
+		t.Fatalf("%s %s %v", typ, data, err)
+	}
+	if _, _, err := (Renderer{P: f.p}).Event(ctx, "t_b", id, m.Seq); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("another tenant's event: %v", err)
+	}
+}
