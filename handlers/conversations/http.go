@@ -417,7 +417,6 @@ func streamAnswer[E any](w http.ResponseWriter, r *http.Request, topic string, s
 		fmt.Fprintf(&b, "id: %d\nevent: %s\ndata: %s\n\n", seq, typ, data)
 	}
 	h.Set("Content-Type", "text/event-stream")
-	h.Set("Content-Length", strconv.Itoa(b.Len()))
 	w.WriteHeader(http.StatusOK)
 	_, err = w.Write([]byte(b.String()))
 	return err
