@@ -112,6 +112,7 @@ type mxTenant struct {
 	file          []byte
 	invitation    string // a pending invitation
 	keyID, keyStr string // an API key with notes:read
+	webhook       string // a webhook subscription
 }
 
 type matrix struct {
@@ -150,7 +151,7 @@ func Matrix(t *testing.T, c *Client) {
 	m.a = m.tenant(t, "Matrix A", true)
 	m.b = m.tenant(t, "Matrix B", false)
 	b := m.b
-	m.secrets = []string{b.id, b.owner.UserID, b.victim.UserID, b.victimSession, b.note, b.invitation, b.keyID}
+	m.secrets = []string{b.id, b.owner.UserID, b.victim.UserID, b.victimSession, b.note, b.invitation, b.keyID, b.webhook}
 	principals := m.principals(t)
 	baseB := m.snapshot(t, m.b, true)
 	baseA := m.snapshot(t, m.a, false)
@@ -316,7 +317,13 @@ func (m *matrix) tenant(t *testing.T, name string, full bool) *mxTenant {
 	tn.invitation = newInvitation(t, o)
 	k := o.Do(t, "POST", "/v1/api-keys", map[string]any{"name": "victim", "scopes": []string{"notes:read"}}).Expect(t, 201).JSON(t)
 	tn.keyID, tn.keyStr = k["id"].(string), k["key"].(string)
+	tn.webhook = newWebhook(t, o)
 	return tn
+}
+
+func newWebhook(t testing.TB, s *Session) string {
+	t.Helper()
+	return s.Do(t, "POST", "/v1/webhooks", map[string]any{"url": "https://hooks.example.com/matrix", "events": []string{"message.created"}}).Expect(t, 201).JSON(t)["id"].(string)
 }
 
 func (m *matrix) principals(t *testing.T) []*mxPrincipal {
@@ -364,7 +371,7 @@ func (m *matrix) snapshot(t testing.TB, tn *mxTenant, all bool) map[string]strin
 	s["victim session"] = fmt.Sprint(tn.victim.Do(t, "GET", "/v1/me", nil).Status)
 	s["victim key"] = fmt.Sprint(m.c.Do(t, "GET", "/v1/notes?before=1", nil, bearer(tn.keyStr)...).Status)
 	keep := func(id string) bool {
-		return all || id == tn.victim.UserID || id == tn.owner.UserID || id == tn.invitation || id == tn.keyID
+		return all || id == tn.victim.UserID || id == tn.owner.UserID || id == tn.invitation || id == tn.keyID || id == tn.webhook
 	}
 	list := func(path, field string, cols ...string) {
 		for _, x := range o.Do(t, "GET", path, nil).Expect(t, 200).JSON(t)[field].([]any) {
@@ -383,6 +390,7 @@ func (m *matrix) snapshot(t testing.TB, tn *mxTenant, all bool) map[string]strin
 	list("/v1/members", "members", "role", "status", "email")
 	list("/v1/invitations", "invitations", "role", "email", "expires_at")
 	list("/v1/api-keys", "api_keys", "name", "scopes", "revoked_at", "expires_at", "rate_limit_per_minute")
+	list("/v1/webhooks", "webhooks", "url", "events", "enabled", "updated_at", "previous_secret_expires_at")
 	if all {
 		list("/v1/notes", "notes", "title", "version", "body_size")
 		st := o.Do(t, "GET", "/v1/settings", nil).Expect(t, 200)
@@ -604,6 +612,32 @@ var mxRecipes = map[string]mxRecipe{
 		return mxCall{path: "/v1/notes/" + id, after: func(t testing.TB, r *Response) {
 			if id != x.target.note {
 				x.own.owner.Do(t, "GET", "/v1/notes/"+id, nil).Expect(t, 404)
+			}
+		}}
+	}},
+	"GET /v1/webhooks": {ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall { return mxCall{path: "/v1/webhooks"} }},
+	"POST /v1/webhooks": {ok: 201, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/webhooks", body: map[string]any{"url": "https://hooks.example.com/by-" + strings.ReplaceAll(x.p.name, " ", "-"), "events": []string{"conversation.created"}}}
+	}},
+	"GET /v1/webhooks/{id}": {ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/webhooks/" + x.target.webhook}
+	}},
+	"GET /v1/webhooks/{id}/deliveries": {ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/webhooks/" + x.target.webhook + "/deliveries"}
+	}},
+	"PATCH /v1/webhooks/{id}": {ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		id := idOr(x, func() string { return newWebhook(t, x.own.owner) }, x.target.webhook)
+		return mxCall{path: "/v1/webhooks/" + id, body: map[string]any{"enabled": false}}
+	}},
+	"POST /v1/webhooks/{id}/rotate": {ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		id := idOr(x, func() string { return newWebhook(t, x.own.owner) }, x.target.webhook)
+		return mxCall{path: "/v1/webhooks/" + id + "/rotate"}
+	}},
+	"DELETE /v1/webhooks/{id}": {ids: true, ok: 204, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		id := idOr(x, func() string { return newWebhook(t, x.own.owner) }, x.target.webhook)
+		return mxCall{path: "/v1/webhooks/" + id, after: func(t testing.TB, r *Response) {
+			if id != x.target.webhook {
+				x.own.owner.Do(t, "GET", "/v1/webhooks/"+id, nil).Expect(t, 404)
 			}
 		}}
 	}},
