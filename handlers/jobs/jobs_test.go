@@ -1,3 +1,7 @@
+// These tests run natively, against the local home's real SQLite.
+//
+//go:build !js && !wasip1
+
 package jobs_test
 
 import (

@@ -420,7 +420,7 @@ func (m *matrix) snapshot(t testing.TB, tn *mxTenant, all bool) map[string]strin
 	cr := o.Do(t, "GET", "/v1/canned-responses/"+tn.canned, nil)
 	s["canned "+tn.canned] = fmt.Sprintf("%d %x", cr.Status, sha256.Sum256(cr.Body))
 	keep := func(id string) bool {
-		return all || id == tn.victim.UserID || id == tn.owner.UserID || id == tn.invitation || id == tn.keyID
+		return all || id == tn.victim.UserID || id == tn.owner.UserID || id == tn.invitation || id == tn.keyID || id == tn.webhook
 	}
 	list := func(path, field string, cols ...string) {
 		for _, x := range o.Do(t, "GET", path, nil).Expect(t, 200).JSON(t)[field].([]any) {
@@ -439,6 +439,7 @@ func (m *matrix) snapshot(t testing.TB, tn *mxTenant, all bool) map[string]strin
 	list("/v1/members", "members", "role", "status", "email")
 	list("/v1/invitations", "invitations", "role", "email", "expires_at")
 	list("/v1/api-keys", "api_keys", "name", "scopes", "revoked_at", "expires_at", "rate_limit_per_minute")
+	list("/v1/webhooks", "webhooks", "url", "events", "enabled", "updated_at", "previous_secret_expires_at")
 	if all {
 		list("/v1/notes", "notes", "title", "version", "body_size")
 		list("/v1/contacts", "contacts", "name", "email", "version")
@@ -668,6 +669,32 @@ var mxRecipes = map[string]mxRecipe{
 			}
 		}}
 	}},
+	"GET /v1/webhooks": {ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall { return mxCall{path: "/v1/webhooks"} }},
+	"POST /v1/webhooks": {ok: 201, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/webhooks", body: map[string]any{"url": "https://hooks.example.com/by-" + strings.ReplaceAll(x.p.name, " ", "-"), "events": []string{"conversation.created"}}}
+	}},
+	"GET /v1/webhooks/{id}": {ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/webhooks/" + x.target.webhook}
+	}},
+	"GET /v1/webhooks/{id}/deliveries": {ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/webhooks/" + x.target.webhook + "/deliveries"}
+	}},
+	"PATCH /v1/webhooks/{id}": {ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		id := idOr(x, func() string { return newWebhook(t, x.own.owner) }, x.target.webhook)
+		return mxCall{path: "/v1/webhooks/" + id, body: map[string]any{"enabled": false}}
+	}},
+	"POST /v1/webhooks/{id}/rotate": {ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		id := idOr(x, func() string { return newWebhook(t, x.own.owner) }, x.target.webhook)
+		return mxCall{path: "/v1/webhooks/" + id + "/rotate"}
+	}},
+	"DELETE /v1/webhooks/{id}": {ids: true, ok: 204, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		id := idOr(x, func() string { return newWebhook(t, x.own.owner) }, x.target.webhook)
+		return mxCall{path: "/v1/webhooks/" + id, after: func(t testing.TB, r *Response) {
+			if id != x.target.webhook {
+				x.own.owner.Do(t, "GET", "/v1/webhooks/"+id, nil).Expect(t, 404)
+			}
+		}}
+	}},
 	"PUT /v1/notes/{id}/attachment": {ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
 		id := idOr(x, func() string { return newNote(t, x.own.owner) }, x.target.note)
 		return mxCall{path: "/v1/notes/" + id + "/attachment", body: []byte("overwritten by " + x.p.name)}
@@ -758,28 +785,5 @@ var mxRecipes = map[string]mxRecipe{
 	"DELETE /v1/canned-responses/{id}": {ids: true, ok: 204, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
 		id := idOr(x, func() string { return newCanned(t, x.own.owner) }, x.target.canned)
 		return mxCall{path: "/v1/canned-responses/" + id}
-	}},
-	// Webhooks (admins and owners only).
-	"GET /v1/webhooks": {never: []string{"agent"}, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall { return mxCall{path: "/v1/webhooks"} }},
-	"POST /v1/webhooks": {never: []string{"agent"}, ok: 201, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
-		return mxCall{path: "/v1/webhooks", body: map[string]any{"url": "https://hooks.example.com/" + randomHex(4), "events": []string{"conversation.assigned"}}}
-	}},
-	"GET /v1/webhooks/{id}": {never: []string{"agent"}, ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
-		return mxCall{path: "/v1/webhooks/" + x.target.webhook}
-	}},
-	"PATCH /v1/webhooks/{id}": {never: []string{"agent"}, ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
-		id := idOr(x, func() string { return newWebhook(t, x.own.owner) }, x.target.webhook)
-		return mxCall{path: "/v1/webhooks/" + id, body: map[string]any{"description": "by " + x.p.name}}
-	}},
-	"DELETE /v1/webhooks/{id}": {never: []string{"agent"}, ids: true, ok: 204, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
-		id := idOr(x, func() string { return newWebhook(t, x.own.owner) }, x.target.webhook)
-		return mxCall{path: "/v1/webhooks/" + id}
-	}},
-	"POST /v1/webhooks/{id}/rotate": {never: []string{"agent"}, ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
-		id := idOr(x, func() string { return newWebhook(t, x.own.owner) }, x.target.webhook)
-		return mxCall{path: "/v1/webhooks/" + id + "/rotate"}
-	}},
-	"GET /v1/webhooks/{id}/deliveries": {never: []string{"agent"}, ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
-		return mxCall{path: "/v1/webhooks/" + x.target.webhook + "/deliveries"}
 	}},
 }

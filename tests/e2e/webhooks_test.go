@@ -264,10 +264,25 @@ func TestWebhooksReferenceReceiver(t *testing.T) {
 	if r := api(t, h, key, "GET", "/v1/webhooks/"+sub.ID, nil); r.status != 404 {
 		t.Fatalf("after delete: %v", r)
 	}
-	// Every change is in the audit log.
-	owner := api(t, h, key, "GET", "/v1/webhooks", nil)
-	if owner.status != 200 {
-		t.Fatalf("list: %v", owner)
+	// The limit of subscriptions per tenant: the one past it is refused
+	// and nothing is stored.
+	for i := 0; i < webhooks.MaxSubscriptions; i++ {
+		r := api(t, h, key, "POST", "/v1/webhooks", map[string]any{"url": fmt.Sprintf("https://hooks.example.com/%d", i), "events": []string{"message.created"}})
+		if r.status != 201 {
+			t.Fatalf("subscription %d: %v", i+1, r)
+		}
+	}
+	r = api(t, h, key, "POST", "/v1/webhooks", map[string]any{"url": "https://hooks.example.com/over", "events": []string{"message.created"}})
+	if r.status != 409 || r.errorCode() != "too_many_webhooks" {
+		t.Fatalf("subscription past the limit: %v", r)
+	}
+	var list struct{ Webhooks []subscription }
+	json.Unmarshal(api(t, h, key, "GET", "/v1/webhooks", nil).body, &list)
+	if len(list.Webhooks) != webhooks.MaxSubscriptions {
+		t.Fatalf("%d subscriptions stored", len(list.Webhooks))
+	}
+	if r := api(t, h, key, "PATCH", "/v1/webhooks/"+list.Webhooks[0].ID, map[string]any{"description": strings.Repeat("d", 201)}); r.status != 400 {
+		t.Fatalf("description past its limit: %v", r)
 	}
 }
 
