@@ -21,9 +21,12 @@ import (
 	"log"
 	"net/http"
 	"runtime/debug"
+	"time"
 
 	"pommy.ai/edge/handlers/audit"
+	"pommy.ai/edge/handlers/conversations"
 	"pommy.ai/edge/handlers/identity"
+	"pommy.ai/edge/handlers/jobs"
 	"pommy.ai/edge/handlers/notes"
 	"pommy.ai/edge/handlers/tenant"
 	"pommy.ai/edge/handlers/web"
@@ -54,6 +57,12 @@ type Config struct {
 	// on a private network gets nowhere. Empty: the request's own Host is
 	// trusted (the edge, where the provider routes only its own names).
 	PublicOrigins []string `json:",omitempty"`
+	// WebhookTestAllow lists ip:port destinations that webhook
+	// subscriptions may name although they are not public HTTPS (the
+	// tests' receivers on loopback). Honoured only in a test build with
+	// TestRoutes set; the home's egress needs the same list
+	// (egress.Options.TestPublicAllow).
+	WebhookTestAllow []string `json:",omitempty"`
 }
 
 // MaxRequestBody is the largest body any route accepts (the attachment
@@ -80,7 +89,7 @@ func newApp(p storage.Platform, cfg Config) *app {
 		id: identity.New(p, scopeResources),
 		// The audit log's rows go first, the tenants row last (tenant.Delete).
 		org: tenant.New(p, identity.ClearSessionCookie,
-			audit.PurgeTenantStmts, notes.PurgeTenantStmts, identity.PurgeTenantStmts),
+			audit.PurgeTenantStmts, notes.PurgeTenantStmts, identity.PurgeTenantStmts, conversations.PurgeTenantStmts),
 	}
 }
 
@@ -263,8 +272,14 @@ func Scheduled(ctx context.Context, p storage.Platform, cfg Config) error {
 		p.Clock = storage.SystemClock{}
 	}
 	// Each job runs even if another failed; the first error is reported.
-	return errors.Join(
+	errs := []error{
 		identity.Sweep(ctx, p),
 		audit.New(p.SQL, p.Clock).Sealed(p.Keys).PruneAll(ctx, p.Clock.Now()),
-	)
+		conversationSweeps(ctx, p),
+		jobs.Prune(ctx, p, 1000),
+	}
+	// Due background jobs: the edge's cron trigger runs them only here;
+	// the host's job workers run them every second besides.
+	_, err := RunJobs(ctx, p, cfg, JobOptions{Budget: 50 * time.Second})
+	return errors.Join(append(errs, err)...)
 }

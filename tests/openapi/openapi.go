@@ -31,6 +31,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -217,18 +218,23 @@ func (v *Validator) Problems(x *apitest.Exchange) []string {
 		Header:                 resp.Header,
 		Options:                outOpts,
 	}
-	ndjson := mediaType(resp.Header.Get("Content-Type")) == "application/x-ndjson"
-	if ndjson {
-		// openapi3filter has no NDJSON decoder: status and headers are
-		// checked by it, each line below.
-		out.Options.ExcludeResponseBody = true
+	// openapi3filter has no decoder for NDJSON or SSE: it checks the
+	// status and headers, and each line or frame is checked below.
+	lines := v.ndjsonLines
+	switch mediaType(resp.Header.Get("Content-Type")) {
+	case "text/event-stream":
+		lines = v.sseFrames
+	case "application/x-ndjson":
+	default:
+		lines = nil
 	}
+	out.Options.ExcludeResponseBody = lines != nil
 	out.SetBodyBytes(resp.Body)
 	if err := openapi3filter.ValidateResponse(context.Background(), out); err != nil {
 		problems = append(problems, "the response does not match the document: "+oneLine(err))
 	}
-	if ndjson {
-		problems = append(problems, v.ndjsonLines(route, resp)...)
+	if lines != nil {
+		problems = append(problems, lines(route, resp)...)
 	}
 	if accepted && len(problems) == 0 {
 		v.mu.Lock()
@@ -261,15 +267,79 @@ func (v *Validator) undocumented(resp *apitest.Response, why error) []string {
 	return problems
 }
 
-// ndjsonLines validates each line of an NDJSON body against the schema of
-// the operation's response for its status.
-func (v *Validator) ndjsonLines(route *routers.Route, resp *apitest.Response) []string {
-	ref := route.Operation.Responses.Status(resp.Status)
+// bodySchema is the schema of the operation's response for the status and
+// media type, or nil.
+func bodySchema(route *routers.Route, status int, media string) *openapi3.Schema {
+	ref := route.Operation.Responses.Status(status)
 	if ref == nil || ref.Value == nil {
 		return nil // reported by ValidateResponse
 	}
-	mt := ref.Value.Content.Get("application/x-ndjson")
+	mt := ref.Value.Content.Get(media)
 	if mt == nil || mt.Schema == nil {
+		return nil
+	}
+	return mt.Schema.Value
+}
+
+// sseFrames validates the data of each Server-Sent Events frame (the
+// frames read: a held stream never ends) against the schema of the
+// operation's response, and each frame's form: an id that grows, an
+// event name, one line of JSON data.
+func (v *Validator) sseFrames(route *routers.Route, resp *apitest.Response) []string {
+	schema := bodySchema(route, resp.Status, "text/event-stream")
+	if schema == nil {
+		return nil
+	}
+	var problems []string
+	last := int64(-1)
+	// Only whole frames: a reader of a held stream stops after some, maybe
+	// inside the next one.
+	body := string(resp.Body)
+	if i := strings.LastIndex(body, "\n\n"); i >= 0 {
+		body = body[:i]
+	} else {
+		body = ""
+	}
+	for n, frame := range strings.Split(body, "\n\n") {
+		if frame == "" {
+			continue
+		}
+		fields := map[string]string{}
+		for _, line := range strings.Split(frame, "\n") {
+			k, val, ok := strings.Cut(line, ": ")
+			if _, dup := fields[k]; !ok || dup {
+				problems = append(problems, fmt.Sprintf("SSE frame %d: line %q is not one \"field: value\"", n+1, line))
+				continue
+			}
+			fields[k] = val
+		}
+		if fields["event"] == "" {
+			problems = append(problems, fmt.Sprintf("SSE frame %d has no event name", n+1))
+		}
+		if id, ok := fields["id"]; ok {
+			seq, err := strconv.ParseInt(id, 10, 64)
+			if err != nil || seq <= last {
+				problems = append(problems, fmt.Sprintf("SSE frame %d: id %q does not follow %d", n+1, id, last))
+			}
+			last = seq
+		}
+		var data any
+		if err := json.Unmarshal([]byte(fields["data"]), &data); err != nil {
+			problems = append(problems, fmt.Sprintf("SSE frame %d: data is not JSON: %v", n+1, err))
+			continue
+		}
+		if err := schema.VisitJSON(data, visit...); err != nil {
+			problems = append(problems, fmt.Sprintf("SSE frame %d (%s) does not match the document: %s", n+1, fields["event"], oneLine(err)))
+		}
+	}
+	return problems
+}
+
+// ndjsonLines validates each line of an NDJSON body against the schema of
+// the operation's response for its status.
+func (v *Validator) ndjsonLines(route *routers.Route, resp *apitest.Response) []string {
+	schema := bodySchema(route, resp.Status, "application/x-ndjson")
+	if schema == nil {
 		return nil
 	}
 	var problems []string
@@ -281,7 +351,7 @@ func (v *Validator) ndjsonLines(route *routers.Route, resp *apitest.Response) []
 			problems = append(problems, fmt.Sprintf("NDJSON line %d is not JSON: %v", n, err))
 			continue
 		}
-		if err := mt.Schema.Value.VisitJSON(line, visit...); err != nil {
+		if err := schema.VisitJSON(line, visit...); err != nil {
 			problems = append(problems, fmt.Sprintf("NDJSON line %d does not match the document: %s", n, oneLine(err)))
 		}
 	}
