@@ -14,6 +14,9 @@
 //	DB                       D1 binding            -> storage.SQL
 //	KV                       KV namespace binding  -> storage.KV
 //	BLOBS                    R2 bucket binding     -> storage.Blobs
+//	REALTIME                 Durable Object namespace (class RealtimeTopic,
+//	                         worker/js/entry.mjs) -> storage.Realtime
+//	                         (worker/realtime)
 //	MASTER_KEY               secret: base64 of 32 bytes -> storage.Keys
 //	                         (storage/keyring + worker/webcrypto)
 //	RL_IP, RL_API, RL_TENANT, RL_WIDGET, RL_LOGIN  rate-limit bindings -> storage.Limiter
@@ -48,6 +51,7 @@ import (
 	"pommy.ai/edge/worker/kv"
 	"pommy.ai/edge/worker/r2"
 	"pommy.ai/edge/worker/ratelimit"
+	"pommy.ai/edge/worker/realtime"
 	"pommy.ai/edge/worker/webcrypto"
 )
 
@@ -59,6 +63,7 @@ const (
 	bindingSQL      = "DB"
 	bindingKV       = "KV"
 	bindingBlobs    = "BLOBS"
+	bindingRealtime = "REALTIME"
 	secretMasterKey = "MASTER_KEY"
 	varTestRoutes   = "POMMY_TEST_ROUTES"
 	varContractURL  = "POMMY_CONTRACT_HTTP_URL"
@@ -128,6 +133,9 @@ func platform() (storage.Platform, error) {
 		errs = append(errs, err)
 	}
 	if p.Blobs, err = r2.New(bindingBlobs); err != nil {
+		errs = append(errs, err)
+	}
+	if p.Realtime, err = realtime.New(bindingRealtime); err != nil {
 		errs = append(errs, err)
 	}
 	if p.Keys, err = keys(); err != nil {
