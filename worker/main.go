@@ -96,7 +96,7 @@ func main() {
 		log.Printf("pommy-edge: not configured: %v", err)
 		h = unavailable(err)
 	} else {
-		h = joinHeaders(limitBody(handlers.New(p, cfg)))
+		h = joinHeaders(limitBody(skipEmptyWrites(handlers.New(p, cfg))))
 	}
 	workers.ServeNonBlock(h)
 	cron.ScheduleTaskNonBlock(func(ctx context.Context) error {
@@ -292,3 +292,28 @@ func joinHeaders(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
+
+// skipEmptyWrites drops zero-length writes to the response. syumai's
+// response stream hands a zero-length write to JavaScript as a pull that
+// enqueues nothing, and a ReadableStream does not pull again for a read
+// that was already waiting: a reader in JavaScript (the entry module
+// reading a stream's first answer, the realtime object reading a poll's)
+// then waits forever, and workerd cancels the request as hung. Seen with
+// an SSE answer that had no events yet (w.Write of an empty body).
+func skipEmptyWrites(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(nonEmptyWriter{w}, r)
+	})
+}
+
+type nonEmptyWriter struct{ http.ResponseWriter }
+
+func (w nonEmptyWriter) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the runtime's writer.
+func (w nonEmptyWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

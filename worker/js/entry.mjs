@@ -86,6 +86,12 @@ function requestCursor(req) {
   return req.headers.get("Last-Event-ID") ?? new URL(req.url).searchParams.get("after") ?? "0";
 }
 
+// sameCursor compares two decimal cursors by value ("007" is 7); cursors
+// are below 2^53, so Number holds them exactly.
+function sameCursor(a, b) {
+  return /^[0-9]{1,16}$/.test(a) && /^[0-9]{1,16}$/.test(b) && Number(a) === Number(b);
+}
+
 export default {
   async fetch(request, env, ctx) {
     // Only the home sets Pommy-Stream-* request headers: one a client sends
@@ -109,7 +115,7 @@ export default {
 async function handOff(request, res, topic, env, since) {
   const mode = res.headers.get(MODE);
   const cursor = res.headers.get(CURSOR) ?? "0";
-  if (mode === "longpoll" && cursor !== requestCursor(request)) {
+  if (mode === "longpoll" && !sameCursor(cursor, requestCursor(request))) {
     return clean(res); // it has events: answered at once
   }
   if (request.method !== "GET" || (mode !== "sse" && mode !== "longpoll") || !env.REALTIME) {
@@ -127,6 +133,7 @@ async function handOff(request, res, topic, env, since) {
     responseHeaders: [...withoutStreamHeaders(res.headers)].filter(([k]) => k !== "content-length"),
     body: await res.text(),
     cursor,
+    more: res.headers.get(MORE) === "1",
     mode,
     wait: Number(res.headers.get(WAIT) ?? "0"),
     since,
@@ -194,7 +201,8 @@ export class RealtimeTopic extends DurableObject {
     } else {
       this.streams.add(s);
       this.startHeartbeat();
-      if (this.recentWake(spec)) this.poll(s);
+      // More: the first answer was one page of several.
+      if (spec.more || this.recentWake(spec)) this.poll(s);
     }
     return new Response(readable, { status: spec.status, headers });
   }
@@ -305,8 +313,10 @@ export class RealtimeTopic extends DurableObject {
   }
 
   // holdLongPoll waits for a wake-up (at most the application's echoed
-  // wait), then polls once and answers that; with no wake-up it answers
-  // the first, empty, answer.
+  // wait) and answers the first re-poll that has events, or an error; a
+  // re-poll with nothing new (an early poll for a recent wake-up, or a
+  // wake-up for an event this client may not see) goes back to waiting.
+  // With nothing in time it answers the first, empty, answer.
   holdLongPoll(spec) {
     const first = () => new Response(spec.body, { status: spec.status, headers: new Headers(spec.responseHeaders) });
     if (this.held() >= this.max) {
@@ -315,21 +325,39 @@ export class RealtimeTopic extends DurableObject {
     const wait = Math.min(Number.isFinite(spec.wait) ? spec.wait : 0, MAX_WAIT_S);
     if (wait <= 0) return first();
     return new Promise((resolve) => {
-      const w = {};
-      const timer = setTimeout(() => {
-        this.waiters.delete(w);
-        resolve(first());
-      }, wait * 1000);
-      w.wake = () => {
+      const w = { polling: false, again: false };
+      let done = false;
+      const finish = (res) => {
+        if (done) return;
+        done = true;
         clearTimeout(timer);
         this.waiters.delete(w);
-        this.invoke(spec, spec.cursor).then(
-          (r) => resolve(new Response(r.body, { status: r.status, headers: withoutStreamHeaders(r.headers) })),
-          (e) => {
-            console.error(`pommy-edge: long-poll failed: ${e}`);
-            resolve(jsonError(500, "internal", "the long-poll could not be answered; retry"));
-          },
-        );
+        resolve(res);
+      };
+      // An answer lost to the deadline loses nothing: the client's cursor
+      // has not moved, and its next request reads the same events.
+      const timer = setTimeout(() => finish(first()), wait * 1000);
+      w.wake = async () => {
+        if (w.polling) {
+          w.again = true;
+          return;
+        }
+        w.polling = true;
+        try {
+          do {
+            w.again = false;
+            const r = await this.invoke(spec, spec.cursor);
+            if (r.status !== 200 || !sameCursor(r.headers.get(CURSOR) ?? spec.cursor, spec.cursor)) {
+              finish(new Response(r.body, { status: r.status, headers: withoutStreamHeaders(r.headers) }));
+              return;
+            }
+          } while (w.again && !done);
+        } catch (e) {
+          console.error(`pommy-edge: long-poll failed: ${e}`);
+          finish(jsonError(500, "internal", "the long-poll could not be answered; retry"));
+        } finally {
+          w.polling = false;
+        }
       };
       this.waiters.add(w);
       if (this.recentWake(spec)) w.wake();
