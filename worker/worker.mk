@@ -13,7 +13,7 @@
 #                 http://127.0.0.1:$(WORKER_DEV_PORT) with local D1/KV/R2
 #   test-workerd  the smoke suite: go test ./tests/workerd/
 #   worker-size   print build/app.wasm raw and gzip sizes
-#   worker-deps   npm ci when node_modules/.bin/wrangler is missing
+#   worker-deps   npm ci when node_modules/.bin/wrangler or node_modules/standardwebhooks is missing
 
 WORKER_BUILD    ?= build
 WORKER_DEV_PORT ?= 8788
@@ -45,8 +45,8 @@ worker-size:
 
 # worker-deps installs wrangler (and workerd) when node_modules is missing.
 worker-deps:
-	@if [ ! -x node_modules/.bin/wrangler ]; then \
-	  echo "installing wrangler with npm ci (versions pinned in package-lock.json)..."; \
+	@if [ ! -x node_modules/.bin/wrangler ] || [ ! -d node_modules/standardwebhooks ]; then \
+	  echo "installing wrangler and the webhook test receiver's library with npm ci (versions pinned in package-lock.json)..."; \
 	  scripts/progress "installing wrangler" npm ci --no-audit --no-fund; \
 	fi
 

@@ -1,4 +1,4 @@
-package handlers
+package tenant
 
 import (
 	"crypto/rand"
@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"pommy.ai/edge/handlers/web"
 	"pommy.ai/edge/storage"
 )
 
@@ -39,15 +40,16 @@ func tenantRateUnit() int64 {
 func checkTenantRate(v int64) error {
 	unit := tenantRateUnit()
 	if v < unit || v > tenantRateMax || v%unit != 0 {
-		return errorf(http.StatusBadRequest, "invalid_rate_limit_per_minute",
+		return web.Errorf(http.StatusBadRequest, "invalid_rate_limit_per_minute",
 			"rate_limit_per_minute must be a multiple of %d from %d to %d", unit, unit, tenantRateMax)
 	}
 	return nil
 }
 
-// shedTenant counts the request against its organization's rate.
-func (a *app) shedTenant(r *http.Request, s *tenantScope) error {
-	rate := s.tenantRate
+// ShedRate counts an authenticated request against its organization's
+// rate (the authorization middleware calls it for every one).
+func (svc *Service) ShedRate(r *http.Request, s *web.Scope) error {
+	rate := s.TenantRate
 	if rate <= 0 {
 		rate = tenantRateDefault
 	}
@@ -58,7 +60,7 @@ func (a *app) shedTenant(r *http.Request, s *tenantScope) error {
 	// organization would get one unit, not its rate.
 	var b [8]byte
 	rand.Read(b[:])
-	key := s.tenant + "/" + strconv.FormatUint(binary.LittleEndian.Uint64(b[:])%uint64(counters), 10)
-	return a.shedKey(r, storage.LimitTenant, key,
+	key := s.Tenant + "/" + strconv.FormatUint(binary.LittleEndian.Uint64(b[:])%uint64(counters), 10)
+	return web.Shed(r, svc.p.Limiter, storage.LimitTenant, key,
 		fmt.Sprintf("too many requests for this organization (its limit is %d a minute); slow down", rate))
 }

@@ -1,4 +1,4 @@
-package handlers
+package identity
 
 import (
 	"encoding/base64"
@@ -7,9 +7,10 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
-	"reflect"
 	"strings"
 	"testing"
+
+	"pommy.ai/edge/handlers/web"
 )
 
 func TestRequestCredential(t *testing.T) {
@@ -62,7 +63,7 @@ func TestRequestCredential(t *testing.T) {
 				h.Add("Cookie", c)
 			}
 			c, err := requestCredential(h)
-			var ae *apiError
+			var ae *web.Error
 			switch {
 			case tc.code == "" && err != nil:
 				t.Fatalf("refused: %v", err)
@@ -94,58 +95,11 @@ func TestValidTokenIsCanonical(t *testing.T) {
 	}
 }
 
-func TestForbiddenSaysWhatInWords(t *testing.T) {
-	s := &tenantScope{role: roleAgent}
-	err := s.authorize(route{Method: "POST", Pattern: "/v1/api-keys", Perm: permKeysManage})
-	var ae *apiError
-	if !errors.As(err, &ae) || ae.Status != http.StatusForbidden {
-		t.Fatalf("got %v", err)
-	}
-	if ae.Message != "the agent role may not manage API keys" {
-		t.Errorf("message %q", ae.Message)
-	}
-}
-
-func TestWriteJSONDoesNotEscapeHTML(t *testing.T) {
-	w := httptest.NewRecorder()
-	writeJSON(w, 200, map[string]string{"title": "<b>Fish & Chips</b>"})
-	if got := w.Body.String(); got != `{"title":"<b>Fish & Chips</b>"}`+"\n" {
-		t.Errorf("body %q", got)
-	}
-}
-
-// TestSettingsDiffCoversEveryField: a settings field added later is
-// audited without anyone remembering to.
-func TestSettingsDiffCoversEveryField(t *testing.T) {
-	typ := reflect.TypeFor[settings]()
-	for i := range typ.NumField() {
-		f := typ.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if name == "audit_retention_days" {
-			continue // recorded by the audit log's SetRetention
-		}
-		var a, b settings
-		fv := reflect.ValueOf(&b).Elem().Field(i)
-		switch fv.Kind() {
-		case reflect.String:
-			fv.SetString("changed")
-		case reflect.Int, reflect.Int64:
-			fv.SetInt(7)
-		default:
-			t.Fatalf("field %s of kind %s: extend this test", f.Name, fv.Kind())
-		}
-		from, to := settingsDiff(&a, &b)
-		if _, ok := from[name]; !ok || len(from) != 1 || to[name] != fv.Interface() {
-			t.Errorf("changing %s gives from %v to %v", name, from, to)
-		}
-	}
-}
-
 func TestDecodeJSONRefusal(t *testing.T) {
 	req := httptest.NewRequest("POST", "/v1/invitations", strings.NewReader(`{"email":"a@example.com","role":"agent","role":"owner"}`))
 	var v invitationRequest
-	err := decodeJSON(httptest.NewRecorder(), req, identityBodyLimit, &v)
-	var ae *apiError
+	err := web.DecodeJSON(httptest.NewRecorder(), req, identityBodyLimit, &v)
+	var ae *web.Error
 	if !errors.As(err, &ae) || ae.Status != 400 || ae.Code != "duplicate_key" || ae.Field != "role" || !strings.Contains(ae.Message, "role") {
 		t.Fatalf("got %#v", err)
 	}
@@ -153,19 +107,19 @@ func TestDecodeJSONRefusal(t *testing.T) {
 		t.Errorf("refused body filled the request: %+v", v)
 	}
 	w := httptest.NewRecorder()
-	writeError(w, req, err)
+	web.WriteError(w, req, err)
 	if !strings.Contains(w.Body.String(), `"field":"role"`) {
 		t.Errorf("error body %s does not name the field", w.Body)
 	}
 	// Over the limit: 413, before any JSON is looked at.
 	req = httptest.NewRequest("POST", "/v1/invitations", strings.NewReader(`{"email":"`+strings.Repeat("a", identityBodyLimit)+`"}`))
-	if err := decodeJSON(httptest.NewRecorder(), req, identityBodyLimit, &v); !errors.As(err, &ae) || ae.Status != 413 {
+	if err := web.DecodeJSON(httptest.NewRecorder(), req, identityBodyLimit, &v); !errors.As(err, &ae) || ae.Status != 413 {
 		t.Fatalf("oversized body: %v", err)
 	}
 	// A request without a body (the edge bridge gives nil) is an empty body.
 	req = httptest.NewRequest("POST", "/v1/invitations", nil)
 	req.Body = nil
-	if err := decodeJSON(httptest.NewRecorder(), req, identityBodyLimit, &v); !errors.As(err, &ae) || ae.Code != "malformed_json" {
+	if err := web.DecodeJSON(httptest.NewRecorder(), req, identityBodyLimit, &v); !errors.As(err, &ae) || ae.Code != "malformed_json" {
 		t.Fatalf("no body: %v", err)
 	}
 }
@@ -254,7 +208,7 @@ func FuzzRequestCredential(f *testing.F) {
 		}
 		c, err := requestCredential(h)
 		if err != nil {
-			var ae *apiError
+			var ae *web.Error
 			if !errors.As(err, &ae) || ae.Status < 400 || ae.Status > 401 {
 				t.Fatalf("refusal %v is not a 400 or 401 in the error shape", err)
 			}
@@ -285,4 +239,26 @@ func FuzzRequestCredential(f *testing.F) {
 			t.Fatalf("net/http reads session %q, requestCredential %q", seen[0], c.session)
 		}
 	})
+}
+func TestPasswordPolicy(t *testing.T) {
+	for _, bad := range []string{"", "short", "password", "PASSWORD1", "12345678", "qwertyuiop", "iloveyou", strings.Repeat("a", 129), "me@example.com"} {
+		if checkPassword(bad, "me@example.com") == nil {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+	for _, good := range []string{"correct horse battery staple", "Tr0ub4dor&3x", strings.Repeat("é", 128)} {
+		if err := checkPassword(good, "me@example.com"); err != nil {
+			t.Errorf("refused %q: %v", good, err)
+		}
+	}
+	if n := len(commonPasswords()); n < 3000 {
+		t.Errorf("only %d common passwords loaded", n)
+	}
+}
+
+func TestThrottleDelays(t *testing.T) {
+	r := throttleAccountIP
+	if r.delay(r.free-1) != 0 || r.delay(r.free) != r.base || r.delay(r.free+1) != 2*r.base || r.delay(r.free+100) != r.max {
+		t.Errorf("delays: %v %v %v %v", r.delay(r.free-1), r.delay(r.free), r.delay(r.free+1), r.delay(r.free+100))
+	}
 }

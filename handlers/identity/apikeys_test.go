@@ -1,8 +1,10 @@
-package handlers
+package identity
 
 import (
 	"strings"
 	"testing"
+
+	"pommy.ai/edge/storage"
 )
 
 func TestAPIKeyShapeAndChecksum(t *testing.T) {
@@ -40,14 +42,14 @@ func TestAPIKeyShapeAndChecksum(t *testing.T) {
 	}
 }
 
-func TestIDs(t *testing.T) {
-	id := newID("n")
-	if !validID("n", id) {
-		t.Fatalf("fresh id %q invalid", id)
-	}
-	for _, bad := range []string{"", "n_", id + "a", "t" + id[1:], strings.ToUpper(id), "n_" + strings.Repeat("1", 26), "n_../../etc/passwd"} {
-		if validID("n", bad) {
-			t.Errorf("validID accepted %q", bad)
+// TestScopesFollowTheRouteTable: a key may be given exactly the resources
+// the route table declares, read or write.
+func TestScopesFollowTheRouteTable(t *testing.T) {
+	svc := New(storage.Platform{}, []string{"notes", "webhooks"})
+	for sc, want := range map[string]bool{"notes:read": true, "webhooks:write": true, "webhooks:admin": false,
+		"contacts:read": false, "webhooks": false, ":read": false, "notes:read ": false} {
+		if svc.validScope(sc) != want {
+			t.Errorf("validScope(%q) = %v", sc, !want)
 		}
 	}
 }

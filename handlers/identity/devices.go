@@ -1,4 +1,4 @@
-package handlers
+package identity
 
 import (
 	"net/http"
@@ -31,15 +31,15 @@ func deviceToken(r *http.Request) string {
 
 // trustedDevice returns the hash of the request's device cookie when it
 // was issued to user and has been used within its lifetime, else nil.
-func (a *app) trustedDevice(r *http.Request, user string) ([]byte, error) {
+func (svc *Service) trustedDevice(r *http.Request, user string) ([]byte, error) {
 	t := deviceToken(r)
 	if t == "" {
 		return nil, nil
 	}
 	h := tokenHash(t)
 	// tenant-lookup: a device is trusted for a person's account, which spans tenants.
-	rows, err := a.p.SQL.Query(r.Context(), `SELECT 1 FROM trusted_devices WHERE token_hash = ? AND user_id = ? AND last_used_at > ?`,
-		h, user, a.now().Add(-deviceLifetime).UnixMilli())
+	rows, err := svc.p.SQL.Query(r.Context(), `SELECT 1 FROM trusted_devices WHERE token_hash = ? AND user_id = ? AND last_used_at > ?`,
+		h, user, svc.now().Add(-deviceLifetime).UnixMilli())
 	if err != nil || rows.Len() == 0 {
 		return nil, err
 	}
@@ -51,10 +51,10 @@ func (a *app) trustedDevice(r *http.Request, user string) ([]byte, error) {
 // statement has run. The request's device cookie is kept (its last use
 // moved) when it is already this user's; otherwise the browser gets a new
 // token: one presented for another account is never taken over.
-func (a *app) trustDevice(r *http.Request, user string) (storage.Stmt, func(http.ResponseWriter), error) {
-	now := a.now().UnixMilli()
+func (svc *Service) trustDevice(r *http.Request, user string) (storage.Stmt, func(http.ResponseWriter), error) {
+	now := svc.now().UnixMilli()
 	token := deviceToken(r)
-	known, err := a.trustedDevice(r, user)
+	known, err := svc.trustedDevice(r, user)
 	if err != nil {
 		return storage.Stmt{}, nil, err
 	}

@@ -1,4 +1,4 @@
-package handlers
+package identity
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"pommy.ai/edge/handlers/web"
 	"pommy.ai/edge/storage"
 )
 
@@ -104,12 +105,12 @@ func (lt loginThrottle) keys() []throttleCounter {
 
 // check refuses the attempt with 429 and Retry-After while any counter's
 // delay has not passed.
-func (a *app) throttleCheck(ctx context.Context, lt loginThrottle) error {
-	now := a.now()
+func (svc *Service) throttleCheck(ctx context.Context, lt loginThrottle) error {
+	now := svc.now()
 	var wait time.Duration
 	for _, k := range lt.keys() {
 		// tenant-lookup: login throttling is per account and IP, before any tenant is known.
-		rows, err := a.p.SQL.Query(ctx, `SELECT failures, last_failure_at FROM login_throttle WHERE key = ?`, k.key)
+		rows, err := svc.p.SQL.Query(ctx, `SELECT failures, last_failure_at FROM login_throttle WHERE key = ?`, k.key)
 		if err != nil {
 			return err
 		}
@@ -129,22 +130,17 @@ func (a *app) throttleCheck(ctx context.Context, lt loginThrottle) error {
 		}
 	}
 	if wait > 0 {
-		e := errorf(http.StatusTooManyRequests, "too_many_attempts", "too many failed sign-ins; try again in %d seconds", retrySeconds(wait))
-		e.RetryAfter = retrySeconds(wait)
+		e := web.Errorf(http.StatusTooManyRequests, "too_many_attempts", "too many failed sign-ins; try again in %d seconds", web.RetrySeconds(wait))
+		e.RetryAfter = web.RetrySeconds(wait)
 		return e
 	}
 	return nil
 }
 
-func retrySeconds(d time.Duration) int {
-	s := int((d + time.Second - 1) / time.Second)
-	return max(s, 1)
-}
-
 // throttleFail counts one verified failure on every counter, atomically
 // per counter (one upsert each, in one batch).
-func (a *app) throttleFail(ctx context.Context, lt loginThrottle) error {
-	now := a.now().UnixMilli()
+func (svc *Service) throttleFail(ctx context.Context, lt loginThrottle) error {
+	now := svc.now().UnixMilli()
 	forget := now - throttleForget.Milliseconds()
 	var stmts []stmt
 	for _, k := range lt.keys() {
@@ -154,13 +150,13 @@ func (a *app) throttleFail(ctx context.Context, lt loginThrottle) error {
 			ON CONFLICT (key) DO UPDATE SET failures = CASE WHEN last_failure_at < ? THEN 1 ELSE failures + 1 END, last_failure_at = excluded.last_failure_at`,
 			Args: []any{k.key, now, forget}})
 	}
-	return a.batch(ctx, stmts)
+	return svc.batch(ctx, stmts)
 }
 
 // throttleSuccess clears the account+IP, account and device counters: the
 // person proved they know the password from here. The IP counter stays.
-func (a *app) throttleSuccess(ctx context.Context, lt loginThrottle) error {
-	return a.batch(ctx, []stmt{
+func (svc *Service) throttleSuccess(ctx context.Context, lt loginThrottle) error {
+	return svc.batch(ctx, []stmt{
 		// tenant-lookup: login throttling is per account and IP, before any tenant is known.
 		{Query: `DELETE FROM login_throttle WHERE key = ? OR key = ? OR key = ?`, Args: []any{throttleKey(throttleAccountIP, lt.email, lt.ip),
 			throttleKey(throttleAccount, lt.email), throttleKey(throttleDevice, string(lt.device))}},
@@ -175,30 +171,30 @@ func (a *app) throttleSuccess(ctx context.Context, lt loginThrottle) error {
 // answer and its timing do not tell whether the account exists. tenant
 // narrows where failures are audited ("" for all the person's tenants).
 // wrong is the error for a wrong password.
-func (a *app) checkPassword(r *http.Request, u *userRow, email, password, tenant string, wrong error) error {
+func (svc *Service) checkPassword(r *http.Request, u *userRow, email, password, tenant string, wrong error) error {
 	ctx := r.Context()
-	ip := a.clientIP(r)
+	ip := web.ClientIP(r)
 	// Every attempt counts here, success or not, keyed by account and
 	// address together: one person's attempts never use up anyone else's.
-	if err := a.shedKey(r, storage.LimitLogin, ip+" "+email, "too many sign-in attempts for this account from this address; slow down"); err != nil {
+	if err := web.Shed(r, svc.p.Limiter, storage.LimitLogin, ip+" "+email, "too many sign-in attempts for this account from this address; slow down"); err != nil {
 		return err
 	}
 	lt := loginThrottle{email: email, ip: ip}
 	if u != nil {
 		// tenant-lookup: is this IP one the person has signed in from before (any tenant)? Exempts them from the per-account brake.
-		rows, err := a.p.SQL.Query(ctx, `SELECT 1 FROM sessions WHERE user_id = ? AND ip = ? AND created_at > ? LIMIT 1`,
-			u.id, ip, a.now().Add(-knownIPWindow).UnixMilli())
+		rows, err := svc.p.SQL.Query(ctx, `SELECT 1 FROM sessions WHERE user_id = ? AND ip = ? AND created_at > ? LIMIT 1`,
+			u.id, ip, svc.now().Add(-knownIPWindow).UnixMilli())
 		if err != nil {
 			return err
 		}
 		lt.knownIP = rows.Len() > 0
-		if lt.device, err = a.trustedDevice(r, u.id); err != nil {
+		if lt.device, err = svc.trustedDevice(r, u.id); err != nil {
 			return err
 		}
 	}
-	if err := a.throttleCheck(ctx, lt); err != nil {
+	if err := svc.throttleCheck(ctx, lt); err != nil {
 		if u != nil {
-			if aerr := a.recordLoginFailure(r, u.id, tenant, "throttled"); aerr != nil {
+			if aerr := svc.recordLoginFailure(r, u.id, tenant, "throttled"); aerr != nil {
 				return aerr
 			}
 		}
@@ -208,47 +204,20 @@ func (a *app) checkPassword(r *http.Request, u *userRow, email, password, tenant
 	if u != nil {
 		hash = u.hash
 	}
-	ok, err := a.p.Passwords.Verify(ctx, hash, []byte(password))
+	ok, err := svc.p.Passwords.Verify(ctx, hash, []byte(password))
 	if err != nil {
 		return err
 	}
 	if !ok || u == nil {
-		if err := a.throttleFail(ctx, lt); err != nil {
+		if err := svc.throttleFail(ctx, lt); err != nil {
 			return err
 		}
 		if u != nil {
-			if err := a.recordLoginFailure(r, u.id, tenant, "bad_password"); err != nil {
+			if err := svc.recordLoginFailure(r, u.id, tenant, "bad_password"); err != nil {
 				return err
 			}
 		}
 		return wrong
 	}
-	return a.throttleSuccess(ctx, lt)
-}
-
-// shed is the cheap, approximate per-IP limit of the home (the Workers
-// rate-limit binding at the edge) on public state-changing endpoints. It
-// fails open: the exact limits above still hold.
-func (a *app) shed(r *http.Request, name string) error {
-	return a.shedKey(r, name, a.clientIP(r), "too many requests from this address; slow down")
-}
-
-// shedKey counts the request against the home's approximate limiter under
-// name and key. A limiter fault lets the request through: shedding is a
-// cheap first line, and the exact limits that must hold are kept in SQL.
-func (a *app) shedKey(r *http.Request, name, key, message string) error {
-	if a.p.Limiter == nil {
-		return nil
-	}
-	d, err := a.p.Limiter.Allow(r.Context(), name, key)
-	if err != nil {
-		a.logf("limiter %s: %v (allowing)", name, err)
-		return nil
-	}
-	if !d.Allowed {
-		e := errorf(http.StatusTooManyRequests, "rate_limited", "%s", message)
-		e.RetryAfter = retrySeconds(d.RetryAfter)
-		return e
-	}
-	return nil
+	return svc.throttleSuccess(ctx, lt)
 }

@@ -1,4 +1,4 @@
-package handlers
+package identity
 
 import (
 	"bufio"
@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"unicode/utf8"
+
+	"pommy.ai/edge/handlers/web"
 )
 
 // Password policy (ASVS 5.0 §6.2): 8 to 128 characters, any characters,
@@ -40,13 +42,13 @@ func checkPassword(pw, email string) error {
 	n := utf8.RuneCountInString(pw)
 	switch {
 	case !utf8.ValidString(pw):
-		return errorf(http.StatusBadRequest, "invalid_password", "password must be valid UTF-8")
+		return web.Errorf(http.StatusBadRequest, "invalid_password", "password must be valid UTF-8")
 	case n < minPasswordLen || n > maxPasswordLen:
-		return errorf(http.StatusBadRequest, "weak_password", "password must be %d to %d characters", minPasswordLen, maxPasswordLen)
+		return web.Errorf(http.StatusBadRequest, "weak_password", "password must be %d to %d characters", minPasswordLen, maxPasswordLen)
 	}
 	low := strings.ToLower(pw)
 	if _, bad := commonPasswords()[low]; bad || (email != "" && low == strings.ToLower(email)) {
-		return errorf(http.StatusBadRequest, "weak_password", "this password is among the most commonly used; choose another")
+		return web.Errorf(http.StatusBadRequest, "weak_password", "this password is among the most commonly used; choose another")
 	}
 	return nil
 }
@@ -59,9 +61,9 @@ const dummyHash = "$argon2id$v=19$m=19456,t=2,p=1$EyZsj2Xbd19XF43YEpzCwg$WnqcK93
 
 // hashNewPassword applies the policy to a password a person is choosing and
 // returns its argon2id hash from the home's Passwords port.
-func (a *app) hashNewPassword(ctx context.Context, pw, email string) (string, error) {
+func (svc *Service) hashNewPassword(ctx context.Context, pw, email string) (string, error) {
 	if err := checkPassword(pw, email); err != nil {
 		return "", err
 	}
-	return a.p.Passwords.Hash(ctx, []byte(pw))
+	return svc.p.Passwords.Hash(ctx, []byte(pw))
 }

@@ -1,4 +1,4 @@
-package handlers
+package identity
 
 import (
 	"crypto/rand"
@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"pommy.ai/edge/handlers/web"
 )
 
 // API keys look like pk_live_<22 base62: 128 random bits><6 base62: CRC32>.
@@ -74,40 +76,40 @@ type createKeyRequest struct {
 	RateLimitPerMinute *int64   `json:"rate_limit_per_minute"`
 }
 
-func validScope(sc string) bool {
+func (svc *Service) validScope(sc string) bool {
 	res, rw, ok := strings.Cut(sc, ":")
-	return ok && slices.Contains(scopeResources, res) && (rw == "read" || rw == "write")
+	return ok && slices.Contains(svc.scopeResources, res) && (rw == "read" || rw == "write")
 }
 
-func (a *app) createAPIKey(w http.ResponseWriter, r *http.Request, s *tenantScope) error {
+func (svc *Service) CreateAPIKey(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
 	var req createKeyRequest
-	if err := decodeJSON(w, r, identityBodyLimit, &req); err != nil {
+	if err := web.DecodeJSON(w, r, identityBodyLimit, &req); err != nil {
 		return err
 	}
-	name, err := checkName("name", req.Name, true, 100)
+	name, err := web.CheckName("name", req.Name, true, 100)
 	if err != nil {
 		return err
 	}
-	if len(req.Scopes) == 0 || len(req.Scopes) > 2*len(scopeResources) {
-		return errorf(http.StatusBadRequest, "invalid_scopes", "scopes must list 1 to %d of resource:read|write, resources: %s", 2*len(scopeResources), strings.Join(scopeResources, ", "))
+	if len(req.Scopes) == 0 || len(req.Scopes) > 2*len(svc.scopeResources) {
+		return web.Errorf(http.StatusBadRequest, "invalid_scopes", "scopes must list 1 to %d of resource:read|write, resources: %s", 2*len(svc.scopeResources), strings.Join(svc.scopeResources, ", "))
 	}
 	var scopes []string
 	for _, sc := range req.Scopes {
-		if !validScope(sc) {
-			return errorf(http.StatusBadRequest, "invalid_scopes", "unknown scope %q (resource:read or resource:write; resources: %s)", truncate(sc, 40), strings.Join(scopeResources, ", "))
+		if !svc.validScope(sc) {
+			return web.Errorf(http.StatusBadRequest, "invalid_scopes", "unknown scope %q (resource:read or resource:write; resources: %s)", web.Truncate(sc, 40), strings.Join(svc.scopeResources, ", "))
 		}
 		if !slices.Contains(scopes, sc) {
 			scopes = append(scopes, sc)
 		}
 	}
 	slices.Sort(scopes)
-	now := a.now()
+	now := svc.now()
 	var expires *int64
 	var expiresArg any // nil or int64: the SQL port takes no pointers
 	if req.ExpiresAt != nil {
 		t, err := time.Parse(time.RFC3339, *req.ExpiresAt)
 		if err != nil || !t.After(now) || t.Sub(now) > maxKeyLifetime {
-			return errorf(http.StatusBadRequest, "invalid_expires_at", "expires_at must be an RFC 3339 time in the future, at most 2 years ahead")
+			return web.Errorf(http.StatusBadRequest, "invalid_expires_at", "expires_at must be an RFC 3339 time in the future, at most 2 years ahead")
 		}
 		ms := t.UnixMilli()
 		expires, expiresArg = &ms, ms
@@ -115,36 +117,36 @@ func (a *app) createAPIKey(w http.ResponseWriter, r *http.Request, s *tenantScop
 	limit := int64(defaultKeyRateLimit)
 	if req.RateLimitPerMinute != nil {
 		if *req.RateLimitPerMinute < 1 || *req.RateLimitPerMinute > maxKeyRateLimit {
-			return errorf(http.StatusBadRequest, "invalid_rate_limit", "rate_limit_per_minute must be 1 to %d", maxKeyRateLimit)
+			return web.Errorf(http.StatusBadRequest, "invalid_rate_limit", "rate_limit_per_minute must be 1 to %d", maxKeyRateLimit)
 		}
 		limit = *req.RateLimitPerMinute
 	}
 	ctx := r.Context()
-	id, key := newID("key"), newAPIKey()
-	hash, err := a.p.Keys.MAC(ctx, "api-key", []byte(key))
+	id, key := web.NewID("key"), newAPIKey()
+	hash, err := svc.p.Keys.MAC(ctx, "api-key", []byte(key))
 	if err != nil {
 		return err
 	}
 	prefix := key[:len(apiKeyPrefix)+4]
-	if _, err := a.p.SQL.Exec(ctx, `INSERT INTO api_keys (id, tenant_id, hash, prefix, created_at, name, scopes, expires_at, created_by, rate_limit_per_minute) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		id, s.tenant, hash, prefix, now.UnixMilli(), name, strings.Join(scopes, " "), expiresArg, s.userID, limit); err != nil {
+	if _, err := svc.p.SQL.Exec(ctx, `INSERT INTO api_keys (id, tenant_id, hash, prefix, created_at, name, scopes, expires_at, created_by, rate_limit_per_minute) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		id, s.Tenant, hash, prefix, now.UnixMilli(), name, strings.Join(scopes, " "), expiresArg, s.UserID, limit); err != nil {
 		return err
 	}
-	if err := a.record(r, s, "api_key.created", "api_key:"+id, map[string]string{"name": name, "scopes": strings.Join(scopes, " ")}); err != nil {
+	if err := s.Record(r, "api_key.created", "api_key:"+id, map[string]string{"name": name, "scopes": strings.Join(scopes, " ")}); err != nil {
 		return err
 	}
 	out := map[string]any{"id": id, "name": name, "prefix": prefix, "scopes": scopes, "rate_limit_per_minute": limit,
-		"created_at": millis(now.UnixMilli()), "expires_at": nil, "key": key} // the key is shown once; only its MAC is stored
+		"created_at": web.Millis(now.UnixMilli()), "expires_at": nil, "key": key} // the key is shown once; only its MAC is stored
 	if expires != nil {
-		out["expires_at"] = millis(*expires)
+		out["expires_at"] = web.Millis(*expires)
 	}
-	writeJSON(w, http.StatusCreated, out)
+	web.WriteJSON(w, http.StatusCreated, out)
 	return nil
 }
 
-func (a *app) listAPIKeys(w http.ResponseWriter, r *http.Request, s *tenantScope) error {
-	rows, err := a.p.SQL.Query(r.Context(), `SELECT id, name, prefix, scopes, created_at, expires_at, last_used_at, revoked_at, rate_limit_per_minute, created_by
-		FROM api_keys WHERE tenant_id = ? ORDER BY created_at DESC LIMIT 500`, s.tenant)
+func (svc *Service) ListAPIKeys(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
+	rows, err := svc.p.SQL.Query(r.Context(), `SELECT id, name, prefix, scopes, created_at, expires_at, last_used_at, revoked_at, rate_limit_per_minute, created_by
+		FROM api_keys WHERE tenant_id = ? ORDER BY created_at DESC LIMIT 500`, s.Tenant)
 	if err != nil {
 		return err
 	}
@@ -152,7 +154,7 @@ func (a *app) listAPIKeys(w http.ResponseWriter, r *http.Request, s *tenantScope
 		if p == nil {
 			return nil
 		}
-		return millis(*p)
+		return web.Millis(*p)
 	}
 	out := make([]map[string]any, rows.Len())
 	for i := range out {
@@ -162,76 +164,76 @@ func (a *app) listAPIKeys(w http.ResponseWriter, r *http.Request, s *tenantScope
 		if err := rows.Scan(i, &id, &name, &prefix, &scopes, &created, &expires, &used, &revoked, &limit, &by); err != nil {
 			return err
 		}
-		out[i] = map[string]any{"id": id, "name": name, "prefix": prefix, "scopes": strings.Fields(scopes), "created_at": millis(created),
+		out[i] = map[string]any{"id": id, "name": name, "prefix": prefix, "scopes": strings.Fields(scopes), "created_at": web.Millis(created),
 			"expires_at": opt(expires), "last_used_at": opt(used), "revoked_at": opt(revoked), "rate_limit_per_minute": limit, "created_by": by}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"api_keys": out})
+	web.WriteJSON(w, http.StatusOK, map[string]any{"api_keys": out})
 	return nil
 }
 
-func (a *app) revokeAPIKey(w http.ResponseWriter, r *http.Request, s *tenantScope) error {
+func (svc *Service) RevokeAPIKey(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
 	id := r.PathValue("id")
-	if !validID("key", id) {
-		return errorf(http.StatusNotFound, "not_found", "no such API key")
+	if !web.ValidID("key", id) {
+		return web.Errorf(http.StatusNotFound, "not_found", "no such API key")
 	}
-	res, err := a.p.SQL.Exec(r.Context(), `UPDATE api_keys SET revoked_at = ? WHERE tenant_id = ? AND id = ? AND revoked_at IS NULL`,
-		a.now().UnixMilli(), s.tenant, id)
+	res, err := svc.p.SQL.Exec(r.Context(), `UPDATE api_keys SET revoked_at = ? WHERE tenant_id = ? AND id = ? AND revoked_at IS NULL`,
+		svc.now().UnixMilli(), s.Tenant, id)
 	if err != nil {
 		return err
 	}
 	if res.RowsAffected == 0 {
-		return errorf(http.StatusNotFound, "not_found", "no such active API key")
+		return web.Errorf(http.StatusNotFound, "not_found", "no such active API key")
 	}
-	if err := a.record(r, s, "api_key.revoked", "api_key:"+id, nil); err != nil {
+	if err := s.Record(r, "api_key.revoked", "api_key:"+id, nil); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
-// keyRateLimit counts the request in the key's fixed one-minute window,
+// KeyRateLimit counts the request in the key's fixed one-minute window,
 // exactly (one upsert, in SQL), and refuses it with 429 past the key's limit.
-func (a *app) keyRateLimit(r *http.Request, s *tenantScope) error {
-	now := a.now().UnixMilli()
+func (svc *Service) KeyRateLimit(r *http.Request, s *web.Scope) error {
+	now := svc.now().UnixMilli()
 	win := now - now%keyRateWindow.Milliseconds()
-	rows, err := a.p.SQL.Query(r.Context(), `INSERT INTO rate_windows (tenant_id, bucket, window_start, count) VALUES (?, ?, ?, 1)
+	rows, err := svc.p.SQL.Query(r.Context(), `INSERT INTO rate_windows (tenant_id, bucket, window_start, count) VALUES (?, ?, ?, 1)
 		ON CONFLICT (tenant_id, bucket) DO UPDATE SET count = CASE WHEN window_start = excluded.window_start THEN count + 1 ELSE 1 END, window_start = excluded.window_start
-		RETURNING count`, s.tenant, "key:"+s.keyID, win)
+		RETURNING count`, s.Tenant, "key:"+s.KeyID, win)
 	if err != nil {
 		return err
 	}
 	var n int64
 	if rows.Len() != 1 {
-		return errorf(http.StatusInternalServerError, "internal", "rate counter did not answer")
+		return web.Errorf(http.StatusInternalServerError, "internal", "rate counter did not answer")
 	}
 	if err := rows.Scan(0, &n); err != nil {
 		return err
 	}
-	if n > s.keyLimit {
-		e := errorf(http.StatusTooManyRequests, "rate_limited", "this API key is limited to %d requests a minute", s.keyLimit)
-		e.RetryAfter = retrySeconds(time.Duration(win+keyRateWindow.Milliseconds()-now) * time.Millisecond)
+	if n > s.KeyLimit {
+		e := web.Errorf(http.StatusTooManyRequests, "rate_limited", "this API key is limited to %d requests a minute", s.KeyLimit)
+		e.RetryAfter = web.RetrySeconds(time.Duration(win+keyRateWindow.Milliseconds()-now) * time.Millisecond)
 		return e
 	}
 	return nil
 }
 
-// markKeyUsed keeps last_used_at to within a minute (a conditional write at
+// MarkKeyUsed keeps last_used_at to within a minute (a conditional write at
 // most once a minute per key) and audits the key's first use exactly once.
-func (a *app) markKeyUsed(r *http.Request, s *tenantScope) error {
+func (svc *Service) MarkKeyUsed(r *http.Request, s *web.Scope) error {
 	ctx := r.Context()
-	now := a.now().UnixMilli()
-	if !s.keyFirstUsed {
-		res, err := a.p.SQL.Exec(ctx, `UPDATE api_keys SET first_used_at = ?, last_used_at = ? WHERE tenant_id = ? AND id = ? AND first_used_at IS NULL`,
-			now, now, s.tenant, s.keyID)
+	now := svc.now().UnixMilli()
+	if !s.KeyFirstUsed {
+		res, err := svc.p.SQL.Exec(ctx, `UPDATE api_keys SET first_used_at = ?, last_used_at = ? WHERE tenant_id = ? AND id = ? AND first_used_at IS NULL`,
+			now, now, s.Tenant, s.KeyID)
 		if err != nil {
 			return err
 		}
 		if res.RowsAffected == 1 {
-			return a.record(r, s, "api_key.used_first", "api_key:"+s.keyID, nil)
+			return s.Record(r, "api_key.used_first", "api_key:"+s.KeyID, nil)
 		}
 		return nil
 	}
-	_, err := a.p.SQL.Exec(ctx, `UPDATE api_keys SET last_used_at = ? WHERE tenant_id = ? AND id = ? AND (last_used_at IS NULL OR last_used_at <= ?)`,
-		now, s.tenant, s.keyID, now-time.Minute.Milliseconds())
+	_, err := svc.p.SQL.Exec(ctx, `UPDATE api_keys SET last_used_at = ? WHERE tenant_id = ? AND id = ? AND (last_used_at IS NULL OR last_used_at <= ?)`,
+		now, s.Tenant, s.KeyID, now-time.Minute.Milliseconds())
 	return err
 }
