@@ -86,10 +86,13 @@ function requestCursor(req) {
   return req.headers.get("Last-Event-ID") ?? new URL(req.url).searchParams.get("after") ?? "0";
 }
 
-// sameCursor compares two decimal cursors by value ("007" is 7); cursors
-// are below 2^53, so Number holds them exactly.
+// A cursor is a decimal sequence number (docs/realtime.md).
+const DECIMAL = /^[0-9]+$/;
+
+// sameCursor compares two decimal cursors by value ("007" is 7).
 function sameCursor(a, b) {
-  return /^[0-9]{1,16}$/.test(a) && /^[0-9]{1,16}$/.test(b) && Number(a) === Number(b);
+  const norm = (c) => c.replace(/^0+(?=[0-9])/, "");
+  return DECIMAL.test(a) && DECIMAL.test(b) && norm(a) === norm(b);
 }
 
 export default {
@@ -232,7 +235,15 @@ export class RealtimeTopic extends DurableObject {
           this.fail(s, oneLine(r.status, r.body));
           return;
         }
-        s.cursor = r.headers.get(CURSOR) ?? s.cursor;
+        const cursor = r.headers.get(CURSOR) ?? s.cursor;
+        if (!DECIMAL.test(cursor)) {
+          // Never sent back as Last-Event-ID: the stream ends, and the
+          // client resumes from the last id it got.
+          console.error(`pommy-edge: a stream poll answered cursor ${JSON.stringify(cursor)}; stream ended`);
+          this.fail(s, errorJSON("internal", "the stream's poll was malformed; reconnect with Last-Event-ID"));
+          return;
+        }
+        s.cursor = cursor;
         if (r.headers.get(MORE) === "1") s.again = true;
         // Awaiting the write holds this stream's polls to its client's
         // pace: a slow reader gets fewer, larger answers, not a queue.
