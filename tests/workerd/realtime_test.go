@@ -232,6 +232,20 @@ func TestRealtime(t *testing.T) {
 		}
 	})
 
+	sub("head", func(t *testing.T, ctx context.Context) {
+		// A HEAD of a stream route is answered, not held.
+		req, _ := http.NewRequestWithContext(ctx, http.MethodHead, w.URL+"/__test/stream/"+topic("head"), nil)
+		req.Header.Set("Accept", "text/event-stream")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Pommy-Stream-Topic") != "" {
+			t.Errorf("HEAD of a stream route: %d %v", resp.StatusCode, resp.Header)
+		}
+	})
+
 	sub("forged-poll-header", func(t *testing.T, ctx context.Context) {
 		// Only the home sets Pommy-Stream-*: what a client sends never
 		// reaches the application.

@@ -121,6 +121,9 @@ async function handOff(request, res, topic, env, since) {
   if (mode === "longpoll" && !sameCursor(cursor, requestCursor(request))) {
     return clean(res); // it has events: answered at once
   }
+  if (request.method === "HEAD") {
+    return clean(res); // headers only: nothing to hold
+  }
   if (request.method !== "GET" || (mode !== "sse" && mode !== "longpoll") || !env.REALTIME) {
     // The application asked for something the home cannot hold: say so
     // rather than hand out a stream that never wakes.
