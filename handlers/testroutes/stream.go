@@ -329,7 +329,7 @@ func requestCursor(r *http.Request) (cursor int64, field string, ok bool) {
 
 // parseCursor reads a sequence number: decimal digits only, 0 <= N < 2^53.
 func parseCursor(s string) (int64, error) {
-	if s == "" || len(s) > 16 {
+	if s == "" {
 		return 0, fmt.Errorf("cursor %q", s)
 	}
 	var n int64
@@ -338,10 +338,10 @@ func parseCursor(s string) (int64, error) {
 		if c < '0' || c > '9' {
 			return 0, fmt.Errorf("cursor %q", s)
 		}
-		n = n*10 + int64(c-'0')
-	}
-	if n > maxCursor {
-		return 0, fmt.Errorf("cursor %q", s)
+		// Stopping past the bound keeps n from overflowing.
+		if n = n*10 + int64(c-'0'); n > maxCursor {
+			return 0, fmt.Errorf("cursor %q", s)
+		}
 	}
 	return n, nil
 }

@@ -22,7 +22,7 @@ const maxCursor = 1<<53 - 1
 // parseCursor reads a stream cursor as docs/realtime.md defines it: a
 // decimal integer 0 <= N < 2^53, digits only.
 func parseCursor(s string) (int64, bool) {
-	if s == "" || len(s) > 16 {
+	if s == "" {
 		return 0, false
 	}
 	var n int64
@@ -31,9 +31,12 @@ func parseCursor(s string) (int64, bool) {
 		if c < '0' || c > '9' {
 			return 0, false
 		}
-		n = n*10 + int64(c-'0')
+		// Stopping past the bound keeps n from overflowing.
+		if n = n*10 + int64(c-'0'); n > maxCursor {
+			return 0, false
+		}
 	}
-	return n, n <= maxCursor
+	return n, true
 }
 
 // requestCursor is the cursor a stream request asks from: Last-Event-ID
