@@ -32,6 +32,8 @@ import (
 //	wait=S        long-poll: how long the home may wait for a wake-up (clamped to 1..30, echoed)
 //	fail_at=S     a re-poll (Pommy-Stream-Poll: 1) whose cursor is >= S answers fail_status
 //	fail_status=C 401 (default), 403, 404 or 429
+//	hold_ms=N     a re-poll waits N ms (0..1000) after reading the log before it answers, widening the
+//	              window in which a wake-up arrives while a poll runs (the loss test's instrument)
 //
 // Every answer carries X-Pommy-Test-Poll: 1 when the application saw
 // Pommy-Stream-Poll, so a test can tell that a client could not forge it.
@@ -211,6 +213,11 @@ func mountStream(mux *http.ServeMux, env handlers.TestEnv) {
 			}
 		}
 
+		hold, ok := intParam(q.Get("hold_ms"), 0, 0, 1000)
+		if !ok {
+			writeFieldError(writeJSON, w, http.StatusBadRequest, "invalid", "hold_ms must be 0..1000", "hold_ms")
+			return
+		}
 		ctx := r.Context()
 		pollCount := 0
 		if poll {
@@ -243,6 +250,12 @@ func mountStream(mux *http.ServeMux, env handlers.TestEnv) {
 			}
 			e.Data = json.RawMessage(data)
 			events = append(events, e)
+		}
+		if poll && hold > 0 {
+			select {
+			case <-time.After(time.Duration(hold) * time.Millisecond):
+			case <-ctx.Done():
+			}
 		}
 		last := cursor
 		if len(events) > 0 {

@@ -34,6 +34,10 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(streamClientsEnv) != "" {
+		// A child process of TestThousandStreams: stream clients only.
+		os.Exit(streamClientsMain())
+	}
 	dir, err := os.MkdirTemp("", "pommy-e2e")
 	if err != nil {
 		panic(err)
@@ -91,6 +95,9 @@ type homeOptions struct {
 	// host's defaults).
 	maxQueue  int
 	queueWait time.Duration
+	// The stream hub's options (zero: the host's defaults).
+	streamHeartbeat time.Duration
+	maxStreams      int
 }
 
 func startHome(t testing.TB, o homeOptions) *home {
@@ -135,6 +142,8 @@ func startHome(t testing.TB, o homeOptions) *home {
 		BodyMinRate:        o.bodyMinRate,
 		MaxQueue:           o.maxQueue,
 		QueueWait:          o.queueWait,
+		StreamHeartbeat:    o.streamHeartbeat,
+		MaxStreams:         o.maxStreams,
 		Platform:           p.Platform,
 		Config:             handlers.Config{TestRoutes: true, ContractHTTPURL: echo.URL},
 		Logger:             slog.New(slog.NewTextHandler(logs, nil)),

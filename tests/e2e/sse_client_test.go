@@ -38,7 +38,7 @@ type sseClient struct {
 
 // hangGuard bounds every wait for a frame so that a broken hub fails a
 // test instead of hanging it; it is not a timing assertion.
-const hangGuard = 60 * time.Second
+const hangGuard = 30 * time.Second
 
 func (h *home) openSSE(t testing.TB, client *http.Client, path string, header ...string) *sseClient {
 	t.Helper()

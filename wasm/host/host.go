@@ -202,7 +202,11 @@ type Stats struct {
 	Queued           int64 // requests waiting for an instance now
 	Shed             int64 // requests refused by admission control (503 overloaded)
 	ShedWaited       int64 // of Shed, those refused after waiting QueueWait (the others found the queue full)
-	Streams          StreamStats
+	// GuestMemory is the linear memory the live instances hold, in bytes
+	// (counted for instances started from the snapshot; 0 with
+	// NoSnapshot). It is part of the Go heap.
+	GuestMemory int64
+	Streams     StreamStats
 }
 
 type counters struct {
@@ -215,7 +219,7 @@ type counters struct {
 // Stats returns a snapshot of the counters.
 func (h *Host) Stats() Stats {
 	c := &h.stats
-	return Stats{
+	st := Stats{
 		Compile: time.Duration(c.compile.Load()), Snapshot: time.Duration(c.snapshot.Load()),
 		LastInstantiate: time.Duration(c.lastInst.Load()),
 		Instantiated:    c.instantiated.Load(), Discarded: c.discarded.Load(), Traps: c.traps.Load(),
@@ -224,6 +228,10 @@ func (h *Host) Stats() Stats {
 		Busy: c.busy.Load(), Queued: c.queued.Load(), Shed: c.shed.Load(), ShedWaited: c.shedWaited.Load(),
 		Streams: h.hub.statsNow(),
 	}
+	if h.snap != nil {
+		st.GuestMemory = h.snap.memory.Load()
+	}
+	return st
 }
 
 // Realtime is the host's hub as the Realtime port: a Publish wakes the

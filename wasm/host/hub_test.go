@@ -216,6 +216,44 @@ func TestSSEHeld(t *testing.T) {
 	}
 }
 
+// TestWakeupDuringPoll: a wake-up that arrives after a poll has read the
+// log, while it still runs, is not lost: the stream polls once more.
+func TestWakeupDuringPoll(t *testing.T) {
+	f := start(t, Options{Pool: 1})
+	f.setN(0)
+	c := f.sse(t, "/stream?mode=sse&topic=dp&hold_ms=300")
+	f.waitStats(t, "held", func(s Stats) bool { return s.Streams.Held == 1 })
+	f.h.Realtime().Publish(context.Background(), "dp")
+	// The poll has read n=0 and counted itself; it holds for 300 ms.
+	f.waitStats(t, "the poll past its read", func(Stats) bool {
+		v, _ := f.kv.Get(context.Background(), "polls")
+		return string(v) == "1"
+	})
+	f.setN(1)
+	f.h.Realtime().Publish(context.Background(), "dp")
+	c.expectIDs(t, 1, 1)
+	if st := f.h.Stats().Streams; st.Polls != 2 {
+		t.Errorf("%d polls, want 2", st.Polls)
+	}
+}
+
+// TestGoneClientCostsNoPoll: a wake-up of a stream whose client has left
+// cuts it without a guest call.
+func TestGoneClientCostsNoPoll(t *testing.T) {
+	f := start(t, Options{Pool: 1})
+	f.setN(0)
+	c := f.sse(t, "/stream?mode=sse&topic=gone")
+	f.waitStats(t, "held", func(s Stats) bool { return s.Streams.Held == 1 })
+	c.resp.Body.Close()
+	f.waitStats(t, "the stream cut", func(s Stats) bool {
+		f.h.Realtime().Publish(context.Background(), "gone")
+		return s.Streams.Held == 0
+	})
+	if st := f.h.Stats().Streams; st.Polls != 0 || st.Cut != 1 {
+		t.Errorf("stats %+v: want no poll, one cut", st)
+	}
+}
+
 // TestSSEMorePages: Pommy-Stream-More polls again at once, without a
 // wake-up, until the log is read.
 func TestSSEMorePages(t *testing.T) {

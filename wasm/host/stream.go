@@ -300,6 +300,12 @@ func (s *stream) wake() { s.hb.schedule(s) }
 // answers.
 func (s *stream) poll() pollOutcome {
 	hb := s.hb
+	// A client that left costs no guest call (nor a place in the cap
+	// until its next write fails).
+	if !s.conn.alive() {
+		s.cut()
+		return pollDone
+	}
 	hb.stats.polls.Add(1)
 	a, err := hb.h.invokeStream(s.req.request(strconv.FormatInt(s.cursor, 10)))
 	switch {
@@ -342,6 +348,10 @@ func (s *stream) poll() pollOutcome {
 
 // ping sends the heartbeat and sets the next one.
 func (s *stream) ping() {
+	if !s.conn.alive() {
+		s.cut()
+		return
+	}
 	s.send(pingFrame(time.Now()))
 	s.wmu.Lock()
 	if !s.closed && !s.ending {
@@ -476,6 +486,8 @@ type streamConn interface {
 	write(p []byte) error       // writes within streamWriteTimeout
 	close(graceful bool)
 	wait() // returns when the handler may return
+	// alive reports, without blocking, that the client has not gone.
+	alive() bool
 }
 
 // takeConn takes the connection for a held stream and returns the bytes
@@ -493,7 +505,7 @@ func takeConn(w http.ResponseWriter, r *http.Request, a *answer) (streamConn, []
 			dst[name] = values
 		}
 		w.WriteHeader(a.status)
-		return &handlerConn{w: w, rc: rc, done: make(chan struct{})}, nil, nil
+		return &handlerConn{ctx: r.Context(), w: w, rc: rc, done: make(chan struct{})}, nil, nil
 	}
 	if err != nil {
 		return nil, nil, err
@@ -567,12 +579,14 @@ func (h *hijackConn) close(graceful bool) {
 	h.c.Close()
 }
 
-func (h *hijackConn) wait() {}
+func (h *hijackConn) wait()       {}
+func (h *hijackConn) alive() bool { return connAlive(h.c) }
 
 // handlerConn holds a stream in its handler, for a ResponseWriter that
 // cannot be hijacked. A ResponseWriter must not be used once its handler
 // returns, so close waits for a write in progress, and none starts after.
 type handlerConn struct {
+	ctx    context.Context
 	w      http.ResponseWriter
 	rc     *http.ResponseController
 	done   chan struct{}
@@ -608,6 +622,9 @@ func (h *handlerConn) close(bool) {
 }
 
 func (h *handlerConn) wait() { <-h.done }
+
+// alive: net/http cancels the request's context when its client goes.
+func (h *handlerConn) alive() bool { return h.ctx.Err() == nil }
 
 // ---- long-poll ----
 

@@ -243,6 +243,7 @@ func handle() int32 {
 // stream is a stream route (docs/realtime.md) over a log of KV "n"
 // events on topic ?topic: events cursor+1.. up to n, ?page at a time.
 // ?bad= answers a malformed hand-off; ?fail_on_poll=S answers a poll S;
+// ?hold_ms=N makes a poll wait N ms after reading "n" and counting itself;
 // ?crash_on_poll crashes in a poll. A poll counts itself in KV "polls"
 // (run it with a pool of one).
 func stream(head abi.RequestHead, q url.Values) int32 {
@@ -257,6 +258,11 @@ func stream(head abi.RequestHead, q url.Values) int32 {
 		call(abi.OpKVGet, &abi.KVGetReq{Key: "polls"}, &p)
 		c, _ := strconv.Atoi(string(p.Value))
 		call(abi.OpKVPut, &abi.KVPutReq{Key: "polls", Value: []byte(strconv.Itoa(c + 1))}, &abi.Empty{})
+		// ?hold_ms: the poll has read the log; it answers after this
+		// long, so a test can wake the stream in between.
+		if ms, _ := strconv.Atoi(q.Get("hold_ms")); ms > 0 {
+			time.Sleep(time.Duration(ms) * time.Millisecond)
+		}
 		if q.Get("crash_on_poll") != "" {
 			return abi.ResultCrashed
 		}
