@@ -54,7 +54,12 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// so that net/http's discard of an unread body cannot block forever.
 	rc := http.NewResponseController(w)
 	rc.SetWriteDeadline(deadline.Add(h.opts.Grace))
-	defer rc.SetWriteDeadline(time.Time{})
+	held := false // the hub took the connection: its deadlines are the hub's
+	defer func() {
+		if !held {
+			rc.SetWriteDeadline(time.Time{})
+		}
+	}()
 
 	var body *requestBody
 	if r.Body != nil && r.Body != http.NoBody {
@@ -150,7 +155,7 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case inv.capture != nil:
 		// A stream's first answer, held back until now; the instance
 		// is already back in the pool.
-		h.serveStream(w, r, inv.capture, from, id)
+		held = h.serveStream(w, r, inv.capture, from, id)
 		return
 	default:
 		return

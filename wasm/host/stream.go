@@ -69,12 +69,13 @@ func (inv *invocation) captureHead(m *abi.ResponseHead) (bool, error) {
 }
 
 // serveStream answers a request whose guest answer was captured. The
-// instance is back in the pool by now.
-func (h *Host) serveStream(w http.ResponseWriter, r *http.Request, a *answer, from uint64, id string) {
+// instance is back in the pool by now. It reports whether the hub took
+// the connection (hijacked it).
+func (h *Host) serveStream(w http.ResponseWriter, r *http.Request, a *answer, from uint64, id string) (hijacked bool) {
 	if a.over {
 		h.log.Error("a stream answer was too large", "request", id, "path", r.URL.Path, "limit", maxStreamAnswer)
 		handlers.WriteHomeError(w, id, http.StatusInternalServerError, "internal", "internal error")
-		return
+		return false
 	}
 	topic := a.header.Get(storage.StreamTopicHeader)
 	mode := a.header.Get(storage.StreamModeHeader)
@@ -84,7 +85,7 @@ func (h *Host) serveStream(w http.ResponseWriter, r *http.Request, a *answer, fr
 	stripStreamHeaders(a.header)
 	if a.status != http.StatusOK {
 		writeAnswer(w, r, a)
-		return
+		return false
 	}
 	// A malformed hand-off is the application's bug: it is logged, and
 	// the answer is sent as an ordinary response (the client can
@@ -99,15 +100,15 @@ func (h *Host) serveStream(w http.ResponseWriter, r *http.Request, a *answer, fr
 	case mode == storage.StreamModeSSE && !framesOK:
 		h.log.Error("SSE stream answer that is not whole frames; not held", "request", id, "path", r.URL.Path)
 	case mode == storage.StreamModeSSE:
-		h.holdSSE(w, r, a, topic, cursor, more, from, id)
-		return
+		return h.holdSSE(w, r, a, topic, cursor, more, from, id)
 	case mode == storage.StreamModeLongPoll:
 		h.holdLongPoll(w, r, a, topic, cursor, more, wait, from, id)
-		return
+		return false
 	default:
 		h.log.Error("stream answer with an unknown mode; not held", "request", id, "mode", mode, "path", r.URL.Path)
 	}
 	writeAnswer(w, r, a)
+	return false
 }
 
 // writeAnswer sends a captured answer as an ordinary response.
@@ -244,7 +245,7 @@ const (
 	pollLater                         // the poll was refused by admission control: retry shortly
 )
 
-func (h *Host) holdSSE(w http.ResponseWriter, r *http.Request, a *answer, topic string, cursor int64, more bool, from uint64, id string) {
+func (h *Host) holdSSE(w http.ResponseWriter, r *http.Request, a *answer, topic string, cursor int64, more bool, from uint64, id string) (hijacked bool) {
 	hb := h.hub
 	if !hb.admit() {
 		// The head is not out yet, but an SSE client (EventSource) only
@@ -258,7 +259,7 @@ func (h *Host) holdSSE(w http.ResponseWriter, r *http.Request, a *answer, topic 
 		hdr.Set("Connection", "close")
 		w.WriteHeader(http.StatusOK)
 		w.Write(homeErrorFrame("too_many_streams", fmt.Sprintf("this server holds at most %d streams; retry shortly", hb.maxStreams)))
-		return
+		return false
 	}
 	s := &stream{hb: hb, topic: topic, req: holdRequest(r), cursor: cursor}
 	conn, head, err := takeConn(w, r, a)
@@ -268,19 +269,20 @@ func (h *Host) holdSSE(w http.ResponseWriter, r *http.Request, a *answer, topic 
 		panic(http.ErrAbortHandler)
 	}
 	s.conn = conn
+	_, hijacked = conn.(*hijackConn)
 	// The head and the first answer go out in the handler's goroutine;
 	// a client that does not take them within the write timeout is cut.
 	if err := conn.write(conn.frame(head, a.body)); err != nil {
 		hb.stats.cut.Add(1)
 		hb.release(topic, s)
 		conn.close(false)
-		return
+		return hijacked
 	}
 	ok, woken := hb.subscribe(topic, s, from)
 	if !ok {
 		s.end(nil)
 		conn.wait()
-		return
+		return hijacked
 	}
 	s.wmu.Lock()
 	s.beat = time.AfterFunc(hb.heartbeat, s.ping)
@@ -291,6 +293,7 @@ func (h *Host) holdSSE(w http.ResponseWriter, r *http.Request, a *answer, topic 
 		hb.mu.Unlock()
 	}
 	conn.wait()
+	return hijacked
 }
 
 // wake is a wake-up of the stream's topic (hb.mu held).
