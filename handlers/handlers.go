@@ -2,6 +2,14 @@
 // scheduled work, written once against the storage ports and run unchanged by
 // every home (the edge worker, the wasip1 guest, and the native benchmark
 // baseline).
+//
+// This package is the top of the application: the one route table
+// (routes.go), the authorization middleware that turns a request into a
+// *web.Scope and checks it against the table, the permission matrix that
+// docs/permissions.md is generated from, and Scheduled. Each capability
+// lives in its own package below it (identity, tenant, notes, audit, ...),
+// on the shared kit in handlers/web; none of them imports this package or
+// another capability (docs/decisions.md, "handlers layout").
 package handlers
 
 import (
@@ -13,8 +21,15 @@ import (
 	"log"
 	"net/http"
 	"runtime/debug"
+	"time"
 
 	"pommy.ai/edge/handlers/audit"
+	"pommy.ai/edge/handlers/conversations"
+	"pommy.ai/edge/handlers/identity"
+	"pommy.ai/edge/handlers/jobs"
+	"pommy.ai/edge/handlers/notes"
+	"pommy.ai/edge/handlers/tenant"
+	"pommy.ai/edge/handlers/web"
 	"pommy.ai/edge/storage"
 )
 
@@ -42,17 +57,40 @@ type Config struct {
 	// on a private network gets nowhere. Empty: the request's own Host is
 	// trusted (the edge, where the provider routes only its own names).
 	PublicOrigins []string `json:",omitempty"`
+	// WebhookTestAllow lists ip:port destinations that webhook
+	// subscriptions may name although they are not public HTTPS (the
+	// tests' receivers on loopback). Honoured only in a test build with
+	// TestRoutes set; the home's egress needs the same list
+	// (egress.Options.TestPublicAllow).
+	WebhookTestAllow []string `json:",omitempty"`
 }
 
 // MaxRequestBody is the largest body any route accepts (the attachment
 // upload); homes enforce it before the application sees the request.
-const MaxRequestBody = maxAttachment + 1<<20
+const MaxRequestBody = notes.MaxAttachment + 1<<20
 
 type app struct {
 	p   storage.Platform
 	cfg Config
 	// hosts are the Host values of cfg.PublicOrigins; nil trusts any.
 	hosts map[string]bool
+
+	// The capabilities whose routes need more than the caller's scope.
+	id  *identity.Service
+	org *tenant.Service
+}
+
+// newApp binds the capabilities to a home's platform. The route table's
+// declarations (the API-key scope resources; what a tenant's deletion
+// purges) are handed to them here, so that no capability imports this
+// package or another capability.
+func newApp(p storage.Platform, cfg Config) *app {
+	return &app{p: p, cfg: cfg, hosts: originHosts(cfg.PublicOrigins),
+		id: identity.New(p, scopeResources),
+		// The audit log's rows go first, the tenants row last (tenant.Delete).
+		org: tenant.New(p, identity.ClearSessionCookie,
+			audit.PurgeTenantStmts, notes.PurgeTenantStmts, identity.PurgeTenantStmts, conversations.PurgeTenantStmts),
+	}
 }
 
 // New returns the application's HTTP handler bound to a home's platform.
@@ -64,20 +102,20 @@ func New(p storage.Platform, cfg Config) http.Handler {
 	if p.Clock == nil {
 		p.Clock = storage.SystemClock{}
 	}
-	a := &app{p: p, cfg: cfg, hosts: originHosts(cfg.PublicOrigins)}
+	a := newApp(p, cfg)
 	mux := http.NewServeMux()
 	a.mount(mux)
 	if cfg.TestRoutes {
 		mountTestRoutes(mux, TestEnv{
 			Platform: p, Config: cfg, Trap: errTrap,
-			WriteJSON: writeJSON, WriteError: writeError,
+			WriteJSON: web.WriteJSON, WriteError: web.WriteError,
 			Errorf: func(status int, code, format string, args ...any) error {
-				return errorf(status, code, format, args...)
+				return web.Errorf(status, code, format, args...)
 			},
 		})
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, errorf(http.StatusNotFound, "not_found", "no route for %s %s", r.Method, truncate(r.URL.Path, 200)))
+		web.WriteError(w, r, web.Errorf(http.StatusNotFound, "not_found", "no route for %s %s", r.Method, web.Truncate(r.URL.Path, 200)))
 	})
 	return a.secure(canonicalPaths(mux))
 }
@@ -135,11 +173,9 @@ var testClientIPHeader string
 var errTrap = &struct{ string }{"requested trap"}
 
 func (a *app) healthz(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "home": a.p.Home, "version": a.cfg.Version})
+	web.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok", "home": a.p.Home, "version": a.cfg.Version})
 	return nil
 }
-
-func (a *app) logf(format string, args ...any) { log.Printf(format, args...) }
 
 // secure sets the security headers on every response, gives each request an
 // id, and turns a panic into a 500 for that request alone.
@@ -149,12 +185,12 @@ func (a *app) secure(next http.Handler) http.Handler {
 		SecurityHeaders(h)
 		id := RequestID(r)
 		h.Set("X-Request-Id", id)
-		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
+		r = web.WithClient(r, a.client(r, id))
 		// /healthz stays reachable by any name: load balancers and
 		// container probes ask by address.
 		if !a.knownHost(r) && r.URL.Path != "/healthz" {
-			writeError(w, r, errorf(http.StatusMisdirectedRequest, "unknown_host",
-				"this server does not answer for the host %q; use one of its public origins", truncate(r.Host, 100)))
+			web.WriteError(w, r, web.Errorf(http.StatusMisdirectedRequest, "unknown_host",
+				"this server does not answer for the host %q; use one of its public origins", web.Truncate(r.Host, 100)))
 			return
 		}
 		// A body must say its length. The local home refuses any
@@ -164,7 +200,7 @@ func (a *app) secure(next http.Handler) http.Handler {
 		// the two homes answering the same request the same way.
 		if r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody {
 			w.Header().Set("Connection", "close")
-			writeError(w, r, errorf(http.StatusLengthRequired, "length_required",
+			web.WriteError(w, r, web.Errorf(http.StatusLengthRequired, "length_required",
 				"a request body must come with Content-Length; Transfer-Encoding (chunked) is not accepted"))
 			return
 		}
@@ -174,7 +210,7 @@ func (a *app) secure(next http.Handler) http.Handler {
 					panic(v) // a test-requested crash must reach the home
 				}
 				log.Printf("panic serving %s %s: %v\n%s", r.Method, r.URL.Path, v, debug.Stack())
-				writeError(w, r, fmt.Errorf("panic: %v", v))
+				web.WriteError(w, r, fmt.Errorf("panic: %v", v))
 			}
 		}()
 		next.ServeHTTP(w, r)
@@ -193,14 +229,6 @@ func SecurityHeaders(h http.Header) {
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
 	h.Set("Cache-Control", "no-store")
-}
-
-type requestIDKey struct{}
-
-// requestID is the id secure gave the request.
-func requestID(r *http.Request) string {
-	id, _ := r.Context().Value(requestIDKey{}).(string)
-	return id
 }
 
 // RequestID returns the request's X-Request-Id when it is well formed,
@@ -244,8 +272,14 @@ func Scheduled(ctx context.Context, p storage.Platform, cfg Config) error {
 		p.Clock = storage.SystemClock{}
 	}
 	// Each job runs even if another failed; the first error is reported.
-	return errors.Join(
-		sweepIdentity(ctx, p),
+	errs := []error{
+		identity.Sweep(ctx, p),
 		audit.New(p.SQL, p.Clock).Sealed(p.Keys).PruneAll(ctx, p.Clock.Now()),
-	)
+		conversationSweeps(ctx, p),
+		jobs.Prune(ctx, p, 1000),
+	}
+	// Due background jobs: the edge's cron trigger runs them only here;
+	// the host's job workers run them every second besides.
+	_, err := RunJobs(ctx, p, cfg, JobOptions{Budget: 50 * time.Second})
+	return errors.Join(append(errs, err)...)
 }

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"pommy.ai/edge/handlers/web"
 )
 
 // canonicalPaths makes every home route a request path the same way.
@@ -30,13 +32,13 @@ func canonicalPaths(next http.Handler) http.Handler {
 		escaped := r.URL.EscapedPath()
 		clean, ok := resolveDotSegments(escaped)
 		if !ok {
-			writeError(w, r, errorf(http.StatusNotFound, "not_found", "no route for %s %s", r.Method, truncate(r.URL.Path, 200)))
+			web.WriteError(w, r, web.Errorf(http.StatusNotFound, "not_found", "no route for %s %s", r.Method, web.Truncate(r.URL.Path, 200)))
 			return
 		}
 		if clean != escaped {
 			p, err := url.PathUnescape(clean)
 			if err != nil {
-				writeError(w, r, errorf(http.StatusNotFound, "not_found", "no route for %s %s", r.Method, truncate(r.URL.Path, 200)))
+				web.WriteError(w, r, web.Errorf(http.StatusNotFound, "not_found", "no route for %s %s", r.Method, web.Truncate(r.URL.Path, 200)))
 				return
 			}
 			u := *r.URL

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"pommy.ai/edge/handlers/web"
 	"pommy.ai/edge/storage"
 )
 
@@ -47,10 +48,10 @@ func TestResolveDotSegments(t *testing.T) {
 func TestUncleanPathsGetTheJSONError(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/notes/{id}", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, 200, map[string]string{"id": r.PathValue("id")})
+		web.WriteJSON(w, 200, map[string]string{"id": r.PathValue("id")})
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, errorf(http.StatusNotFound, "not_found", "no route for %s %s", r.Method, r.URL.Path))
+		web.WriteError(w, r, web.Errorf(http.StatusNotFound, "not_found", "no route for %s %s", r.Method, r.URL.Path))
 	})
 	h := (&app{}).secure(canonicalPaths(mux))
 	for _, tc := range []struct {

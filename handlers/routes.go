@@ -7,7 +7,8 @@ import (
 	"strings"
 
 	"pommy.ai/edge/handlers/audit"
-	"pommy.ai/edge/storage"
+	"pommy.ai/edge/handlers/notes"
+	"pommy.ai/edge/handlers/web"
 )
 
 // The one route table. The mux is built from it, the authorization
@@ -30,7 +31,19 @@ const (
 	permOwnershipMove perm = "ownership.transfer" // make someone else owner, step down
 	permTenantDelete  perm = "tenant.delete"      // delete the tenant and crypto-shred its data
 	permAuditRead     perm = "audit.read"         // query, export and verify the audit log; security notices
+
+	permConversationsRead  perm = "conversations.read"  // read conversations and their messages (data access, audited)
+	permConversationsWrite perm = "conversations.write" // send messages; change status, assignee, labels
+	permContactsRead       perm = "contacts.read"       // read contacts and their history (data access, audited)
+	permContactsWrite      perm = "contacts.write"      // create, change, merge contacts
+	permWebhooksManage     perm = "webhooks.manage"     // subscribe endpoints, rotate secrets, read deliveries
 )
+
+// perms lists every permission in the order docs/permissions.md shows
+// them.
+var perms = []perm{permSelf, permConversationsRead, permConversationsWrite, permContactsRead, permContactsWrite,
+	permNotesRead, permNotesWrite, permMembersRead, permMembersManage, permSettingsRead, permSettingsWrite,
+	permKeysManage, permWebhooksManage, permAuditRead, permOwnershipMove, permTenantDelete}
 
 // permPhrases say what each permission allows in words a person reads,
 // completing "the agent role may not …". Errors show these, never the
@@ -47,13 +60,19 @@ var permPhrases = map[perm]string{
 	permOwnershipMove: "transfer ownership of the organization",
 	permTenantDelete:  "delete the organization",
 	permAuditRead:     "read the audit log",
+
+	permConversationsRead:  "read conversations",
+	permConversationsWrite: "work conversations (reply, change status, assign, label)",
+	permContactsRead:       "read contacts",
+	permContactsWrite:      "create, change or merge contacts",
+	permWebhooksManage:     "manage webhooks",
 }
 
-// Roles, least to most privileged.
+// Roles, least to most privileged (web.Role*, which identity also uses).
 const (
-	roleAgent = "agent"
-	roleAdmin = "admin"
-	roleOwner = "owner"
+	roleAgent = web.RoleAgent
+	roleAdmin = web.RoleAdmin
+	roleOwner = web.RoleOwner
 )
 
 var roles = []string{roleOwner, roleAdmin, roleAgent}
@@ -62,11 +81,14 @@ var roles = []string{roleOwner, roleAdmin, roleAgent}
 // cannot change settings, people or keys; an admin cannot delete the tenant
 // or transfer ownership.
 var rolePerms = map[string][]perm{
-	roleAgent: {permSelf, permNotesRead, permNotesWrite, permMembersRead, permSettingsRead},
-	roleAdmin: {permSelf, permNotesRead, permNotesWrite, permMembersRead, permMembersManage,
-		permSettingsRead, permSettingsWrite, permKeysManage, permAuditRead},
-	roleOwner: {permSelf, permNotesRead, permNotesWrite, permMembersRead, permMembersManage,
-		permSettingsRead, permSettingsWrite, permKeysManage, permAuditRead, permOwnershipMove, permTenantDelete},
+	roleAgent: {permSelf, permConversationsRead, permConversationsWrite, permContactsRead, permContactsWrite,
+		permNotesRead, permNotesWrite, permMembersRead, permSettingsRead},
+	roleAdmin: {permSelf, permConversationsRead, permConversationsWrite, permContactsRead, permContactsWrite,
+		permNotesRead, permNotesWrite, permMembersRead, permMembersManage,
+		permSettingsRead, permSettingsWrite, permKeysManage, permWebhooksManage, permAuditRead},
+	roleOwner: {permSelf, permConversationsRead, permConversationsWrite, permContactsRead, permContactsWrite,
+		permNotesRead, permNotesWrite, permMembersRead, permMembersManage,
+		permSettingsRead, permSettingsWrite, permKeysManage, permWebhooksManage, permAuditRead, permOwnershipMove, permTenantDelete},
 }
 
 func roleAllows(role string, p perm) bool { return slices.Contains(rolePerms[role], p) }
@@ -86,7 +108,17 @@ func (s apiScope) String() string {
 }
 
 // scopeResources are the resources an API key can be given scopes on.
-var scopeResources = []string{"notes", "members", "settings"}
+var scopeResources = []string{"conversations", "contacts", "notes", "members", "settings", "webhooks"}
+
+// APIKeyScopes lists every scope an API key can be given, resource by
+// resource, read before write.
+func APIKeyScopes() []string {
+	var out []string
+	for _, res := range scopeResources {
+		out = append(out, apiScope{res, false}.String(), apiScope{res, true}.String())
+	}
+	return out
+}
 
 func scope(resource string, write bool) *apiScope { return &apiScope{resource, write} }
 
@@ -98,64 +130,111 @@ type route struct {
 	// route needs a person's session).
 	Scope   *apiScope
 	Summary string
-	public  func(http.ResponseWriter, *http.Request) error
-	handle  func(http.ResponseWriter, *http.Request, *tenantScope) error
+	public  web.PublicHandler
+	handle  web.Handler
 }
 
-// routes is the table. It is a method so that the handlers bind to a; the
-// table itself never depends on a's state (docs are generated from a nil app).
+// routes is the table. It is a method so that the handlers bind to a's
+// capabilities; the table itself never depends on a's state (docs are
+// generated from an empty app, whose handlers are never called).
 func (a *app) routes() []route {
-	pub := func(m, p, sum string, h func(http.ResponseWriter, *http.Request) error) route {
+	pub := func(m, p, sum string, h web.PublicHandler) route {
 		return route{Method: m, Pattern: p, Perm: permPublic, Summary: sum, public: h}
 	}
-	r := func(m, p string, pm perm, sc *apiScope, sum string, h func(http.ResponseWriter, *http.Request, *tenantScope) error) route {
+	r := func(m, p string, pm perm, sc *apiScope, sum string, h web.Handler) route {
 		return route{Method: m, Pattern: p, Perm: pm, Scope: sc, Summary: sum, handle: h}
 	}
 	return []route{
 		pub("GET", "/healthz", "health and version", a.healthz),
-		pub("POST", "/v1/signup", "create a tenant and its owner; signs the owner in", a.signup),
-		pub("POST", "/v1/login", "sign in with email and password (throttled)", a.login),
-		pub("POST", "/v1/invitations/accept", "accept an invitation with a password; signs in", a.acceptInvitation),
+		pub("POST", "/v1/signup", "create a tenant and its owner; signs the owner in", a.id.Signup),
+		pub("POST", "/v1/login", "sign in with email and password (throttled)", a.id.Login),
+		pub("POST", "/v1/invitations/accept", "accept an invitation with a password; signs in", a.id.AcceptInvitation),
 
-		r("POST", "/v1/logout", permSelf, nil, "end the current session", a.logout),
-		r("GET", "/v1/me", permSelf, nil, "the signed-in person and their role", a.me),
-		r("POST", "/v1/me/password", permSelf, nil, "change password; ends every other session", a.changePassword),
-		r("GET", "/v1/sessions", permSelf, nil, "list own active sessions", a.listSessions),
-		r("DELETE", "/v1/sessions/{id}", permSelf, nil, "end one of own sessions", a.endSession),
-		r("POST", "/v1/sessions/end-others", permSelf, nil, "end all own sessions but this one", a.endOtherSessions),
+		r("POST", "/v1/logout", permSelf, nil, "end the current session", a.id.Logout),
+		r("GET", "/v1/me", permSelf, nil, "the signed-in person and their role", a.id.Me),
+		r("POST", "/v1/me/password", permSelf, nil, "change password; ends every other session", a.id.ChangePassword),
+		r("GET", "/v1/sessions", permSelf, nil, "list own active sessions", a.id.ListSessions),
+		r("DELETE", "/v1/sessions/{id}", permSelf, nil, "end one of own sessions", a.id.EndSession),
+		r("POST", "/v1/sessions/end-others", permSelf, nil, "end all own sessions but this one", a.id.EndOtherSessions),
 
-		r("GET", "/v1/members", permMembersRead, scope("members", false), "list people and roles", a.listMembers),
-		r("PATCH", "/v1/members/{id}", permMembersManage, nil, "change a person's role or status", a.updateMember),
-		r("DELETE", "/v1/members/{id}", permMembersManage, nil, "remove a person from the tenant", a.removeMember),
+		r("GET", "/v1/members", permMembersRead, scope("members", false), "list people and roles", a.id.ListMembers),
+		r("PATCH", "/v1/members/{id}", permMembersManage, nil, "change a person's role or status", a.id.UpdateMember),
+		r("DELETE", "/v1/members/{id}", permMembersManage, nil, "remove a person from the tenant", a.id.RemoveMember),
 		// Session only: an API key is a machine credential and must not mint
 		// people, who would then hold more than the key's scopes.
-		r("POST", "/v1/invitations", permMembersManage, nil, "invite a person with a role", a.createInvitation),
-		r("GET", "/v1/invitations", permMembersManage, scope("members", false), "list pending invitations", a.listInvitations),
-		r("DELETE", "/v1/invitations/{id}", permMembersManage, scope("members", true), "revoke an invitation", a.revokeInvitation),
-		r("POST", "/v1/ownership/transfer", permOwnershipMove, nil, "make another member owner and step down to admin", a.transferOwnership),
+		r("POST", "/v1/invitations", permMembersManage, nil, "invite a person with a role", a.id.CreateInvitation),
+		r("GET", "/v1/invitations", permMembersManage, scope("members", false), "list pending invitations", a.id.ListInvitations),
+		r("DELETE", "/v1/invitations/{id}", permMembersManage, scope("members", true), "revoke an invitation", a.id.RevokeInvitation),
+		r("POST", "/v1/ownership/transfer", permOwnershipMove, nil, "make another member owner and step down to admin", a.id.TransferOwnership),
 
-		r("GET", "/v1/settings", permSettingsRead, scope("settings", false), "tenant settings", a.getSettings),
-		r("PATCH", "/v1/settings", permSettingsWrite, scope("settings", true), "change tenant settings (name, session timeouts)", a.updateSettings),
+		r("GET", "/v1/settings", permSettingsRead, scope("settings", false), "tenant settings", a.org.GetSettings),
+		r("PATCH", "/v1/settings", permSettingsWrite, scope("settings", true), "change tenant settings (name, session timeouts)", a.org.UpdateSettings),
 
-		r("GET", "/v1/api-keys", permKeysManage, nil, "list API keys (prefix, scopes, use)", a.listAPIKeys),
-		r("POST", "/v1/api-keys", permKeysManage, nil, "create an API key (shown once)", a.createAPIKey),
-		r("DELETE", "/v1/api-keys/{id}", permKeysManage, nil, "revoke an API key", a.revokeAPIKey),
+		r("GET", "/v1/api-keys", permKeysManage, nil, "list API keys (prefix, scopes, use)", a.id.ListAPIKeys),
+		r("POST", "/v1/api-keys", permKeysManage, nil, "create an API key (shown once)", a.id.CreateAPIKey),
+		r("DELETE", "/v1/api-keys/{id}", permKeysManage, nil, "revoke an API key", a.id.RevokeAPIKey),
 
 		r("GET", "/v1/audit/events", permAuditRead, nil, "audit events, newest first, filtered", a.auditRoute(audit.QueryHandler(a.auditLog()))),
 		r("GET", "/v1/audit/export", permAuditRead, nil, "export audit events as NDJSON", a.auditRoute(audit.ExportHandler(a.auditLog()))),
 		r("GET", "/v1/audit/verify", permAuditRead, nil, "verify the audit hash chain", a.auditRoute(audit.VerifyHandler(a.auditLog()))),
 		r("GET", "/v1/audit/notices", permAuditRead, nil, "security notices (login bursts, new locations)", a.auditRoute(audit.NoticesHandler(a.auditLog()))),
 
-		r("DELETE", "/v1/tenant", permTenantDelete, nil, "delete the tenant; crypto-shreds its data", a.deleteTenant),
+		r("GET", "/v1/webhooks", permWebhooksManage, scope("webhooks", false), "list webhook subscriptions", a.hooks().List),
+		r("POST", "/v1/webhooks", permWebhooksManage, scope("webhooks", true), "subscribe an HTTPS endpoint to events (secret shown once)", a.hooks().Create),
+		r("GET", "/v1/webhooks/{id}", permWebhooksManage, scope("webhooks", false), "read a webhook subscription", a.hooks().Get),
+		r("PATCH", "/v1/webhooks/{id}", permWebhooksManage, scope("webhooks", true), "change a subscription's url, events, description or enabled", a.hooks().Update),
+		r("DELETE", "/v1/webhooks/{id}", permWebhooksManage, scope("webhooks", true), "delete a subscription; its pending deliveries fail", a.hooks().Delete),
+		r("POST", "/v1/webhooks/{id}/rotate", permWebhooksManage, scope("webhooks", true), "rotate the signing secret (shown once; the old one also signs for 24 h)", a.hooks().Rotate),
+		r("GET", "/v1/webhooks/{id}/deliveries", permWebhooksManage, scope("webhooks", false), "a subscription's delivery log, newest first", a.hooks().Deliveries),
 
-		r("POST", "/v1/notes", permNotesWrite, scope("notes", true), "create a note", a.createNote),
-		r("GET", "/v1/notes", permNotesRead, scope("notes", false), "list notes", a.listNotes),
-		r("GET", "/v1/notes/{id}", permNotesRead, scope("notes", false), "read a note (audited)", a.getNote),
-		r("DELETE", "/v1/notes/{id}", permNotesWrite, scope("notes", true), "delete a note", a.deleteNote),
-		r("PUT", "/v1/notes/{id}/attachment", permNotesWrite, scope("notes", true), "upload a note's attachment", a.putAttachment),
-		r("GET", "/v1/notes/{id}/attachment", permNotesRead, scope("notes", false), "download a note's attachment (audited)", a.getAttachment),
+		r("DELETE", "/v1/tenant", permTenantDelete, nil, "delete the tenant; crypto-shreds its data", a.org.Delete),
+
+		r("POST", "/v1/contacts", permContactsWrite, scope("contacts", true), "create a contact (PII sealed)", a.convs().CreateContact),
+		r("GET", "/v1/contacts", permContactsRead, scope("contacts", false), "list contacts, or find one by ?email= (audited)", a.convs().ListContacts),
+		r("GET", "/v1/contacts/{id}", permContactsRead, scope("contacts", false), "read a contact (audited)", a.convs().GetContact),
+		r("PATCH", "/v1/contacts/{id}", permContactsWrite, scope("contacts", true), "change a contact", a.convs().UpdateContact),
+		r("DELETE", "/v1/contacts/{id}", permContactsWrite, scope("contacts", true), "delete a contact without conversations", a.convs().DeleteContact),
+		r("GET", "/v1/contacts/{id}/conversations", permConversationsRead, scope("conversations", false), "a contact's conversations (audited)", a.convs().ContactConversations),
+
+		r("POST", "/v1/conversations", permConversationsWrite, scope("conversations", true), "start a conversation, optionally with a first message", a.convs().CreateConversation),
+		r("GET", "/v1/conversations", permConversationsRead, scope("conversations", false), "list conversations by activity, filtered (audited)", a.convs().ListConversations),
+		r("GET", "/v1/conversations/{id}", permConversationsRead, scope("conversations", false), "read a conversation (audited)", a.convs().GetConversation),
+		r("PATCH", "/v1/conversations/{id}", permConversationsWrite, scope("conversations", true), "change status, snooze, assignee, labels, priority", a.convs().UpdateConversation),
+		r("POST", "/v1/conversations/{id}/merge", permConversationsWrite, scope("conversations", true), "merge another conversation of the same contact into this one", a.convs().MergeConversation),
+		r("POST", "/v1/conversations/{id}/read", permConversationsWrite, scope("conversations", true), "mark read by the team", a.convs().MarkRead),
+		r("POST", "/v1/conversations/{id}/typing", permConversationsWrite, scope("conversations", true), "signal typing", a.convs().Typing),
+		r("POST", "/v1/conversations/{id}/messages", permConversationsWrite, scope("conversations", true), "send a message or private note (Idempotency-Key)", a.convs().SendMessage),
+		r("GET", "/v1/conversations/{id}/messages", permConversationsRead, scope("conversations", false), "list messages after a seq (audited)", a.convs().ListMessages),
+		r("GET", "/v1/conversations/{id}/events", permConversationsRead, scope("conversations", false), "a conversation's events after a seq; long-poll with wait", a.convs().Events),
+		r("GET", "/v1/conversations/{id}/events/stream", permConversationsRead, scope("conversations", false), "a conversation's events as SSE", a.convs().EventStream),
+		r("GET", "/v1/inbox/events", permConversationsRead, scope("conversations", false), "the inbox feed after a seq; long-poll with wait", a.convs().InboxEvents),
+		r("GET", "/v1/inbox/events/stream", permConversationsRead, scope("conversations", false), "the inbox feed as SSE", a.convs().InboxStream),
+
+		r("GET", "/v1/canned-responses", permConversationsRead, scope("conversations", false), "list canned responses", a.convs().ListCanned),
+		r("POST", "/v1/canned-responses", permConversationsWrite, scope("conversations", true), "create a canned response", a.convs().CreateCanned),
+		r("GET", "/v1/canned-responses/{id}", permConversationsRead, scope("conversations", false), "read a canned response", a.convs().GetCanned),
+		r("PATCH", "/v1/canned-responses/{id}", permConversationsWrite, scope("conversations", true), "change a canned response", a.convs().UpdateCanned),
+		r("DELETE", "/v1/canned-responses/{id}", permConversationsWrite, scope("conversations", true), "delete a canned response", a.convs().DeleteCanned),
+
+		r("POST", "/v1/notes", permNotesWrite, scope("notes", true), "create a note", notes.Create),
+		r("GET", "/v1/notes", permNotesRead, scope("notes", false), "list notes", notes.List),
+		r("GET", "/v1/notes/{id}", permNotesRead, scope("notes", false), "read a note (audited)", notes.Get),
+		r("DELETE", "/v1/notes/{id}", permNotesWrite, scope("notes", true), "delete a note", notes.Delete),
+		r("PUT", "/v1/notes/{id}/attachment", permNotesWrite, scope("notes", true), "upload a note's attachment", notes.PutAttachment),
+		r("GET", "/v1/notes/{id}/attachment", permNotesRead, scope("notes", false), "download a note's attachment (audited)", notes.GetAttachment),
 	}
 }
+
+// auditRoute adapts an audit package handler: the caller's own tenant and
+// identity, from the authenticated scope, are its template.
+func (a *app) auditRoute(h audit.HandlerFunc) web.Handler {
+	return func(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
+		return h(w, r, s.Event(r))
+	}
+}
+
+// auditLog is the tenants' audit log over the platform's SQL.
+func (a *app) auditLog() *audit.Log { return web.AuditLog(a.p) }
 
 // RouteInfo is one entry of the route table as seen from outside the
 // package: the cross-tenant authorization matrix (tests/apitest) is
@@ -178,7 +257,7 @@ type RouteInfo struct {
 // Routes lists the route table, in its order.
 func Routes() []RouteInfo {
 	var out []RouteInfo
-	for _, rt := range (*app)(nil).routes() {
+	for _, rt := range (&app{}).routes() {
 		ri := RouteInfo{Method: rt.Method, Pattern: rt.Pattern, Public: rt.Perm == permPublic, Permission: string(rt.Perm), Summary: rt.Summary}
 		if !ri.Public {
 			for _, role := range roles {
@@ -205,7 +284,7 @@ func (a *app) mount(mux *http.ServeMux) {
 func (a *app) routeHandler(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := a.serveRoute(rt, w, r); err != nil {
-			writeError(w, r, err)
+			web.WriteError(w, r, err)
 		}
 	})
 }
@@ -224,38 +303,38 @@ func (a *app) serveRoute(rt route, w http.ResponseWriter, r *http.Request) error
 			// Only floods are shed per address here, with the API's
 			// general limit: the address alone must not decide who may
 			// sign in, since many people share one (checkPassword).
-			if err := a.shed(r, storage.LimitIP); err != nil {
+			if err := a.shedIP(r); err != nil {
 				return err
 			}
 		}
 		return rt.public(w, r)
 	}
-	s, err := a.authenticate(r)
+	s, err := a.id.Authenticate(r)
 	if err != nil {
 		// Failed credentials are counted per address, so guessing keys or
 		// replaying stolen cookies from one place is shed before it costs
 		// more lookups; authenticated traffic is limited per key and tenant.
-		if shed := a.shed(r, storage.LimitIP); shed != nil {
+		if shed := a.shedIP(r); shed != nil {
 			return shed
 		}
 		return err
 	}
-	if err := a.shedTenant(r, s); err != nil {
+	if err := a.org.ShedRate(r, s); err != nil {
 		return err
 	}
-	if s.sessionID != "" && !safeMethod(r.Method) {
+	if s.SessionID != "" && !safeMethod(r.Method) {
 		if err := a.checkSameOrigin(r); err != nil {
 			return err
 		}
 	}
-	if err := s.authorize(rt); err != nil {
+	if err := authorize(s, rt); err != nil {
 		return err
 	}
-	if s.keyID != "" {
-		if err := a.keyRateLimit(r, s); err != nil {
+	if s.KeyID != "" {
+		if err := a.id.KeyRateLimit(r, s); err != nil {
 			return err
 		}
-		if err := a.markKeyUsed(r, s); err != nil {
+		if err := a.id.MarkKeyUsed(r, s); err != nil {
 			return err
 		}
 	}
@@ -263,18 +342,18 @@ func (a *app) serveRoute(rt route, w http.ResponseWriter, r *http.Request) error
 }
 
 // authorize checks a principal against a route.
-func (s *tenantScope) authorize(rt route) error {
-	if s.keyID != "" {
+func authorize(s *web.Scope, rt route) error {
+	if s.KeyID != "" {
 		if rt.Scope == nil {
-			return errorf(http.StatusForbidden, "session_required", "%s %s needs a person's session; API keys cannot use it", rt.Method, rt.Pattern)
+			return web.Errorf(http.StatusForbidden, "session_required", "%s %s needs a person's session; API keys cannot use it", rt.Method, rt.Pattern)
 		}
-		if !slices.Contains(s.scopes, rt.Scope.String()) {
-			return errorf(http.StatusForbidden, "insufficient_scope", "this API key lacks the %s scope", rt.Scope)
+		if !slices.Contains(s.Scopes, rt.Scope.String()) {
+			return web.Errorf(http.StatusForbidden, "insufficient_scope", "this API key lacks the %s scope", rt.Scope)
 		}
 		return nil
 	}
-	if !roleAllows(s.role, rt.Perm) {
-		return errorf(http.StatusForbidden, "forbidden", "the %s role may not %s", s.role, permPhrases[rt.Perm])
+	if !roleAllows(s.Role, rt.Perm) {
+		return web.Errorf(http.StatusForbidden, "forbidden", "the %s role may not %s", s.Role, permPhrases[rt.Perm])
 	}
 	return nil
 }
@@ -290,14 +369,14 @@ func (a *app) checkSameOrigin(r *http.Request) error {
 		return nil
 	case "":
 	default:
-		return errorf(http.StatusForbidden, "cross_site_request", "state-changing requests with a session cookie must come from this site")
+		return web.Errorf(http.StatusForbidden, "cross_site_request", "state-changing requests with a session cookie must come from this site")
 	}
 	origin := r.Header.Get("Origin")
 	if origin == "" {
-		return errorf(http.StatusForbidden, "origin_required", "state-changing requests with a session cookie must carry Origin or Sec-Fetch-Site")
+		return web.Errorf(http.StatusForbidden, "origin_required", "state-changing requests with a session cookie must carry Origin or Sec-Fetch-Site")
 	}
 	if !a.sameOrigin(r, origin) {
-		return errorf(http.StatusForbidden, "cross_site_request", "Origin %q is not this site", origin)
+		return web.Errorf(http.StatusForbidden, "cross_site_request", "Origin %q is not this site", origin)
 	}
 	return nil
 }
@@ -310,13 +389,13 @@ func (a *app) checkPublicOrigin(r *http.Request) error {
 	switch r.Header.Get("Sec-Fetch-Site") {
 	case "", "same-origin", "none":
 	default:
-		return errorf(http.StatusForbidden, "cross_site_request", "this request must come from this site")
+		return web.Errorf(http.StatusForbidden, "cross_site_request", "this request must come from this site")
 	}
 	if o := r.Header.Get("Origin"); o != "" && o != "null" && !a.sameOrigin(r, o) {
-		return errorf(http.StatusForbidden, "cross_site_request", "Origin %q is not this site", o)
+		return web.Errorf(http.StatusForbidden, "cross_site_request", "Origin %q is not this site", o)
 	}
 	if r.Header.Get("Origin") == "null" {
-		return errorf(http.StatusForbidden, "cross_site_request", "opaque origins are refused")
+		return web.Errorf(http.StatusForbidden, "cross_site_request", "opaque origins are refused")
 	}
 	return nil
 }
@@ -332,7 +411,7 @@ func PermissionsDoc() string {
 	b.WriteString("`session only` means API keys get 403 `session_required`. Public routes need no credential.\n\n")
 	b.WriteString("| method | path | permission | owner | admin | agent | API key scope | what |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|\n")
-	for _, rt := range (*app)(nil).routes() {
+	for _, rt := range (&app{}).routes() {
 		p := string(rt.Perm)
 		cells := make([]string, 0, 3)
 		for _, role := range roles {
@@ -356,14 +435,25 @@ func PermissionsDoc() string {
 	}
 	b.WriteString("\n## What each permission allows\n\n")
 	b.WriteString("Errors name a permission by its phrase (`the agent role may not manage API keys`), never by its internal name.\n\n")
-	b.WriteString("| permission | allows a role to |\n|---|---|\n")
-	seen := map[perm]bool{}
-	for _, rt := range (*app)(nil).routes() {
-		if rt.Perm != permPublic && !seen[rt.Perm] {
-			seen[rt.Perm] = true
-			fmt.Fprintf(&b, "| %s | %s |\n", rt.Perm, permPhrases[rt.Perm])
+	b.WriteString("| permission | allows a role to | roles |\n|---|---|---|\n")
+	for _, p := range perms {
+		var who []string
+		for _, role := range roles {
+			if roleAllows(role, p) {
+				who = append(who, role)
+			}
 		}
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", p, permPhrases[p], strings.Join(who, ", "))
 	}
+	b.WriteString("\n## API key scopes\n\n")
+	b.WriteString("A key is given scopes `resource:read` and `resource:write` (write does not imply read) on these resources: ")
+	for i, res := range scopeResources {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("`" + res + "`")
+	}
+	b.WriteString(".\n")
 	b.WriteString("\n## Rules the table cannot show\n\n")
 	b.WriteString("- Only an owner may grant the owner role, or change, disable or remove an owner.\n")
 	b.WriteString("- The last active owner cannot be demoted, disabled or removed (one conditional statement decides).\n")

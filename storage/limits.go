@@ -23,7 +23,7 @@ const (
 	// LimitTenant sheds abuse per tenant, across all its people and keys,
 	// so that one organization cannot starve the others. Its Limit is one
 	// unit of an organization's rate: the handlers count a tenant allowed N
-	// a minute on N/unit keys of this limit (handlers/tenantrate.go), so
+	// a minute on N/unit keys of this limit (handlers/tenant/rate.go), so
 	// each organization's rate is its own setting while the home's limit
 	// stays fixed, as the edge's rate-limit bindings require.
 	LimitTenant = "tenant"

@@ -2,8 +2,10 @@
 # smoke test. The top-level Makefile includes it; it also works alone from
 # the repository root: make -f worker/worker.mk worker
 #
-#   worker        build build/app.wasm (GOOS=js GOARCH=wasm) and syumai's
-#                 JavaScript glue (worker.mjs, runtime.mjs, wasm_exec.js);
+#   worker        build build/app.wasm (GOOS=js GOARCH=wasm), syumai's
+#                 JavaScript glue (worker.mjs, runtime.mjs, wasm_exec.js)
+#                 and the entry module (entry.mjs: worker/js/entry.mjs,
+#                 wrangler.toml's main, with the realtime Durable Object);
 #                 WORKER_TAGS=testroutes makes a test build (the test-only
 #                 routes), which the test suites write elsewhere
 #                 (WORKER_BUILD=dir): build/ holds what ships
@@ -11,7 +13,7 @@
 #                 http://127.0.0.1:$(WORKER_DEV_PORT) with local D1/KV/R2
 #   test-workerd  the smoke suite: go test ./tests/workerd/
 #   worker-size   print build/app.wasm raw and gzip sizes
-#   worker-deps   npm ci when node_modules/.bin/wrangler is missing
+#   worker-deps   npm ci when node_modules/.bin/wrangler or node_modules/standardwebhooks is missing
 
 WORKER_BUILD    ?= build
 WORKER_DEV_PORT ?= 8788
@@ -32,6 +34,7 @@ worker:
 	  go run github.com/syumai/workers/cmd/workers-assets-gen -mode=go -o "$$tmp/assets" && \
 	  cp "$$tmp/assets/worker.mjs" "$$tmp/assets/runtime.mjs" "$$tmp/assets/wasm_exec.js" $(WORKER_BUILD)/ && \
 	  rm -rf "$$tmp"
+	@cp worker/js/entry.mjs $(WORKER_BUILD)/entry.mjs
 	GOOS=js GOARCH=wasm GOFLAGS=-trimpath scripts/progress "building the worker" go build -tags='$(WORKER_TAGS)' -ldflags='$(WORKER_LDFLAGS)' -o $(WORKER_BUILD)/app.wasm.tmp ./worker
 	@mv $(WORKER_BUILD)/app.wasm.tmp $(WORKER_BUILD)/app.wasm
 	@$(MAKE) --no-print-directory -f worker/worker.mk worker-size
@@ -42,8 +45,8 @@ worker-size:
 
 # worker-deps installs wrangler (and workerd) when node_modules is missing.
 worker-deps:
-	@if [ ! -x node_modules/.bin/wrangler ]; then \
-	  echo "installing wrangler with npm ci (versions pinned in package-lock.json)..."; \
+	@if [ ! -x node_modules/.bin/wrangler ] || [ ! -d node_modules/standardwebhooks ]; then \
+	  echo "installing wrangler and the webhook test receiver's library with npm ci (versions pinned in package-lock.json)..."; \
 	  scripts/progress "installing wrangler" npm ci --no-audit --no-fund; \
 	fi
 

@@ -79,6 +79,8 @@ type config struct {
 	maxStreams      int
 	timeout         time.Duration
 	scheduleEvry    time.Duration
+	jobWorkers      int
+	jobsEvery       time.Duration
 	egressAllow     []string
 	egressPriv      bool
 	clientIPHdr     string
@@ -146,6 +148,8 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.DurationVar(&c.bodyReadTimeout, "body-read-timeout", parsed("POMMY_BODY_READ_TIMEOUT", host.DefaultBodyReadTimeout, parseDur).(time.Duration), "a body of up to 1 MiB must arrive whole within this `time`, and every read of a larger one make progress within it; else 408 (POMMY_BODY_READ_TIMEOUT)")
 	fs.IntVar(&c.bodyMinRate, "body-min-rate", parsed("POMMY_BODY_MIN_RATE", host.DefaultBodyMinRate, parseInt).(int), "slowest average, in `bytes/s`, at which the part of a body beyond 1 MiB may arrive; 0: no minimum (POMMY_BODY_MIN_RATE)")
 	fs.DurationVar(&c.scheduleEvry, "schedule-every", parsed("POMMY_SCHEDULE_EVERY", time.Minute, parseDur).(time.Duration), "run the scheduled work this `often`; 0 disables it (POMMY_SCHEDULE_EVERY)")
+	fs.IntVar(&c.jobWorkers, "job-workers", parsed("POMMY_JOB_WORKERS", 2, parseInt).(int), "guest `instances` that run background jobs (webhook deliveries, snooze wake-ups) and the scheduled work, besides --pool: requests never wait for them, and each holds at most one job at a time; 0 runs no jobs (POMMY_JOB_WORKERS)")
+	fs.DurationVar(&c.jobsEvery, "jobs-every", parsed("POMMY_JOBS_EVERY", time.Second, parseDur).(time.Duration), "how `often` an idle job worker looks for due jobs (POMMY_JOBS_EVERY)")
 	fs.StringVar(&allow, "egress-allow", str("POMMY_EGRESS_ALLOW", ""), "comma-separated host[:port] `patterns` outbound HTTP may reach, e.g. api.openai.com,*.example.com; empty: none (POMMY_EGRESS_ALLOW)")
 	fs.BoolVar(&c.egressPriv, "egress-private", parsed("POMMY_EGRESS_PRIVATE", false, parseBool).(bool), "let outbound HTTP reach loopback and private addresses (an AI model or a tool on the operator's own network) when --egress-allow names them; off: refused, so a tenant's tool URL cannot probe the network around the server (POMMY_EGRESS_PRIVATE)")
 	fs.StringVar(&origins, "public-origin", str("POMMY_PUBLIC_ORIGIN", ""), "comma-separated `origins` (scheme://host[:port]) people reach this server at, e.g. https://support.example.com; requests for any other Host get 421. Default on a loopback --addr: its http://127.0.0.1, localhost and [::1] origins; required on any other address (POMMY_PUBLIC_ORIGIN)")
@@ -186,6 +190,10 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		return c, fmt.Errorf("--max-header-bytes must be at least 4096, not %d", c.maxHeaderBytes)
 	case c.bodyMinRate < 0:
 		return c, fmt.Errorf("--body-min-rate must be 0 or more, not %d", c.bodyMinRate)
+	case c.jobWorkers < 0 || c.jobWorkers > 64:
+		return c, fmt.Errorf("--job-workers must be 0 to 64, not %d", c.jobWorkers)
+	case c.jobsEvery <= 0:
+		return c, fmt.Errorf("--jobs-every must be more than 0, not %v", c.jobsEvery)
 	case c.scheduleEvry < 0:
 		return c, fmt.Errorf("--schedule-every must be 0 or more, not %v", c.scheduleEvry)
 	case c.s3.Bucket == "" && (c.s3.Endpoint != "" || c.s3.AccessKey != "" || c.s3.SecretKey != ""):
@@ -261,6 +269,8 @@ func run(ctx context.Context, c config, log *slog.Logger, ready func(addr string
 		Timeout:            c.timeout,
 		BodyReadTimeout:    c.bodyReadTimeout,
 		BodyMinRate:        bodyMinRate(c.bodyMinRate),
+		JobWorkers:         jobWorkers(c.jobWorkers),
+		JobEvery:           c.jobsEvery,
 		Platform:           p.Platform,
 		Config:             handlers.Config{ClientIPHeader: c.clientIPHdr, PublicOrigins: origins},
 		Logger:             log,
@@ -281,6 +291,9 @@ func run(ctx context.Context, c config, log *slog.Logger, ready func(addr string
 	})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	if c.jobWorkers > 0 {
+		go h.ScheduleJobs(ctx)
+	}
 	if c.scheduleEvry > 0 {
 		go h.Schedule(ctx, c.scheduleEvry)
 		go sweepKV(ctx, p, c.scheduleEvry, log)
@@ -336,6 +349,14 @@ func bodyMinRate(flag int) int64 {
 // sweepKV deletes expired KV entries, host-side upkeep that Workers KV does
 // by itself at the edge. Reads never see expired entries either way; this
 // only reclaims their space.
+// jobWorkers maps the flag (0: none) onto host.Options (negative: none).
+func jobWorkers(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
 func sweepKV(ctx context.Context, p *local.Platform, every time.Duration, log *slog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()

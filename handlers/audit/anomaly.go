@@ -282,3 +282,13 @@ func (l *Log) MarkNoticeRead(ctx context.Context, tenant, id string) error {
 	}
 	return nil
 }
+
+// Raise records ev and a security notice for the tenant's owners in one
+// batch, once per dedupe key, for other capabilities' notices (a webhook
+// subscription disabled after failing). It reports whether it raised them.
+func (l *Log) Raise(ctx context.Context, tenant, kind, dedupe, message string, ev Event) (bool, error) {
+	if ev.Details == nil {
+		ev.Details = map[string]string{}
+	}
+	return l.raise(ctx, tenant, kind, dedupe, message, l.clock.Now(), ev)
+}

@@ -14,12 +14,16 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"pommy.ai/edge/handlers"
 )
 
 // Client talks to one running home.
 type Client struct {
 	Base string
 	HTTP *http.Client
+	// Check, when set, is shown every exchange (check.go).
+	Check Checker
 }
 
 // Response is a finished exchange.
@@ -67,6 +71,26 @@ func trunc(b []byte) string {
 // to encode as JSON. hdr are header pairs.
 func (c *Client) Do(t testing.TB, method, path string, body any, hdr ...string) *Response {
 	t.Helper()
+	return c.do(t, method, path, body, 0, hdr...)
+}
+
+// Stream makes a GET to a stream route and reads its answer up to the
+// first frames SSE frames (or its end): a home that holds streams keeps
+// the connection open after them, so the body would never end.
+func (c *Client) Stream(t testing.TB, path string, frames int, hdr ...string) *Response {
+	t.Helper()
+	return c.do(t, "GET", path, nil, frames, hdr...)
+}
+
+// Stream is Client.Stream with the session's cookie.
+func (s *Session) Stream(t testing.TB, path string, frames int, hdr ...string) *Response {
+	t.Helper()
+	h := append([]string{"Cookie", SessionCookie + "=" + s.Token, "Sec-Fetch-Site", "same-origin"}, s.Extra...)
+	return s.c.Stream(t, path, frames, append(h, hdr...)...)
+}
+
+func (c *Client) do(t testing.TB, method, path string, body any, frames int, hdr ...string) *Response {
+	t.Helper()
 	var r io.Reader
 	ct := ""
 	switch b := body.(type) {
@@ -105,16 +129,24 @@ func (c *Client) Do(t testing.TB, method, path string, body any, hdr ...string) 
 	if hc == nil {
 		hc = http.DefaultClient
 	}
+	sent := c.capture(req)
 	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
 	defer resp.Body.Close()
+	if frames > 0 && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		res := &Response{Status: resp.StatusCode, Header: resp.Header, Body: readFrames(t, resp.Body, frames)}
+		c.check(t, req, sent, res)
+		return res
+	}
 	out, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatalf("%s %s: reading body: %v", method, path, err)
 	}
-	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: out}
+	res := &Response{Status: resp.StatusCode, Header: resp.Header, Body: out}
+	c.check(t, req, sent, res)
+	return res
 }
 
 // TestClientIP is the header a home started with Config.TestRoutes takes
@@ -141,8 +173,8 @@ func (c *Client) Tenant(t testing.TB, name string) (id, key string) {
 	return o.Tenant, o.NewKey(t, AllScopes...)
 }
 
-// AllScopes is every API key scope.
-var AllScopes = []string{"notes:read", "notes:write", "members:read", "members:write", "settings:read", "settings:write"}
+// AllScopes is every API key scope, from the route table's declaration.
+var AllScopes = handlers.APIKeyScopes()
 
 // Password is the password the helpers give every account they make.
 const Password = "correct horse battery staple"
@@ -276,6 +308,7 @@ func Run(t *testing.T, c *Client, home string) {
 	t.Run("BadInput", func(t *testing.T) { badInput(t, c) })
 	t.Run("DeleteTenantShreds", func(t *testing.T) { deleteTenant(t, c) })
 	runIdentity(t, c)
+	runConversations(t, c)
 	t.Run("CrossTenantMatrix", func(t *testing.T) { Matrix(t, c) })
 }
 
@@ -450,4 +483,21 @@ func alterLast(key string) string {
 		last = "1"
 	}
 	return key[:len(key)-1] + last
+}
+
+// readFrames reads SSE frames until n have arrived or the body ends.
+func readFrames(t testing.TB, r io.Reader, n int) []byte {
+	var out []byte
+	buf := make([]byte, 4096)
+	for bytes.Count(out, []byte("\n\n")) < n {
+		k, err := r.Read(buf)
+		out = append(out, buf[:k]...)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("reading a stream: %v", err)
+		}
+	}
+	return out
 }

@@ -84,6 +84,8 @@ type mxCall struct {
 	// or a fresh person, when the call ends the session, changes the
 	// password, or demotes the caller).
 	as *Session
+	// stream: read the answer as a stream route's (the first SSE frame).
+	stream bool
 	// after runs when the call succeeded (2xx): the effect happened where
 	// it should. (That nothing happened where it should not is what the
 	// snapshots after each route check.)
@@ -112,6 +114,10 @@ type mxTenant struct {
 	file          []byte
 	invitation    string // a pending invitation
 	keyID, keyStr string // an API key with notes:read
+	// The chat core: a contact, two conversations of it (one with a
+	// message), a canned response.
+	contact, conv, conv2, canned string
+	webhook                      string // a subscription
 }
 
 type matrix struct {
@@ -150,7 +156,7 @@ func Matrix(t *testing.T, c *Client) {
 	m.a = m.tenant(t, "Matrix A", true)
 	m.b = m.tenant(t, "Matrix B", false)
 	b := m.b
-	m.secrets = []string{b.id, b.owner.UserID, b.victim.UserID, b.victimSession, b.note, b.invitation, b.keyID}
+	m.secrets = []string{b.id, b.owner.UserID, b.victim.UserID, b.victimSession, b.note, b.invitation, b.keyID, b.contact, b.conv, b.conv2, b.canned, b.webhook}
 	principals := m.principals(t)
 	baseB := m.snapshot(t, m.b, true)
 	baseA := m.snapshot(t, m.a, false)
@@ -230,6 +236,12 @@ func (m *matrix) cell(t *testing.T, rt handlers.RouteInfo, rc mxRecipe, p *mxPri
 	}
 	var r *Response
 	switch {
+	case call.stream && p.sess != nil:
+		r = p.sess.Stream(t, call.path, 1, hdr...)
+	case call.stream && key != "":
+		r = m.c.Stream(t, call.path, 1, append(bearer(key), hdr...)...)
+	case call.stream:
+		r = m.c.Stream(t, call.path, 1, hdr...)
 	case p.sess != nil:
 		s := p.sess
 		if call.as != nil {
@@ -316,7 +328,35 @@ func (m *matrix) tenant(t *testing.T, name string, full bool) *mxTenant {
 	tn.invitation = newInvitation(t, o)
 	k := o.Do(t, "POST", "/v1/api-keys", map[string]any{"name": "victim", "scopes": []string{"notes:read"}}).Expect(t, 201).JSON(t)
 	tn.keyID, tn.keyStr = k["id"].(string), k["key"].(string)
+	tn.contact = newContact(t, o)
+	tn.conv = o.Do(t, "POST", "/v1/conversations", map[string]any{"contact_id": tn.contact, "subject": "matrix " + name,
+		"message": map[string]any{"text": "the first message of " + name}}).Expect(t, 201).JSON(t)["id"].(string)
+	tn.conv2 = newConversation(t, o, tn.contact)
+	tn.canned = newCanned(t, o)
+	tn.webhook = newWebhook(t, o)
 	return tn
+}
+
+// newWebhook subscribes to an event the matrix never causes, so that no
+// delivery is attempted during it.
+func newWebhook(t testing.TB, s *Session) string {
+	t.Helper()
+	return s.Do(t, "POST", "/v1/webhooks", map[string]any{"url": "https://hooks.example.com/matrix", "events": []string{"conversation.assigned"}}).Expect(t, 201).JSON(t)["id"].(string)
+}
+
+func newContact(t testing.TB, s *Session) string {
+	t.Helper()
+	return s.Do(t, "POST", "/v1/contacts", map[string]any{"name": "matrix contact", "email": randomEmail()}).Expect(t, 201).JSON(t)["id"].(string)
+}
+
+func newConversation(t testing.TB, s *Session, contact string) string {
+	t.Helper()
+	return s.Do(t, "POST", "/v1/conversations", map[string]any{"contact_id": contact}).Expect(t, 201).JSON(t)["id"].(string)
+}
+
+func newCanned(t testing.TB, s *Session) string {
+	t.Helper()
+	return s.Do(t, "POST", "/v1/canned-responses", map[string]any{"code": "m-" + randomHex(6), "text": "a canned reply"}).Expect(t, 201).JSON(t)["id"].(string)
 }
 
 func (m *matrix) principals(t *testing.T) []*mxPrincipal {
@@ -363,8 +403,24 @@ func (m *matrix) snapshot(t testing.TB, tn *mxTenant, all bool) map[string]strin
 	s["attachment "+tn.note] = fmt.Sprintf("%d %x", att.Status, sha256.Sum256(att.Body))
 	s["victim session"] = fmt.Sprint(tn.victim.Do(t, "GET", "/v1/me", nil).Status)
 	s["victim key"] = fmt.Sprint(m.c.Do(t, "GET", "/v1/notes?before=1", nil, bearer(tn.keyStr)...).Status)
+	// The chat core's stable objects (B's whole state is in them: nothing
+	// of B's is made during the matrix).
+	for _, id := range []string{tn.conv, tn.conv2} {
+		cv := o.Do(t, "GET", "/v1/conversations/"+id, nil)
+		st := cv.JSON(t)
+		s["conversation "+id] = fmt.Sprintf("%d %v %v %v %v %v %v %v", cv.Status, st["status"], st["last_seq"], st["assignee_id"], st["labels"], st["priority"], st["unread"], st["merged_into"])
+		ms := o.Do(t, "GET", "/v1/conversations/"+id+"/messages", nil)
+		s["messages "+id] = fmt.Sprintf("%d %x", ms.Status, sha256.Sum256(ms.Body))
+	}
+	ct := o.Do(t, "GET", "/v1/contacts/"+tn.contact, nil)
+	s["contact "+tn.contact] = fmt.Sprintf("%d %x", ct.Status, sha256.Sum256(ct.Body))
+	wh := o.Do(t, "GET", "/v1/webhooks/"+tn.webhook, nil)
+	whs := wh.JSON(t)
+	s["webhook "+tn.webhook] = fmt.Sprintf("%d %v %v %v %v", wh.Status, whs["url"], whs["events"], whs["description"], whs["enabled"])
+	cr := o.Do(t, "GET", "/v1/canned-responses/"+tn.canned, nil)
+	s["canned "+tn.canned] = fmt.Sprintf("%d %x", cr.Status, sha256.Sum256(cr.Body))
 	keep := func(id string) bool {
-		return all || id == tn.victim.UserID || id == tn.owner.UserID || id == tn.invitation || id == tn.keyID
+		return all || id == tn.victim.UserID || id == tn.owner.UserID || id == tn.invitation || id == tn.keyID || id == tn.webhook
 	}
 	list := func(path, field string, cols ...string) {
 		for _, x := range o.Do(t, "GET", path, nil).Expect(t, 200).JSON(t)[field].([]any) {
@@ -383,8 +439,14 @@ func (m *matrix) snapshot(t testing.TB, tn *mxTenant, all bool) map[string]strin
 	list("/v1/members", "members", "role", "status", "email")
 	list("/v1/invitations", "invitations", "role", "email", "expires_at")
 	list("/v1/api-keys", "api_keys", "name", "scopes", "revoked_at", "expires_at", "rate_limit_per_minute")
+	list("/v1/webhooks", "webhooks", "url", "events", "enabled", "updated_at", "previous_secret_expires_at")
 	if all {
 		list("/v1/notes", "notes", "title", "version", "body_size")
+		list("/v1/contacts", "contacts", "name", "email", "version")
+		list("/v1/conversations", "conversations", "status", "last_seq", "contact_id")
+		list("/v1/canned-responses", "canned_responses", "code", "text")
+		in := o.Do(t, "GET", "/v1/inbox/events", nil).Expect(t, 200).JSON(t)
+		s["inbox cursor"] = fmt.Sprint(in["cursor"])
 		st := o.Do(t, "GET", "/v1/settings", nil).Expect(t, 200)
 		s["settings"] = string(bytes.TrimSpace(st.Body))
 	}
@@ -607,6 +669,32 @@ var mxRecipes = map[string]mxRecipe{
 			}
 		}}
 	}},
+	"GET /v1/webhooks": {ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall { return mxCall{path: "/v1/webhooks"} }},
+	"POST /v1/webhooks": {ok: 201, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/webhooks", body: map[string]any{"url": "https://hooks.example.com/by-" + strings.ReplaceAll(x.p.name, " ", "-"), "events": []string{"conversation.created"}}}
+	}},
+	"GET /v1/webhooks/{id}": {ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/webhooks/" + x.target.webhook}
+	}},
+	"GET /v1/webhooks/{id}/deliveries": {ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/webhooks/" + x.target.webhook + "/deliveries"}
+	}},
+	"PATCH /v1/webhooks/{id}": {ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		id := idOr(x, func() string { return newWebhook(t, x.own.owner) }, x.target.webhook)
+		return mxCall{path: "/v1/webhooks/" + id, body: map[string]any{"enabled": false}}
+	}},
+	"POST /v1/webhooks/{id}/rotate": {ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		id := idOr(x, func() string { return newWebhook(t, x.own.owner) }, x.target.webhook)
+		return mxCall{path: "/v1/webhooks/" + id + "/rotate"}
+	}},
+	"DELETE /v1/webhooks/{id}": {ids: true, ok: 204, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		id := idOr(x, func() string { return newWebhook(t, x.own.owner) }, x.target.webhook)
+		return mxCall{path: "/v1/webhooks/" + id, after: func(t testing.TB, r *Response) {
+			if id != x.target.webhook {
+				x.own.owner.Do(t, "GET", "/v1/webhooks/"+id, nil).Expect(t, 404)
+			}
+		}}
+	}},
 	"PUT /v1/notes/{id}/attachment": {ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
 		id := idOr(x, func() string { return newNote(t, x.own.owner) }, x.target.note)
 		return mxCall{path: "/v1/notes/" + id + "/attachment", body: []byte("overwritten by " + x.p.name)}
@@ -617,5 +705,85 @@ var mxRecipes = map[string]mxRecipe{
 				t.Errorf("attachment %q, want %q", r.Body, x.own.file)
 			}
 		}}
+	}},
+	// The chat core. Calls that change an object of their own tenant
+	// change a fresh one (idOr); refused calls aim at the stable ones.
+	"POST /v1/contacts": {ok: 201, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/contacts", body: map[string]any{"name": "by " + x.p.name}}
+	}},
+	"GET /v1/contacts": {ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall { return mxCall{path: "/v1/contacts"} }},
+	"GET /v1/contacts/{id}": {ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/contacts/" + x.target.contact}
+	}},
+	"PATCH /v1/contacts/{id}": {ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		id := idOr(x, func() string { return newContact(t, x.own.owner) }, x.target.contact)
+		return mxCall{path: "/v1/contacts/" + id, body: map[string]any{"name": "changed by " + x.p.name}}
+	}},
+	"DELETE /v1/contacts/{id}": {ids: true, ok: 204, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		id := idOr(x, func() string { return newContact(t, x.own.owner) }, x.target.contact)
+		return mxCall{path: "/v1/contacts/" + id, after: func(t testing.TB, r *Response) {
+			x.own.owner.Do(t, "GET", "/v1/contacts/"+id, nil).Expect(t, 404)
+		}}
+	}},
+	"GET /v1/contacts/{id}/conversations": {ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/contacts/" + x.target.contact + "/conversations"}
+	}},
+	"POST /v1/conversations": {ids: true, ok: 201, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/conversations", body: map[string]any{"contact_id": x.target.contact}}
+	}},
+	"GET /v1/conversations": {ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall { return mxCall{path: "/v1/conversations"} }},
+	"GET /v1/conversations/{id}": {ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/conversations/" + x.target.conv}
+	}},
+	"PATCH /v1/conversations/{id}": {ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		id := idOr(x, func() string { return newConversation(t, x.own.owner, x.own.contact) }, x.target.conv)
+		return mxCall{path: "/v1/conversations/" + id, body: map[string]any{"priority": "low", "add_labels": []string{"matrix"}}}
+	}},
+	"POST /v1/conversations/{id}/merge": {ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		target, source := x.target.conv, x.target.conv2
+		if x.allowed && !x.foreign {
+			target, source = newConversation(t, x.own.owner, x.own.contact), newConversation(t, x.own.owner, x.own.contact)
+		}
+		return mxCall{path: "/v1/conversations/" + target + "/merge", body: map[string]any{"source_id": source}}
+	}},
+	"POST /v1/conversations/{id}/read": {ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		id := idOr(x, func() string { return newConversation(t, x.own.owner, x.own.contact) }, x.target.conv)
+		return mxCall{path: "/v1/conversations/" + id + "/read"}
+	}},
+	"POST /v1/conversations/{id}/typing": {ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		id := idOr(x, func() string { return newConversation(t, x.own.owner, x.own.contact) }, x.target.conv)
+		return mxCall{path: "/v1/conversations/" + id + "/typing", body: map[string]any{"typing": true}}
+	}},
+	"POST /v1/conversations/{id}/messages": {ids: true, ok: 201, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		id := idOr(x, func() string { return newConversation(t, x.own.owner, x.own.contact) }, x.target.conv)
+		return mxCall{path: "/v1/conversations/" + id + "/messages", body: map[string]any{"text": "by " + x.p.name}, hdr: idem()}
+	}},
+	"GET /v1/conversations/{id}/messages": {ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/conversations/" + x.target.conv + "/messages"}
+	}},
+	"GET /v1/conversations/{id}/events": {ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/conversations/" + x.target.conv + "/events"}
+	}},
+	"GET /v1/conversations/{id}/events/stream": {ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/conversations/" + x.target.conv + "/events/stream", stream: true}
+	}},
+	"GET /v1/inbox/events": {ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall { return mxCall{path: "/v1/inbox/events"} }},
+	"GET /v1/inbox/events/stream": {ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/inbox/events/stream", stream: true}
+	}},
+	"GET /v1/canned-responses": {ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall { return mxCall{path: "/v1/canned-responses"} }},
+	"POST /v1/canned-responses": {ok: 201, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/canned-responses", body: map[string]any{"code": "m-" + randomHex(6), "text": "by " + x.p.name}}
+	}},
+	"GET /v1/canned-responses/{id}": {ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/canned-responses/" + x.target.canned}
+	}},
+	"PATCH /v1/canned-responses/{id}": {ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		id := idOr(x, func() string { return newCanned(t, x.own.owner) }, x.target.canned)
+		return mxCall{path: "/v1/canned-responses/" + id, body: map[string]any{"text": "changed by " + x.p.name}}
+	}},
+	"DELETE /v1/canned-responses/{id}": {ids: true, ok: 204, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		id := idOr(x, func() string { return newCanned(t, x.own.owner) }, x.target.canned)
+		return mxCall{path: "/v1/canned-responses/" + id}
 	}},
 }

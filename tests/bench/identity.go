@@ -151,7 +151,7 @@ func (x *b) identity() error {
 	// The report.
 	x.rep.section("Identity: session check and login",
 		fmt.Sprintf("Each request with a session cookie (`%s`) is authenticated by one SQL query: the SHA-256 of the token looked up in `sessions`, "+
-			"joined to the membership and the tenant (`authenticateSession` in handlers/tenants.go); `last_seen_at` is written at most once a minute per session, "+
+			"joined to the membership and the tenant (`authenticateSession` in handlers/identity/authenticate.go); `last_seen_at` is written at most once a minute per session, "+
 			"so the check is a read. `GET /v1/me` is that check plus one more small query (the person's email and the tenant's name). "+
 			"The native handlers and a pooled host each run on a fresh data directory: %d sequential requests (after 20 unmeasured) by one signed-up owner, "+
 			"then %d clients for %s after a %s warm-up in two rounds (native, host; host, native) added up, by the owners of %d organizations in turn, "+

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -98,6 +99,13 @@ type homeOptions struct {
 	// The stream hub's options (zero: the host's defaults).
 	streamHeartbeat time.Duration
 	maxStreams      int
+	// webhookAllow lists the tests' own webhook receivers (ip:port): the
+	// test-only allow-list of the application and of the host's egress.
+	webhookAllow []string
+	// runJobs starts the host's job workers, looking for due jobs every
+	// jobEvery (default 100ms).
+	runJobs  bool
+	jobEvery time.Duration
 }
 
 func startHome(t testing.TB, o homeOptions) *home {
@@ -110,7 +118,7 @@ func startHome(t testing.TB, o homeOptions) *home {
 	// The same assembly of stores the command uses, in a temp dir.
 	cfg := local.Config{
 		Dir:    t.TempDir(),
-		Egress: egress.Options{Allow: []string{echo.Listener.Addr().String()}, AllowPrivateNetworks: true},
+		Egress: egress.Options{Allow: []string{echo.Listener.Addr().String()}, AllowPrivateNetworks: true, TestPublicAllow: o.webhookAllow},
 	}
 	if o.local != nil {
 		o.local(&cfg)
@@ -145,7 +153,8 @@ func startHome(t testing.TB, o homeOptions) *home {
 		StreamHeartbeat:    o.streamHeartbeat,
 		MaxStreams:         o.maxStreams,
 		Platform:           p.Platform,
-		Config:             handlers.Config{TestRoutes: true, ContractHTTPURL: echo.URL},
+		JobEvery:           cmp.Or(o.jobEvery, 100*time.Millisecond),
+		Config:             handlers.Config{TestRoutes: true, ContractHTTPURL: echo.URL, WebhookTestAllow: o.webhookAllow},
 		Logger:             slog.New(slog.NewTextHandler(logs, nil)),
 	})
 	if err != nil {
@@ -158,6 +167,9 @@ func startHome(t testing.TB, o homeOptions) *home {
 	}
 	srv := host.NewServer(h, o.server)
 	go srv.Serve(ln)
+	if o.runJobs {
+		go h.ScheduleJobs(ctx) // ends when the host closes
+	}
 	t.Cleanup(func() {
 		srv.Close()
 		if err := h.Close(ctx); err != nil {

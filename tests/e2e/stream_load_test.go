@@ -377,7 +377,7 @@ func streamLoss(t testing.TB, h *home, o lossOptions) lossResult {
 	// client never sees the last event (next() gives up after hangGuard).
 	h.appendEvents(t, o.topic, 1)
 	gets := h.streamStats(t, o.topic).Gets
-	waitFor(t, "a re-poll reading the log", func() bool { return h.streamStats(t, o.topic).Gets > gets })
+	waitUntil(t, "a re-poll reading the log", func() bool { return h.streamStats(t, o.topic).Gets > gets })
 	final := h.appendEvents(t, o.topic, 1)
 	for i, c := range clients {
 		read(i, c, final, "after the burst")

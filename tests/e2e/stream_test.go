@@ -135,15 +135,15 @@ func TestWakeupStormCoalesces(t *testing.T) {
 			h.get(t, "/__test/sleep?ms=3000")
 		}()
 	}
-	waitFor(t, "both instances busy", func() bool { return h.host.Stats().Busy == 2 })
+	waitUntil(t, "both instances busy", func() bool { return h.host.Stats().Busy == 2 })
 	rt := h.host.Realtime()
 	rt.Publish(context.Background(), "t/s/c/1")
-	waitFor(t, "the poll queued", func() bool { return h.host.Stats().Queued == 1 })
+	waitUntil(t, "the poll queued", func() bool { return h.host.Stats().Queued == 1 })
 	for range 999 {
 		rt.Publish(context.Background(), "t/s/c/1")
 	}
 	sleepers.Wait()
-	waitFor(t, "the polls done", func() bool {
+	waitUntil(t, "the polls done", func() bool {
 		st := h.host.Stats()
 		return st.Busy == 0 && st.Streams.Polls-before.Polls == 2
 	})
@@ -156,7 +156,7 @@ func TestWakeupStormCoalesces(t *testing.T) {
 	consecutive(t, c.until(t, last), 1, last)
 }
 
-func waitFor(t testing.TB, what string, ok func() bool) {
+func waitUntil(t testing.TB, what string, ok func() bool) {
 	t.Helper()
 	for end := time.Now().Add(hangGuard); !ok(); time.Sleep(2 * time.Millisecond) {
 		if time.Now().After(end) {

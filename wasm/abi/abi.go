@@ -36,6 +36,15 @@ const (
 	ExportInitialize = "_initialize"
 )
 
+// Tasks of pommy_v1_scheduled, passed as RequestHead.Method (empty for the
+// periodic work). A guest that does not know a task runs the periodic
+// work, which also runs due jobs, so an older guest stays correct.
+const (
+	// TaskJobs runs due background jobs until none is due or the
+	// invocation's deadline nears.
+	TaskJobs = "jobs"
+)
+
 // Results of the guest's pommy_v1_handle and pommy_v1_scheduled exports.
 const (
 	// ResultOK: the export finished normally.

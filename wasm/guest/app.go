@@ -24,6 +24,7 @@ import (
 
 	"pommy.ai/edge/handlers"
 	"pommy.ai/edge/storage"
+	"pommy.ai/edge/wasm/abi"
 )
 
 // version is set at build time (-ldflags "-X main.version=...").
@@ -69,8 +70,13 @@ func app(c *client) http.Handler {
 	return handler
 }
 
-func runScheduled(ctx context.Context, c *client) error {
+// runScheduled runs a scheduled task: the periodic work, or due jobs.
+func runScheduled(ctx context.Context, c *client, task string) error {
 	setup(c)
+	if task == abi.TaskJobs {
+		_, err := handlers.RunJobs(ctx, platform, config, handlers.JobOptions{})
+		return err
+	}
 	return handlers.Scheduled(ctx, platform, config)
 }
 

@@ -65,7 +65,7 @@ func scheduled(c *client) (result int32) {
 			result = abi.ResultCrashed
 		}
 	}()
-	if err := runScheduled(ctx, c); err != nil {
+	if err := runScheduled(ctx, c, head.Method); err != nil {
 		reportFail(c, err.Error())
 		return abi.ResultFailed
 	}

@@ -240,11 +240,11 @@ func TestQueueWaitIsBounded(t *testing.T) {
 	}
 }
 
-// TestScheduledIsNotShed: the host's own scheduled work queues behind a
-// held instance however full the request queue is, and runs once the
-// instance is free.
+// TestScheduledIsNotShed: without job workers, the host's own scheduled
+// work queues behind a held instance however full the request queue is,
+// and runs once the instance is free.
 func TestScheduledIsNotShed(t *testing.T) {
-	g := startGated(t, Options{Pool: 1, MaxQueue: 1, QueueWait: 2 * time.Minute})
+	g := startGated(t, Options{Pool: 1, MaxQueue: 1, QueueWait: 2 * time.Minute, JobWorkers: -1})
 	holder := g.hold(t)
 	queued := make(chan reply, 1)
 	go func() { queued <- g.get("/rand") }()
@@ -265,6 +265,29 @@ func TestScheduledIsNotShed(t *testing.T) {
 	}
 	if s := g.h.Stats(); s.Shed != 1 || s.ScheduledRuns != 1 {
 		t.Errorf("stats: %+v", s)
+	}
+}
+
+// TestScheduledTakesNoRequestInstance: with job workers (the default),
+// scheduled work and jobs run on their own instances: a scheduled run
+// finishes while every request instance is held, and takes no place in
+// the requests' queue.
+func TestScheduledTakesNoRequestInstance(t *testing.T) {
+	g := startGated(t, Options{Pool: 1, MaxQueue: 1, QueueWait: 2 * time.Minute})
+	holder := g.hold(t)
+	queued := make(chan reply, 1)
+	go func() { queued <- g.get("/rand") }()
+	g.waitQueued(t, 1)
+	if err := g.h.RunScheduled(context.Background()); err != nil {
+		t.Fatalf("scheduled run while the request instance is held: %v", err)
+	}
+	if s := g.h.Stats(); s.Queued != 1 || s.ScheduledRuns != 1 {
+		t.Errorf("stats: %+v", s)
+	}
+	g.release()
+	<-holder
+	if r := <-queued; r.status != 200 {
+		t.Errorf("queued request: %+v", r)
 	}
 }
 

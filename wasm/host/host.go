@@ -116,6 +116,18 @@ type Options struct {
 	Grace time.Duration
 	// ScheduledTimeout bounds one scheduled run (default 5m).
 	ScheduledTimeout time.Duration
+	// JobWorkers is how many guest instances run background jobs and the
+	// scheduled work, besides Pool (default 2; negative: none, and
+	// scheduled runs share the request pool). They never take an
+	// instance that requests wait for, and a job that waits on a slow
+	// endpoint holds only its own worker.
+	JobWorkers int
+	// JobEvery is how often each idle job worker looks for due jobs
+	// (default 1s).
+	JobEvery time.Duration
+	// JobTimeout bounds one job worker's run (default 60s); the
+	// application takes no job whose timeout does not fit in what is left.
+	JobTimeout time.Duration
 	// MaxBody is the largest request body accepted (default
 	// handlers.MaxRequestBody). Larger ones get 413 before the guest runs.
 	MaxBody int64
@@ -173,7 +185,9 @@ type Host struct {
 	snap     *snapshot // nil with Options.NoSnapshot
 	pool     *pool
 	hub      *hub
-	stats    counters
+	// jobs holds the job workers' instances (nil without JobWorkers).
+	jobs  *pool
+	stats counters
 	// bodyMemory is the bytes of request bodies held now (body.go).
 	bodyMemory atomic.Int64
 	// streams holds a slot for each request whose body is being streamed
@@ -268,6 +282,15 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 	}
 	if opts.ScheduledTimeout <= 0 {
 		opts.ScheduledTimeout = 5 * time.Minute
+	}
+	if opts.JobWorkers == 0 {
+		opts.JobWorkers = 2
+	}
+	if opts.JobEvery <= 0 {
+		opts.JobEvery = time.Second
+	}
+	if opts.JobTimeout <= 0 {
+		opts.JobTimeout = time.Minute
 	}
 	if opts.MaxBody <= 0 {
 		opts.MaxBody = handlers.MaxRequestBody
@@ -385,6 +408,9 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 	if !opts.NoSpare {
 		h.pool.startSpare()
 	}
+	if opts.JobWorkers > 0 {
+		h.jobs = newPool(h, opts.JobWorkers, opts.InstancePerRequest, 0, 0)
+	}
 	return h, nil
 }
 
@@ -421,6 +447,11 @@ func (h *Host) Close(ctx context.Context) error {
 		close(h.closed)
 		h.hub.close()
 		err = h.pool.close(ctx)
+		if h.jobs != nil {
+			if jerr := h.jobs.close(ctx); err == nil {
+				err = jerr
+			}
+		}
 		if cerr := h.rt.Close(context.Background()); err == nil {
 			err = cerr
 		}

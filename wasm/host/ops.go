@@ -25,6 +25,10 @@ type invocation struct {
 	cancel   context.CancelFunc
 	id       string
 	deadline time.Time
+	// pool is where the instance goes back (nil: the request pool).
+	pool *pool
+	// task names a scheduled run's work (abi.RequestHead.Method).
+	task string
 
 	// The HTTP request, when serving one.
 	r        *http.Request

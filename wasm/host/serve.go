@@ -230,24 +230,39 @@ func (h *Host) run(inst *instance, fn api.Function, inv *invocation) (result int
 	kill()
 	inv.cleanup()
 	healthy := err == nil && (result == abi.ResultOK || result == abi.ResultFailed) && !inst.broken
-	h.pool.release(inst, healthy)
+	p := h.pool
+	if inv.pool != nil {
+		p = inv.pool
+	}
+	p.release(inst, healthy)
 	return result, err, killed
 }
 
 // RunScheduled runs the guest's scheduled work once, within
 // Options.ScheduledTimeout (or ctx's deadline, if sooner).
 func (h *Host) RunScheduled(ctx context.Context) error {
+	return h.runTask(ctx, "", h.opts.ScheduledTimeout)
+}
+
+// runTask runs the guest's pommy_v1_scheduled export with a task (""
+// the periodic work, abi.TaskJobs due background jobs) on the job
+// workers' instances, or on the request pool without job workers.
+func (h *Host) runTask(ctx context.Context, task string, timeout time.Duration) error {
 	select {
 	case <-h.closed:
 		return ErrClosed
 	default:
 	}
-	deadline := time.Now().Add(h.opts.ScheduledTimeout)
+	deadline := time.Now().Add(timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
 	inv := h.newInvocation(ctx, handlers.NewRequestID(), deadline)
-	inst, err := h.pool.acquireUnbounded(inv.ctx)
+	inv.task, inv.pool = task, h.jobs
+	if inv.pool == nil {
+		inv.pool = h.pool
+	}
+	inst, err := inv.pool.acquireUnbounded(inv.ctx)
 	if err != nil {
 		inv.cleanup()
 		return err
@@ -295,7 +310,8 @@ func (inv *invocation) requestHead() *abi.RequestHead {
 	head := &abi.RequestHead{RequestID: inv.id, Deadline: inv.deadline.UnixNano()}
 	r := inv.r
 	if r == nil {
-		return head // a scheduled run
+		head.Method = inv.task // a scheduled run: its task
+		return head
 	}
 	head.Method = r.Method
 	head.RequestURI = r.RequestURI

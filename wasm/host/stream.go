@@ -87,27 +87,32 @@ func (h *Host) serveStream(w http.ResponseWriter, r *http.Request, a *answer, fr
 		writeAnswer(w, r, a)
 		return false
 	}
-	// A malformed hand-off is the application's bug: it is logged, and
-	// the answer is sent as an ordinary response (the client can
-	// reconnect from its cursor), never held in a state the hub does
-	// not understand.
+	// A HEAD of a stream route gets the head of its answer, unheld. A
+	// malformed hand-off is the application's bug: it is logged and
+	// answered 500, as the edge's stream holder does, never held in a
+	// state the hub does not understand.
 	_, framesOK := sseFrames(a.body)
+	var bug string
 	switch {
+	case r.Method == http.MethodHead:
+		writeAnswer(w, r, a)
+		return false
 	case r.Method != http.MethodGet:
-		h.log.Error("stream answer to a request that is not a GET; not held", "request", id, "method", r.Method, "path", r.URL.Path)
+		bug = "stream answer to a request that is neither GET nor HEAD"
 	case !storage.ValidTopic(topic) || !cursorOK:
-		h.log.Error("stream answer with a malformed topic or cursor; not held", "request", id, "path", r.URL.Path)
+		bug = "stream answer with a malformed topic or cursor"
 	case mode == storage.StreamModeSSE && !framesOK:
-		h.log.Error("SSE stream answer that is not whole frames; not held", "request", id, "path", r.URL.Path)
+		bug = "SSE stream answer that is not whole frames"
 	case mode == storage.StreamModeSSE:
 		return h.holdSSE(w, r, a, topic, cursor, more, from, id)
 	case mode == storage.StreamModeLongPoll:
 		h.holdLongPoll(w, r, a, topic, cursor, more, wait, from, id)
 		return false
 	default:
-		h.log.Error("stream answer with an unknown mode; not held", "request", id, "mode", mode, "path", r.URL.Path)
+		bug = "stream answer with an unknown mode"
 	}
-	writeAnswer(w, r, a)
+	h.log.Error(bug+"; not held", "request", id, "method", r.Method, "path", r.URL.Path, "mode", mode)
+	handlers.WriteHomeError(w, id, http.StatusInternalServerError, "internal", "internal error")
 	return false
 }
 
@@ -668,44 +673,60 @@ func (h *Host) holdLongPoll(w http.ResponseWriter, r *http.Request, a *answer, t
 		writeAnswer(w, r, a)
 		return
 	}
-	if !woken {
-		t := time.NewTimer(time.Duration(wait) * time.Second)
-		defer t.Stop()
-		select {
-		case <-lp.woken:
-		case <-t.C:
+	// Until the wait is over: each wake-up re-runs the request once; an
+	// answer with nothing new (the wake-up was for an event the first
+	// answer already had, or the history's spare one) waits again.
+	t := time.NewTimer(time.Duration(wait) * time.Second)
+	defer t.Stop()
+	for {
+		if !woken {
+			select {
+			case <-lp.woken:
+			case <-t.C:
+				h.extendWrite(w)
+				writeAnswer(w, r, a)
+				return
+			case <-closing:
+				h.extendWrite(w)
+				writeAnswer(w, r, a)
+				return
+			case <-r.Context().Done():
+				return
+			}
+		}
+		woken = false
+		hb.stats.polls.Add(1)
+		// The same request again, with its own cursor (?after= or
+		// Last-Event-ID, as the client sent it).
+		q := holdRequest(r)
+		pr := q.request("")
+		if v := r.Header.Values("Last-Event-Id"); len(v) > 0 {
+			pr.Header["Last-Event-Id"] = v
+		}
+		p, err := h.invokeStream(pr)
+		switch {
+		case errors.Is(err, errOverloaded), errors.Is(err, errBusy), errors.Is(err, ErrClosed):
+			// The empty first answer: the client asks again.
 			h.extendWrite(w)
 			writeAnswer(w, r, a)
 			return
-		case <-closing:
+		case errors.Is(err, errPollTimeout):
 			h.extendWrite(w)
-			writeAnswer(w, r, a)
+			handlers.WriteHomeError(w, id, http.StatusGatewayTimeout, "timeout", timeoutMessage(h.opts.Timeout))
 			return
-		case <-r.Context().Done():
+		case err != nil:
+			h.extendWrite(w)
+			handlers.WriteHomeError(w, id, http.StatusInternalServerError, "internal", "internal error")
 			return
 		}
-	}
-	hb.stats.polls.Add(1)
-	q := holdRequest(r)
-	// The same request again, with its own cursor (?after= or
-	// Last-Event-ID, as the client sent it).
-	pr := q.request("")
-	if v := r.Header.Values("Last-Event-Id"); len(v) > 0 {
-		pr.Header["Last-Event-Id"] = v
-	}
-	p, err := h.invokeStream(pr)
-	h.extendWrite(w)
-	switch {
-	case errors.Is(err, errOverloaded), errors.Is(err, errBusy), errors.Is(err, ErrClosed):
-		// The empty first answer: the client asks again.
-		writeAnswer(w, r, a)
-	case errors.Is(err, errPollTimeout):
-		handlers.WriteHomeError(w, id, http.StatusGatewayTimeout, "timeout", timeoutMessage(h.opts.Timeout))
-	case err != nil:
-		handlers.WriteHomeError(w, id, http.StatusInternalServerError, "internal", "internal error")
-	default:
+		pc, ok := parseCursor(p.header.Get(storage.StreamCursorHeader))
+		if p.status == http.StatusOK && ok && pc == reqCursor && p.header.Get(storage.StreamMoreHeader) != "1" {
+			continue
+		}
 		stripStreamHeaders(p.header)
+		h.extendWrite(w)
 		writeAnswer(w, r, p)
+		return
 	}
 }
 

@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"syscall/js"
@@ -53,7 +54,28 @@ type Client struct{}
 // a HEAD); 307 and 308 repeat the method and body, which needs req.GetBody
 // when there is a body. Authorization, Cookie and Proxy-Authorization are
 // dropped when a redirect leaves the original host.
+//
+// Under storage.EgressPublicHTTPS (webhooks) it sends one request, https
+// only, to no IP literal outside the public ranges, and returns a redirect
+// as it is.
 func (Client) Do(req *http.Request) (*http.Response, error) {
+	switch req.Header.Get(storage.EgressPolicyHeader) {
+	case "":
+	case storage.EgressPublicHTTPS:
+		req.Header.Del(storage.EgressPolicyHeader)
+		if err := checkPublic(req); err != nil {
+			if req.Body != nil {
+				req.Body.Close()
+			}
+			return nil, err
+		}
+		return Transport{}.RoundTrip(req)
+	default:
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, fmt.Errorf("egress: unknown policy: %w", storage.ErrInvalid)
+	}
 	orig := req
 	for hops := 0; ; hops++ {
 		resp, err := Transport{}.RoundTrip(req)
@@ -112,6 +134,20 @@ func (Client) Do(req *http.Request) (*http.Response, error) {
 		}
 		req = next
 	}
+}
+
+// checkPublic: https, and a host that is a name or a public address. A
+// worker's fetch leaves from Cloudflare's network, so a name cannot reach
+// a private network of ours; an IP literal is still refused when it is
+// not public, as the host does.
+func checkPublic(req *http.Request) error {
+	if req.URL == nil || req.URL.Scheme != "https" || req.URL.Host == "" || req.URL.User != nil {
+		return fmt.Errorf("egress: only https URLs may be fetched under the public policy: %w", storage.ErrInvalid)
+	}
+	if ip, err := netip.ParseAddr(strings.Trim(req.URL.Hostname(), "[]")); err == nil && !storage.PublicAddr(ip) {
+		return fmt.Errorf("egress: address %s is not public: %w", ip, storage.ErrInvalid)
+	}
+	return nil
 }
 
 func checkURL(req *http.Request) error {

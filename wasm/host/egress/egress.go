@@ -59,6 +59,13 @@ type Options struct {
 	MaxResponseBytes int64
 	// MaxRedirects caps redirects followed (default 5; negative: none).
 	MaxRedirects int
+
+	// TestPublicAllow lists exact ip:port destinations that requests under
+	// the public-HTTPS policy (storage.EgressPublicHTTPS: webhooks) may
+	// reach although they are not public, over http too: the tests' own
+	// receivers on loopback. Only tests set it; the command has no flag
+	// for it, and Allow and AllowPrivateNetworks never widen that policy.
+	TestPublicAllow []string
 }
 
 // ErrResponseTooLarge is returned when a response passes MaxResponseBytes.
@@ -69,6 +76,8 @@ type Client struct {
 	allow []pattern
 	opts  Options
 	http  *http.Client
+	// public sends requests under storage.EgressPublicHTTPS.
+	public *http.Client
 }
 
 var _ storage.HTTPDoer = (*Client)(nil)
@@ -129,6 +138,27 @@ func New(opts Options) (*Client, error) {
 			}
 			return nil
 		},
+	}
+	pubDialer := &net.Dialer{
+		Timeout:   c.opts.DialTimeout,
+		KeepAlive: 30 * time.Second,
+		Control:   c.checkPublicAddress,
+	}
+	c.public = &http.Client{
+		Transport: &http.Transport{
+			Proxy:                 nil,
+			DialContext:           pubDialer.DialContext,
+			ForceAttemptHTTP2:     true,
+			MaxIdleConns:          100,
+			MaxIdleConnsPerHost:   4,
+			IdleConnTimeout:       30 * time.Second,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ResponseHeaderTimeout: c.opts.ResponseHeaderTimeout,
+		},
+		Timeout: c.opts.Timeout,
+		// A redirect is the receiver's answer, not a new destination to
+		// trust: it goes back to the caller as it is.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	return c, nil
 }
@@ -245,31 +275,67 @@ func (c *Client) checkAddress(network, address string, _ syscall.RawConn) error 
 
 var errPrivate = errors.New("egress: private address")
 
-var nonPublic = []netip.Prefix{
-	netip.MustParsePrefix("0.0.0.0/8"),
-	netip.MustParsePrefix("100.64.0.0/10"), // CGNAT
-	netip.MustParsePrefix("192.0.0.0/24"),
-	netip.MustParsePrefix("198.18.0.0/15"), // benchmarking
-	netip.MustParsePrefix("240.0.0.0/4"),
-	netip.MustParsePrefix("64:ff9b:1::/48"),
-	netip.MustParsePrefix("2001:db8::/32"),
-}
-
-// Public reports whether ip is a globally routable unicast address.
-func Public(ip netip.Addr) bool {
-	ip = ip.Unmap()
-	if !ip.IsValid() || ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() ||
-		ip.IsLinkLocalMulticast() || ip.IsInterfaceLocalMulticast() || ip.IsMulticast() ||
-		ip.IsUnspecified() || !ip.IsGlobalUnicast() {
-		return false
-	}
-	for _, p := range nonPublic {
-		if p.Contains(ip) {
-			return false
+// testAllowed reports whether address (ip:port) is in Options.TestPublicAllow.
+func (c *Client) testAllowed(address string) bool {
+	for _, a := range c.opts.TestPublicAllow {
+		if a == address {
+			return true
 		}
 	}
-	return true
+	return false
 }
+
+// checkPublicAddress is checkAddress for the public-HTTPS policy: only
+// public addresses, whatever AllowPrivateNetworks says.
+func (c *Client) checkPublicAddress(network, address string, _ syscall.RawConn) error {
+	if c.testAllowed(address) {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return fmt.Errorf("egress: dial %s: %w", address, storage.ErrInvalid)
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || !Public(ip) {
+		return fmt.Errorf("egress: address %s is not public: %w: %w", host, storage.ErrInvalid, errPrivate)
+	}
+	return nil
+}
+
+// doPublic sends req under storage.EgressPublicHTTPS.
+func (c *Client) doPublic(req *http.Request) (*http.Response, error) {
+	req.Header.Del(storage.EgressPolicyHeader)
+	u := req.URL
+	refuse := func(why string) (*http.Response, error) {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, fmt.Errorf("egress: %s: %w", why, storage.ErrInvalid)
+	}
+	if u == nil || u.Hostname() == "" || u.User != nil {
+		return refuse("a public-HTTPS request needs an absolute URL without user info")
+	}
+	port := u.Port()
+	if port == "" {
+		port = defaultPort(strings.ToLower(u.Scheme))
+	}
+	test := c.testAllowed(net.JoinHostPort(u.Hostname(), port))
+	if !strings.EqualFold(u.Scheme, "https") && !(test && strings.EqualFold(u.Scheme, "http")) {
+		return refuse("only https destinations are allowed")
+	}
+	resp, err := c.public.Do(req)
+	if err != nil {
+		return nil, classify(req.Context(), err)
+	}
+	if max := c.opts.MaxResponseBytes; max >= 0 {
+		resp.Body = &capped{rc: resp.Body, left: max}
+	}
+	return resp, nil
+}
+
+// Public reports whether ip is a globally routable unicast address
+// (storage.PublicAddr, which the application also uses for IP literals).
+func Public(ip netip.Addr) bool { return storage.PublicAddr(ip) }
 
 // checked checks every request, redirects included, before it goes out.
 type checked struct {
@@ -291,6 +357,16 @@ func (t *checked) RoundTrip(req *http.Request) (*http.Response, error) {
 // storage.ErrInvalid; unreachable ones wrap storage.ErrUnavailable. Non-2xx
 // statuses are not errors.
 func (c *Client) Do(req *http.Request) (*http.Response, error) {
+	switch req.Header.Get(storage.EgressPolicyHeader) {
+	case "":
+	case storage.EgressPublicHTTPS:
+		return c.doPublic(req)
+	default:
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, fmt.Errorf("egress: unknown policy %q: %w", req.Header.Get(storage.EgressPolicyHeader), storage.ErrInvalid)
+	}
 	if err := c.check(req); err != nil {
 		if req.Body != nil {
 			req.Body.Close()
