@@ -100,3 +100,7 @@ func (a *app) hooks() *webhooks.Routes {
 	}
 	return &webhooks.Routes{URLs: webhookURLs(a.cfg)}
 }
+
+// jobsAPI is the jobs view: a tenant's background jobs and the retry of
+// dead ones.
+func (a *app) jobsAPI() *jobs.Routes { return &jobs.Routes{} }

@@ -37,13 +37,14 @@ const (
 	permContactsRead       perm = "contacts.read"       // read contacts and their history (data access, audited)
 	permContactsWrite      perm = "contacts.write"      // create, change, merge contacts
 	permWebhooksManage     perm = "webhooks.manage"     // subscribe endpoints, rotate secrets, read deliveries
+	permJobsManage         perm = "jobs.manage"         // see background jobs, retry dead ones
 )
 
 // perms lists every permission in the order docs/permissions.md shows
 // them.
 var perms = []perm{permSelf, permConversationsRead, permConversationsWrite, permContactsRead, permContactsWrite,
 	permNotesRead, permNotesWrite, permMembersRead, permMembersManage, permSettingsRead, permSettingsWrite,
-	permKeysManage, permWebhooksManage, permAuditRead, permOwnershipMove, permTenantDelete}
+	permKeysManage, permWebhooksManage, permJobsManage, permAuditRead, permOwnershipMove, permTenantDelete}
 
 // permPhrases say what each permission allows in words a person reads,
 // completing "the agent role may not …". Errors show these, never the
@@ -66,6 +67,7 @@ var permPhrases = map[perm]string{
 	permContactsRead:       "read contacts",
 	permContactsWrite:      "create, change or merge contacts",
 	permWebhooksManage:     "manage webhooks",
+	permJobsManage:         "see and retry background jobs",
 }
 
 // Roles, least to most privileged (web.Role*, which identity also uses).
@@ -85,10 +87,10 @@ var rolePerms = map[string][]perm{
 		permNotesRead, permNotesWrite, permMembersRead, permSettingsRead},
 	roleAdmin: {permSelf, permConversationsRead, permConversationsWrite, permContactsRead, permContactsWrite,
 		permNotesRead, permNotesWrite, permMembersRead, permMembersManage,
-		permSettingsRead, permSettingsWrite, permKeysManage, permWebhooksManage, permAuditRead},
+		permSettingsRead, permSettingsWrite, permKeysManage, permWebhooksManage, permJobsManage, permAuditRead},
 	roleOwner: {permSelf, permConversationsRead, permConversationsWrite, permContactsRead, permContactsWrite,
 		permNotesRead, permNotesWrite, permMembersRead, permMembersManage,
-		permSettingsRead, permSettingsWrite, permKeysManage, permWebhooksManage, permAuditRead, permOwnershipMove, permTenantDelete},
+		permSettingsRead, permSettingsWrite, permKeysManage, permWebhooksManage, permJobsManage, permAuditRead, permOwnershipMove, permTenantDelete},
 }
 
 func roleAllows(role string, p perm) bool { return slices.Contains(rolePerms[role], p) }
@@ -108,7 +110,7 @@ func (s apiScope) String() string {
 }
 
 // scopeResources are the resources an API key can be given scopes on.
-var scopeResources = []string{"conversations", "contacts", "notes", "members", "settings", "webhooks"}
+var scopeResources = []string{"conversations", "contacts", "notes", "members", "settings", "webhooks", "jobs"}
 
 // APIKeyScopes lists every scope an API key can be given, resource by
 // resource, read before write.
@@ -186,6 +188,9 @@ func (a *app) routes() []route {
 		r("DELETE", "/v1/webhooks/{id}", permWebhooksManage, scope("webhooks", true), "delete a subscription; its pending deliveries fail", a.hooks().Delete),
 		r("POST", "/v1/webhooks/{id}/rotate", permWebhooksManage, scope("webhooks", true), "rotate the signing secret (shown once; the old one also signs for 24 h)", a.hooks().Rotate),
 		r("GET", "/v1/webhooks/{id}/deliveries", permWebhooksManage, scope("webhooks", false), "a subscription's delivery log, newest first", a.hooks().Deliveries),
+
+		r("GET", "/v1/jobs", permJobsManage, scope("jobs", false), "background jobs, newest first, filtered by state and kind (dead ones included)", a.jobsAPI().List),
+		r("POST", "/v1/jobs/{id}/retry", permJobsManage, scope("jobs", true), "send a dead job back to the queue with its attempts reset (audited)", a.jobsAPI().Retry),
 
 		r("DELETE", "/v1/tenant", permTenantDelete, nil, "delete the tenant; crypto-shreds its data", a.org.Delete),
 

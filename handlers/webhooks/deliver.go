@@ -217,9 +217,14 @@ func (d *Deliverer) recordAttempt(ctx context.Context, j jobs.Job, code int, der
 	dur := d.P.Clock.Now().Sub(start).Milliseconds()
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	// A lost attempt row costs the log a line, never a delivery.
-	d.P.SQL.Exec(wctx, `INSERT INTO webhook_attempts (tenant_id, job_id, attempt, at, response_code, error, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (tenant_id, job_id, attempt) DO NOTHING`, j.Tenant, j.ID, j.Attempt, start.UnixMilli(), rc, msg, max(dur, 0))
+	// A lost attempt row costs the log a line, never a delivery. Rows are
+	// numbered after the job's last one, not by j.Attempt: a dead delivery
+	// retried through POST /v1/jobs/{id}/retry starts its attempts again
+	// at 1, and its new attempts must add to the log, not collide with the
+	// old ones (the log's response code is the highest-numbered row's).
+	d.P.SQL.Exec(wctx, `INSERT INTO webhook_attempts (tenant_id, job_id, attempt, at, response_code, error, duration_ms)
+		SELECT ?, ?, COALESCE(MAX(attempt), 0) + 1, ?, ?, ?, ? FROM webhook_attempts WHERE tenant_id = ? AND job_id = ?
+		ON CONFLICT (tenant_id, job_id, attempt) DO NOTHING`, j.Tenant, j.ID, start.UnixMilli(), rc, msg, max(dur, 0), j.Tenant, j.ID)
 }
 
 // after keeps the subscription's failure streak and disables it when the
