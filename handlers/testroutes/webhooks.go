@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"pommy.ai/edge/handlers"
+	"pommy.ai/edge/handlers/jobs"
 	"pommy.ai/edge/handlers/webhooks"
 	"pommy.ai/edge/storage"
 )
@@ -92,5 +93,32 @@ func mountWebhooks(mux *http.ServeMux, env handlers.TestEnv) {
 			return
 		}
 		env.WriteJSON(w, http.StatusOK, map[string]int{"taken": n})
+	})
+	// /__test/jobs/dead makes a dead job of a "test." kind, which no build
+	// runs, so that the suites can list and retry dead jobs without
+	// failing real work first (tests/e2e does that with real deliveries).
+	mux.HandleFunc("POST /__test/jobs/dead", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Tenant string `json:"tenant"`
+			Kind   string `json:"kind"`
+			Ref    string `json:"ref"`
+		}
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10)).Decode(&req); err != nil || req.Tenant == "" ||
+			!strings.HasPrefix(req.Kind, "test.") || len(req.Kind) > 64 || len(req.Ref) > 200 {
+			env.WriteError(w, r, env.Errorf(http.StatusBadRequest, "invalid", "want {tenant, kind (test.…), ref?}"))
+			return
+		}
+		id := jobs.NewID()
+		now := env.Platform.Clock.Now().UnixMilli()
+		_, err := env.Platform.SQL.Batch(r.Context(), []storage.Stmt{
+			jobs.Enqueue(jobs.Spec{Tenant: req.Tenant, Kind: req.Kind, ID: id, Ref: req.Ref, Payload: json.RawMessage(`{}`), MaxAttempts: 1}, now),
+			{Query: `UPDATE jobs SET state = 'dead', attempts = 1, last_error = 'made dead by a test', updated_at = ? WHERE tenant_id = ? AND id = ?`,
+				Args: []any{now, req.Tenant, id}},
+		})
+		if err != nil {
+			env.WriteError(w, r, err)
+			return
+		}
+		env.WriteJSON(w, http.StatusOK, map[string]string{"id": id})
 	})
 }

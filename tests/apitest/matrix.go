@@ -118,6 +118,8 @@ type mxTenant struct {
 	// message), a canned response.
 	contact, conv, conv2, canned string
 	webhook                      string // a subscription
+
+	deadJob string // a dead background job (of a kind no build runs)
 }
 
 type matrix struct {
@@ -158,6 +160,7 @@ func Matrix(t *testing.T, c *Client) {
 	b := m.b
 	m.secrets = []string{b.id, b.owner.UserID, b.victim.UserID, b.victimSession, b.note, b.invitation, b.keyID, b.contact, b.conv, b.conv2, b.canned, b.webhook}
 	principals := m.principals(t)
+	m.secrets = append(m.secrets, b.deadJob)
 	baseB := m.snapshot(t, m.b, true)
 	baseA := m.snapshot(t, m.a, false)
 
@@ -334,7 +337,18 @@ func (m *matrix) tenant(t *testing.T, name string, full bool) *mxTenant {
 	tn.conv2 = newConversation(t, o, tn.contact)
 	tn.canned = newCanned(t, o)
 	tn.webhook = newWebhook(t, o)
+	tn.deadJob = newDeadJob(t, m.c, tn.id)
 	return tn
+}
+
+// matrixJobKind is the kind of the matrix's dead jobs: no build runs it,
+// so a retried one stays queued.
+const matrixJobKind = "test.matrix"
+
+// newDeadJob makes a dead job of tenant through the test-only route.
+func newDeadJob(t testing.TB, c *Client, tenant string) string {
+	t.Helper()
+	return c.Do(t, "POST", "/__test/jobs/dead", map[string]string{"tenant": tenant, "kind": matrixJobKind}).Expect(t, 200).JSON(t)["id"].(string)
 }
 
 // newWebhook subscribes to an event the matrix never causes, so that no
@@ -420,7 +434,7 @@ func (m *matrix) snapshot(t testing.TB, tn *mxTenant, all bool) map[string]strin
 	cr := o.Do(t, "GET", "/v1/canned-responses/"+tn.canned, nil)
 	s["canned "+tn.canned] = fmt.Sprintf("%d %x", cr.Status, sha256.Sum256(cr.Body))
 	keep := func(id string) bool {
-		return all || id == tn.victim.UserID || id == tn.owner.UserID || id == tn.invitation || id == tn.keyID || id == tn.webhook
+		return all || id == tn.victim.UserID || id == tn.owner.UserID || id == tn.invitation || id == tn.keyID || id == tn.webhook || id == tn.deadJob
 	}
 	list := func(path, field string, cols ...string) {
 		for _, x := range o.Do(t, "GET", path, nil).Expect(t, 200).JSON(t)[field].([]any) {
@@ -440,6 +454,11 @@ func (m *matrix) snapshot(t testing.TB, tn *mxTenant, all bool) map[string]strin
 	list("/v1/invitations", "invitations", "role", "email", "expires_at")
 	list("/v1/api-keys", "api_keys", "name", "scopes", "revoked_at", "expires_at", "rate_limit_per_minute")
 	list("/v1/webhooks", "webhooks", "url", "events", "enabled", "updated_at", "previous_secret_expires_at")
+	jobsList := "/v1/jobs?limit=100&kind=" + matrixJobKind // A's own calls make jobs of other kinds
+	if all {
+		jobsList = "/v1/jobs?limit=100"
+	}
+	list(jobsList, "jobs", "kind", "state", "attempts", "updated_at")
 	if all {
 		list("/v1/notes", "notes", "title", "version", "body_size")
 		list("/v1/contacts", "contacts", "name", "email", "version")
@@ -785,5 +804,25 @@ var mxRecipes = map[string]mxRecipe{
 	"DELETE /v1/canned-responses/{id}": {ids: true, ok: 204, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
 		id := idOr(x, func() string { return newCanned(t, x.own.owner) }, x.target.canned)
 		return mxCall{path: "/v1/canned-responses/" + id}
+	}},
+
+	// Background jobs: an allowed caller retries a fresh dead job of its
+	// own tenant; refused calls aim at the stable one, which stays dead.
+	"GET /v1/jobs": {never: []string{"agent"}, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/jobs?state=dead&kind=" + matrixJobKind, after: func(t testing.TB, r *Response) {
+			if !bytes.Contains(r.Body, []byte(`"id":"`+x.own.deadJob+`"`)) {
+				t.Errorf("the dead jobs of tenant A lack its dead job %s: %s", x.own.deadJob, trunc(r.Body))
+			}
+		}}
+	}},
+	"POST /v1/jobs/{id}/retry": {never: []string{"agent"}, ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		id := idOr(x, func() string { return newDeadJob(t, m.c, x.own.id) }, x.target.deadJob)
+		return mxCall{path: "/v1/jobs/" + id + "/retry", after: func(t testing.TB, r *Response) {
+			if j := r.JSON(t); j["id"] != id || j["state"] != "queued" || j["attempts"] != float64(0) {
+				t.Errorf("after retry: %v", j)
+			}
+			// A second retry is refused: the job is no longer dead.
+			x.own.owner.Do(t, "POST", "/v1/jobs/"+id+"/retry", nil).Expect(t, 409)
+		}}
 	}},
 }
