@@ -369,9 +369,8 @@ func (rt *Routes) PutAttachment(w http.ResponseWriter, r *http.Request, s *web.S
 		}
 		return err
 	}
-	if err := s.Record(r, "message.attachment.added", "conversation:"+m.ConversationID, map[string]string{"message": m.ID, "size": strconv.FormatInt(*m.AttachmentSize, 10)}); err != nil {
-		return err
-	}
+	// Like a send, the upload is recorded in the conversation's event log
+	// with its actor, not in the audit log; reading it is data access.
 	w.Header().Set("Location", "/v1/conversations/"+m.ConversationID+"/messages/"+m.ID+"/attachment")
 	web.WriteJSON(w, http.StatusCreated, m)
 	return nil
