@@ -489,7 +489,9 @@ func badInput(t *testing.T, c *Client) {
 		{"malformed json", "POST", "/v1/contacts", `{"name":`, bearer(key), 400, "malformed_json"},
 		{"unknown field", "POST", "/v1/contacts", `{"name":"x","colour":"red"}`, bearer(key), 400, "unknown_field"},
 		{"trailing data", "POST", "/v1/contacts", `{"name":"x"} {}`, bearer(key), 400, "malformed_json"},
-		{"request too large", "POST", "/v1/contacts", `{"name":"x","phone":"` + strings.Repeat("a", 512<<10) + `"}`, bearer(key), 413, "too_large"},
+		// Over the route's limit (about 100 KiB) by less than the edge
+		// worker drains after an early answer (worker/main.go, maxDrain).
+		{"request too large", "POST", "/v1/contacts", `{"name":"x","phone":"` + strings.Repeat("a", 200<<10) + `"}`, bearer(key), 413, "too_large"},
 		{"wrong content type", "POST", "/v1/contacts", []byte(`{"name":"x"}`), append(bearer(key), "Content-Type", "text/plain"), 415, "unsupported_media_type"},
 		{"bad id", "GET", "/v1/conversations/c_..%2F..%2Fetc", nil, bearer(key), 404, "not_found"},
 		{"bad attachment id", "GET", "/v1/conversations/c_..%2F..%2Fetc/messages/m_x/attachment", nil, bearer(key), 404, "not_found"},
