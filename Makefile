@@ -64,11 +64,11 @@ test: vet test-cross worker-deps test-js
 	@echo "==> go test ./... (unit, contract suites, e2e in wazero, S3 against a real server, smoke in workerd)"
 	@$(GO) test -count=1 -timeout 30m ./...
 
-# Edge packages whose tests need a JavaScript runtime (WebCrypto interop),
-# run under Node with Go's js/wasm launcher.
+# Edge packages whose tests need a JavaScript runtime (WebCrypto interop, a
+# stand-in Durable Object namespace), run under Node with Go's js/wasm launcher.
 test-js: deps
-	@echo "==> js/wasm tests under Node (worker/webcrypto)"
-	@GOOS=js GOARCH=wasm $(GO) test -count=1 -exec="$$($(GO) env GOROOT)/lib/wasm/go_js_wasm_exec" ./worker/webcrypto/
+	@echo "==> js/wasm tests under Node (worker/webcrypto, worker/realtime)"
+	@GOOS=js GOARCH=wasm $(GO) test -count=1 -exec="$$($(GO) env GOROOT)/lib/wasm/go_js_wasm_exec" ./worker/webcrypto/ ./worker/realtime/
 
 # Every fuzz target in the repository (each parser of outside data has one:
 # the ABI decoders, the strict JSON path, the credential parsers, paths),

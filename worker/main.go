@@ -14,6 +14,9 @@
 //	DB                       D1 binding            -> storage.SQL
 //	KV                       KV namespace binding  -> storage.KV
 //	BLOBS                    R2 bucket binding     -> storage.Blobs
+//	REALTIME                 Durable Object namespace (class RealtimeTopic,
+//	                         worker/js/entry.mjs) -> storage.Realtime
+//	                         (worker/realtime)
 //	MASTER_KEY               secret: base64 of 32 bytes -> storage.Keys
 //	                         (storage/keyring + worker/webcrypto)
 //	RL_IP, RL_API, RL_TENANT, RL_WIDGET, RL_LOGIN  rate-limit bindings -> storage.Limiter
@@ -48,6 +51,7 @@ import (
 	"pommy.ai/edge/worker/kv"
 	"pommy.ai/edge/worker/r2"
 	"pommy.ai/edge/worker/ratelimit"
+	"pommy.ai/edge/worker/realtime"
 	"pommy.ai/edge/worker/webcrypto"
 )
 
@@ -59,6 +63,7 @@ const (
 	bindingSQL      = "DB"
 	bindingKV       = "KV"
 	bindingBlobs    = "BLOBS"
+	bindingRealtime = "REALTIME"
 	secretMasterKey = "MASTER_KEY"
 	varTestRoutes   = "POMMY_TEST_ROUTES"
 	varContractURL  = "POMMY_CONTRACT_HTTP_URL"
@@ -91,7 +96,7 @@ func main() {
 		log.Printf("pommy-edge: not configured: %v", err)
 		h = unavailable(err)
 	} else {
-		h = joinHeaders(limitBody(handlers.New(p, cfg)))
+		h = joinHeaders(limitBody(skipEmptyWrites(handlers.New(p, cfg))))
 	}
 	workers.ServeNonBlock(h)
 	cron.ScheduleTaskNonBlock(func(ctx context.Context) error {
@@ -128,6 +133,9 @@ func platform() (storage.Platform, error) {
 		errs = append(errs, err)
 	}
 	if p.Blobs, err = r2.New(bindingBlobs); err != nil {
+		errs = append(errs, err)
+	}
+	if p.Realtime, err = realtime.New(bindingRealtime); err != nil {
 		errs = append(errs, err)
 	}
 	if p.Keys, err = keys(); err != nil {
@@ -284,3 +292,28 @@ func joinHeaders(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
+
+// skipEmptyWrites drops zero-length writes to the response. syumai's
+// response stream hands a zero-length write to JavaScript as a pull that
+// enqueues nothing, and a ReadableStream does not pull again for a read
+// that was already waiting: a reader in JavaScript (the entry module
+// reading a stream's first answer, the realtime object reading a poll's)
+// then waits forever, and workerd cancels the request as hung. Seen with
+// an SSE answer that had no events yet (w.Write of an empty body).
+func skipEmptyWrites(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(nonEmptyWriter{w}, r)
+	})
+}
+
+type nonEmptyWriter struct{ http.ResponseWriter }
+
+func (w nonEmptyWriter) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the runtime's writer.
+func (w nonEmptyWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -2,8 +2,10 @@
 # smoke test. The top-level Makefile includes it; it also works alone from
 # the repository root: make -f worker/worker.mk worker
 #
-#   worker        build build/app.wasm (GOOS=js GOARCH=wasm) and syumai's
-#                 JavaScript glue (worker.mjs, runtime.mjs, wasm_exec.js);
+#   worker        build build/app.wasm (GOOS=js GOARCH=wasm), syumai's
+#                 JavaScript glue (worker.mjs, runtime.mjs, wasm_exec.js)
+#                 and the entry module (entry.mjs: worker/js/entry.mjs,
+#                 wrangler.toml's main, with the realtime Durable Object);
 #                 WORKER_TAGS=testroutes makes a test build (the test-only
 #                 routes), which the test suites write elsewhere
 #                 (WORKER_BUILD=dir): build/ holds what ships
@@ -32,6 +34,7 @@ worker:
 	  go run github.com/syumai/workers/cmd/workers-assets-gen -mode=go -o "$$tmp/assets" && \
 	  cp "$$tmp/assets/worker.mjs" "$$tmp/assets/runtime.mjs" "$$tmp/assets/wasm_exec.js" $(WORKER_BUILD)/ && \
 	  rm -rf "$$tmp"
+	@cp worker/js/entry.mjs $(WORKER_BUILD)/entry.mjs
 	GOOS=js GOARCH=wasm GOFLAGS=-trimpath scripts/progress "building the worker" go build -tags='$(WORKER_TAGS)' -ldflags='$(WORKER_LDFLAGS)' -o $(WORKER_BUILD)/app.wasm.tmp ./worker
 	@mv $(WORKER_BUILD)/app.wasm.tmp $(WORKER_BUILD)/app.wasm
 	@$(MAKE) --no-print-directory -f worker/worker.mk worker-size

@@ -28,6 +28,7 @@ import (
 func init() { handlers.RegisterTestRoutes(mount) }
 
 func mount(mux *http.ServeMux, env handlers.TestEnv) {
+	mountStream(mux, env)
 	writeJSON, writeError, errorf := env.WriteJSON, env.WriteError, env.Errorf
 	mountWebhooks(mux, env)
 	mux.HandleFunc("GET /__contract/{suite}", func(w http.ResponseWriter, r *http.Request) {

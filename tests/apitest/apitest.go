@@ -22,6 +22,8 @@ import (
 type Client struct {
 	Base string
 	HTTP *http.Client
+	// Check, when set, is shown every exchange (check.go).
+	Check Checker
 }
 
 // Response is a finished exchange.
@@ -127,19 +129,24 @@ func (c *Client) do(t testing.TB, method, path string, body any, frames int, hdr
 	if hc == nil {
 		hc = http.DefaultClient
 	}
+	sent := c.capture(req)
 	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
 	defer resp.Body.Close()
 	if frames > 0 && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-		return &Response{Status: resp.StatusCode, Header: resp.Header, Body: readFrames(t, resp.Body, frames)}
+		res := &Response{Status: resp.StatusCode, Header: resp.Header, Body: readFrames(t, resp.Body, frames)}
+		c.check(t, req, sent, res)
+		return res
 	}
 	out, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatalf("%s %s: reading body: %v", method, path, err)
 	}
-	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: out}
+	res := &Response{Status: resp.StatusCode, Header: resp.Header, Body: out}
+	c.check(t, req, sent, res)
+	return res
 }
 
 // TestClientIP is the header a home started with Config.TestRoutes takes

@@ -24,6 +24,7 @@ func (c *Client) Raw(t testing.TB, req *http.Request) *Response {
 	if c.HTTP != nil {
 		hc.Transport, hc.Timeout = c.HTTP.Transport, c.HTTP.Timeout
 	}
+	sent := c.capture(req)
 	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
@@ -33,7 +34,9 @@ func (c *Client) Raw(t testing.TB, req *http.Request) *Response {
 	if err != nil {
 		t.Fatalf("%s %s: reading body: %v", req.Method, req.URL, err)
 	}
-	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	r := &Response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	c.check(t, req, sent, r)
+	return r
 }
 
 // refusal checks a 4xx in the error shape with the code and, if field is

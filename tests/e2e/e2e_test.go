@@ -21,6 +21,7 @@ import (
 	"pommy.ai/edge/handlers"
 	"pommy.ai/edge/storage/storagetest"
 	"pommy.ai/edge/tests/apitest"
+	"pommy.ai/edge/tests/openapi"
 )
 
 func TestHealthz(t *testing.T) {
@@ -88,12 +89,16 @@ func TestContractSuites(t *testing.T) {
 }
 
 // TestAcceptance runs the application's HTTP acceptance suite, shared by
-// every home, against this one.
+// every home, against this one, and holds every request and response of it
+// to the API's description, docs/openapi.yaml (tests/openapi).
 func TestAcceptance(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
 			h := startHome(t, homeOptions{perRequest: m.perRequest})
-			apitest.Run(t, &apitest.Client{Base: h.url}, "local")
+			c := &apitest.Client{Base: h.url}
+			v := openapi.Attach(t, c)
+			apitest.Run(t, c, "local")
+			v.RequireCoverage(t)
 		})
 	}
 }

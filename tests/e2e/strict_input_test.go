@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"pommy.ai/edge/tests/apitest"
+	"pommy.ai/edge/tests/openapi"
 )
 
 // TestEdgeParity runs, through the shipped guest on one home, the
@@ -23,8 +24,11 @@ import (
 //     security headers, never an HTML redirect;
 //   - ErrorText: error messages name permissions in words, responses do
 //     not escape < > &, and settings changes are audited as objects.
+//
+// Every exchange is also held to docs/openapi.yaml.
 func TestEdgeParity(t *testing.T) {
 	c := &apitest.Client{Base: startHome(t, homeOptions{}).url}
+	openapi.Attach(t, c)
 	for name, run := range map[string]func(*testing.T, *apitest.Client){
 		"StrictInput":          apitest.StrictInput,
 		"AmbiguousCredentials": apitest.AmbiguousCredentials,

@@ -21,12 +21,15 @@ import (
 	"pommy.ai/edge/storage"
 	"pommy.ai/edge/storage/storagetest"
 	"pommy.ai/edge/tests/apitest"
+	"pommy.ai/edge/tests/openapi"
 	"pommy.ai/edge/wasm/host/local"
 )
 
 func TestNativeHandlers(t *testing.T) {
 	c, _ := start(t)
+	v := openapi.Attach(t, c)
 	apitest.Run(t, c, "native")
+	v.RequireCoverage(t)
 }
 
 // testLimits sets the approximate per-IP login limit (TestLoginShedding).

@@ -333,7 +333,7 @@ func try(ctx context.Context, o Options, config, envFile string) (*Dev, bool, er
 
 // buildFiles are what `make -f worker/worker.mk worker` writes into its
 // build directory and wrangler serves.
-var buildFiles = []string{"worker.mjs", "runtime.mjs", "wasm_exec.js", "app.wasm"}
+var buildFiles = []string{"entry.mjs", "worker.mjs", "runtime.mjs", "wasm_exec.js", "app.wasm"}
 
 // snapshot copies the worker built into build into a new directory with a
 // copy of wrangler.toml that points at it, has an absolute migrations_dir
@@ -369,7 +369,7 @@ func snapshot(root, build string) (string, error) {
 		}
 		switch key, _, _ := strings.Cut(t, "="); strings.TrimSpace(key) {
 		case "main":
-			line, sawMain = `main = "worker.mjs"`, true
+			line, sawMain = `main = "entry.mjs"`, true
 		case "migrations_dir":
 			line = fmt.Sprintf("migrations_dir = %q", filepath.Join(root, "storage", "migrations"))
 		}
