@@ -309,8 +309,17 @@ func (a *app) serveRoute(rt route, w http.ResponseWriter, r *http.Request) error
 		}
 		return err
 	}
-	if err := a.org.ShedRate(r, s); err != nil {
-		return err
+	// A home's re-poll of a stream it holds (docs/realtime.md) is the
+	// viewer's one request run again on a wake-up: its rate is the rate of
+	// the topic's writes, each already counted against its writer. Counting
+	// it against the viewer's limits too would end a busy conversation's
+	// stream with rate_limited. Authentication and authorization still run
+	// on every poll. Only a home sets the header; both remove a client's.
+	poll := web.HomePoll(r)
+	if !poll {
+		if err := a.org.ShedRate(r, s); err != nil {
+			return err
+		}
 	}
 	if s.SessionID != "" && !safeMethod(r.Method) {
 		if err := a.checkSameOrigin(r); err != nil {
@@ -320,7 +329,7 @@ func (a *app) serveRoute(rt route, w http.ResponseWriter, r *http.Request) error
 	if err := authorize(s, rt); err != nil {
 		return err
 	}
-	if s.KeyID != "" {
+	if s.KeyID != "" && !poll {
 		if err := a.id.KeyRateLimit(r, s); err != nil {
 			return err
 		}

@@ -66,22 +66,26 @@ func main() {
 // config is the command's settings, from flags, then environment, then
 // defaults.
 type config struct {
-	addr, data   string
-	module       string
-	s3           blobs3.Config
-	pool         int
-	perRequest   bool
-	maxQueue     int
-	queueWait    time.Duration
-	timeout      time.Duration
-	scheduleEvry time.Duration
-	jobWorkers   int
-	jobsEvery    time.Duration
-	egressAllow  []string
-	egressPriv   bool
-	clientIPHdr  string
-	origins      []string
-	logLevel     slog.Level
+	addr, data string
+	module     string
+	s3         blobs3.Config
+	pool       int
+	perRequest bool
+	maxQueue   int
+	queueWait  time.Duration
+	// streamHeartbeat and maxStreams configure the hub that holds the
+	// streams (docs/realtime.md).
+	streamHeartbeat time.Duration
+	maxStreams      int
+	timeout         time.Duration
+	scheduleEvry    time.Duration
+	jobWorkers      int
+	jobsEvery       time.Duration
+	egressAllow     []string
+	egressPriv      bool
+	clientIPHdr     string
+	origins         []string
+	logLevel        slog.Level
 
 	// The HTTP server's limits (host.ServerOptions, host.Options).
 	readHeaderTimeout time.Duration
@@ -135,6 +139,8 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.BoolVar(&c.perRequest, "instance-per-request", parsed("POMMY_INSTANCE_PER_REQUEST", false, parseBool).(bool), "give every request a fresh guest instance, as the edge does (POMMY_INSTANCE_PER_REQUEST)")
 	fs.IntVar(&c.maxQueue, "max-queue", parsed("POMMY_MAX_QUEUE", 0, parseInt).(int), "most requests waiting for a guest instance; more get 503 overloaded at once; 0: 4 per instance (POMMY_MAX_QUEUE)")
 	fs.DurationVar(&c.queueWait, "queue-wait", parsed("POMMY_QUEUE_WAIT", time.Second, parseDur).(time.Duration), "longest a request waits for a guest instance before 503 overloaded (POMMY_QUEUE_WAIT)")
+	fs.DurationVar(&c.streamHeartbeat, "stream-heartbeat", parsed("POMMY_STREAM_HEARTBEAT", host.DefaultStreamHeartbeat, parseDur).(time.Duration), "how `often` a held event stream gets a ping event, so clients can tell a quiet stream from a dead one (POMMY_STREAM_HEARTBEAT)")
+	fs.IntVar(&c.maxStreams, "max-streams", parsed("POMMY_MAX_STREAMS", host.DefaultMaxStreams, parseInt).(int), "most event streams and waiting long-polls held at once; more are refused with too_many_streams (POMMY_MAX_STREAMS)")
 	fs.DurationVar(&c.timeout, "timeout", parsed("POMMY_TIMEOUT", 30*time.Second, parseDur).(time.Duration), "each request's `deadline` (POMMY_TIMEOUT)")
 	fs.DurationVar(&c.readHeaderTimeout, "read-header-timeout", parsed("POMMY_READ_HEADER_TIMEOUT", host.DefaultReadHeaderTimeout, parseDur).(time.Duration), "how long a client has to send a request's line and headers (POMMY_READ_HEADER_TIMEOUT)")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", parsed("POMMY_IDLE_TIMEOUT", host.DefaultIdleTimeout, parseDur).(time.Duration), "how long a kept-alive connection may wait for its next request (POMMY_IDLE_TIMEOUT)")
@@ -174,6 +180,10 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		return c, fmt.Errorf("--queue-wait must be positive, not %v", c.queueWait)
 	case c.timeout <= 0:
 		return c, fmt.Errorf("--timeout must be positive, not %v", c.timeout)
+	case c.streamHeartbeat <= 0:
+		return c, fmt.Errorf("--stream-heartbeat must be positive, not %v", c.streamHeartbeat)
+	case c.maxStreams < 1:
+		return c, fmt.Errorf("--max-streams must be at least 1, not %d", c.maxStreams)
 	case c.readHeaderTimeout <= 0 || c.idleTimeout <= 0 || c.bodyReadTimeout <= 0:
 		return c, errors.New("--read-header-timeout, --idle-timeout and --body-read-timeout must be positive")
 	case c.maxHeaderBytes < 4<<10:
@@ -254,6 +264,8 @@ func run(ctx context.Context, c config, log *slog.Logger, ready func(addr string
 		InstancePerRequest: c.perRequest,
 		MaxQueue:           c.maxQueue,
 		QueueWait:          c.queueWait,
+		StreamHeartbeat:    c.streamHeartbeat,
+		MaxStreams:         c.maxStreams,
 		Timeout:            c.timeout,
 		BodyReadTimeout:    c.bodyReadTimeout,
 		BodyMinRate:        bodyMinRate(c.bodyMinRate),

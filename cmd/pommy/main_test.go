@@ -284,3 +284,27 @@ func TestRunRestartKeepsData(t *testing.T) {
 		}
 	}
 }
+
+// TestParseStreamFlags: the hub's heartbeat and stream cap come from
+// flags, then the environment, then the host's defaults; nonsense is
+// refused.
+func TestParseStreamFlags(t *testing.T) {
+	env := map[string]string{"POMMY_STREAM_HEARTBEAT": "5s", "POMMY_MAX_STREAMS": "200"}
+	c, err := parseConfig(nil, func(k string) string { return env[k] }, io.Discard)
+	if err != nil || c.streamHeartbeat != 5*time.Second || c.maxStreams != 200 {
+		t.Fatalf("from the environment: %+v, %v", c, err)
+	}
+	c, err = parseConfig([]string{"--stream-heartbeat", "1s", "--max-streams", "7"}, func(k string) string { return env[k] }, io.Discard)
+	if err != nil || c.streamHeartbeat != time.Second || c.maxStreams != 7 {
+		t.Fatalf("flags over the environment: %+v, %v", c, err)
+	}
+	c, err = parseConfig(nil, func(string) string { return "" }, io.Discard)
+	if err != nil || c.streamHeartbeat != host.DefaultStreamHeartbeat || c.maxStreams != host.DefaultMaxStreams {
+		t.Fatalf("defaults: %+v, %v", c, err)
+	}
+	for _, bad := range [][]string{{"--stream-heartbeat", "0s"}, {"--stream-heartbeat", "-1s"}, {"--max-streams", "0"}, {"--max-streams", "-5"}} {
+		if _, err := parseConfig(bad, func(string) string { return "" }, io.Discard); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+}

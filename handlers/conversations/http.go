@@ -440,12 +440,6 @@ func streamCursor(r *http.Request) (int64, error) {
 	return 0, nil
 }
 
-// polled: the home re-runs a held stream's request on a wake-up. Homes
-// strip this header from clients' requests, so only they can set it; it
-// changes nothing about authorization, only that the subscription was
-// already recorded in the audit log.
-func polled(r *http.Request) bool { return r.Header.Get(storage.StreamPollHeader) != "" }
-
 // streamAnswer writes one answer of a stream route: the events so far, and
 // the headers that tell the home how to hold the stream.
 func streamAnswer[E any](w http.ResponseWriter, r *http.Request, topic string, sse bool, evs []E, cursor int64, more bool, frame func(E) (int64, string)) error {
@@ -498,7 +492,7 @@ func (rt *Routes) events(sse bool) web.Handler {
 			return err
 		}
 		cacheHeader(w, st)
-		if !polled(r) {
+		if !web.HomePoll(r) {
 			action := "conversation.events.read"
 			if sse {
 				action = "conversation.subscribed"
@@ -531,7 +525,7 @@ func (rt *Routes) inbox(sse bool) web.Handler {
 		if err != nil {
 			return err
 		}
-		if !polled(r) {
+		if !web.HomePoll(r) {
 			action := "inbox.events.read"
 			if sse {
 				action = "inbox.subscribed"

@@ -32,6 +32,8 @@ import (
 //	wait=S        long-poll: how long the home may wait for a wake-up (clamped to 1..30, echoed)
 //	fail_at=S     a re-poll (Pommy-Stream-Poll: 1) whose cursor is >= S answers fail_status
 //	fail_status=C 401 (default), 403, 404 or 429
+//	hold_ms=N     a re-poll waits N ms (0..1000) after reading the log before it answers, widening the
+//	              window in which a wake-up arrives while a poll runs (the loss test's instrument)
 //
 // Every answer carries X-Pommy-Test-Poll: 1 when the application saw
 // Pommy-Stream-Poll, so a test can tell that a client could not forge it.
@@ -211,6 +213,11 @@ func mountStream(mux *http.ServeMux, env handlers.TestEnv) {
 			}
 		}
 
+		hold, ok := intParam(q.Get("hold_ms"), 0, 0, 1000)
+		if !ok {
+			writeFieldError(writeJSON, w, http.StatusBadRequest, "invalid", "hold_ms must be 0..1000", "hold_ms")
+			return
+		}
 		ctx := r.Context()
 		pollCount := 0
 		if poll {
@@ -243,6 +250,12 @@ func mountStream(mux *http.ServeMux, env handlers.TestEnv) {
 			}
 			e.Data = json.RawMessage(data)
 			events = append(events, e)
+		}
+		if poll && hold > 0 {
+			select {
+			case <-time.After(time.Duration(hold) * time.Millisecond):
+			case <-ctx.Done():
+			}
 		}
 		last := cursor
 		if len(events) > 0 {
@@ -329,7 +342,7 @@ func requestCursor(r *http.Request) (cursor int64, field string, ok bool) {
 
 // parseCursor reads a sequence number: decimal digits only, 0 <= N < 2^53.
 func parseCursor(s string) (int64, error) {
-	if s == "" || len(s) > 16 {
+	if s == "" {
 		return 0, fmt.Errorf("cursor %q", s)
 	}
 	var n int64
@@ -338,10 +351,10 @@ func parseCursor(s string) (int64, error) {
 		if c < '0' || c > '9' {
 			return 0, fmt.Errorf("cursor %q", s)
 		}
-		n = n*10 + int64(c-'0')
-	}
-	if n > maxCursor {
-		return 0, fmt.Errorf("cursor %q", s)
+		// Stopping past the bound keeps n from overflowing.
+		if n = n*10 + int64(c-'0'); n > maxCursor {
+			return 0, fmt.Errorf("cursor %q", s)
+		}
 	}
 	return n, nil
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"net"
 	"net/http"
+
+	"pommy.ai/edge/storage"
 )
 
 // Client is what the application knows about where a request came from.
@@ -67,4 +69,11 @@ func Truncate(s string, n int) string {
 		return s
 	}
 	return s[:n]
+}
+
+// HomePoll reports a home's re-poll of a stream it holds (docs/realtime.md):
+// a GET carrying storage.StreamPollHeader, which both homes remove from
+// what clients send, so only a home can set it.
+func HomePoll(r *http.Request) bool {
+	return r.Method == http.MethodGet && r.Header.Get(storage.StreamPollHeader) != ""
 }

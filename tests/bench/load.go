@@ -267,6 +267,11 @@ const convsPerOrg = 16
 // which follow the API as it changes. The load runs spread their requests
 // over the organizations in turn.
 func newFixture(ctx context.Context, c *http.Client, base string, orgs int) (*fixture, error) {
+	return newFixtureN(ctx, c, base, orgs, convsPerOrg)
+}
+
+// newFixtureN is newFixture with convs conversations per organization.
+func newFixtureN(ctx context.Context, c *http.Client, base string, orgs, convs int) (*fixture, error) {
 	ac := &apitest.Client{Base: base, HTTP: c}
 	f := &fixture{base: base}
 	for i := range max(orgs, 1) {
@@ -283,13 +288,13 @@ func newFixture(ctx context.Context, c *http.Client, base string, orgs int) (*fi
 			}
 			auth := bearer(o.key)
 			ct := ac.Do(t, "POST", "/v1/contacts", map[string]any{"name": "Bench visitor"}, auth...).Expect(t, 201).JSON(t)["id"].(string)
-			for range convsPerOrg {
+			for range convs {
 				cv := ac.Do(t, "POST", "/v1/conversations", map[string]any{"contact_id": ct, "subject": "Order 1234"}, auth...).Expect(t, 201)
 				o.convs = append(o.convs, cv.JSON(t)["id"].(string))
 			}
 		})
 		if err != nil {
-			return nil, fmt.Errorf("signing up organization %d with its rate raised, an API key and %d conversations: %w", i+1, convsPerOrg, err)
+			return nil, fmt.Errorf("signing up organization %d with its rate raised, an API key and %d conversations: %w", i+1, convs, err)
 		}
 		f.orgs = append(f.orgs, o)
 	}

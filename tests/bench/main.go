@@ -26,6 +26,11 @@
 //   - per-request overhead of the worker in workerd (wrangler dev), next to
 //     the same requests on the local host and the native handlers;
 //   - the process's memory;
+//   - the chat core: delivery latency from a visitor's message to the inbox
+//     stream with a thousand conversation streams held (host and workerd),
+//     memory per held stream, messages per second through the host against
+//     the native handlers, the loss test (clients dropping and resuming
+//     with Last-Event-ID), and an audit record's cost per message;
 //   - the session check (GET /v1/me) natively and through the host, and as
 //     the sessions table grows to a million rows, with the lookup's query
 //     plan; a login's cost with argon2id in the host and in the guest.
@@ -74,7 +79,7 @@ var (
 	aeadMiB  = flag.Int("aead-mib", 64, "MiB sealed by the software-AES route in the guest")
 	blobMiB  = flag.Int("blob-mib", 16, "MiB of the attachment uploaded and downloaded")
 	noWorker = flag.Bool("no-workerd", false, "skip the workerd measurements")
-	only     = flag.String("only", "", "measure only this part (identity, overload) and write it to -out (default: a file in the temporary directory)")
+	only     = flag.String("only", "", "measure only this part (identity, overload, chat) and write it to -out (default: a file in the temporary directory)")
 )
 
 var began = time.Now()
@@ -84,6 +89,9 @@ func progress(format string, args ...any) {
 }
 
 func main() {
+	if spec := os.Getenv(chatClientsEnv); spec != "" {
+		os.Exit(chatClientsMain(spec))
+	}
 	flag.Parse()
 	if err := bench(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -171,6 +179,9 @@ func bench() error {
 	if err := x.identity(); err != nil {
 		return err
 	}
+	if err := x.chat(); err != nil {
+		return err
+	}
 	x.workerd()
 
 	x.rep.para("_The whole run took %s._", time.Since(start).Round(time.Second))
@@ -201,8 +212,12 @@ func (x *b) onlyPart(start time.Time, head string) error {
 		err = x.identity()
 	case "overload":
 		err = x.overload()
+	case "chat":
+		if err = x.chat(); err == nil && !*noWorker {
+			err = x.workerdChatAlone()
+		}
 	default:
-		err = fmt.Errorf("-only %q: the parts are: identity, overload", *only)
+		err = fmt.Errorf("-only %q: the parts are: identity, overload, chat", *only)
 	}
 	if err != nil {
 		return err
@@ -860,4 +875,23 @@ func (x *b) workerd() {
 	x.rep.para("Software AES-256-GCM inside the worker's test build (`/__test/aead`, 16 MiB): %s MB/s (the guest in wazero: %s MB/s).", aead, rate(x.guestAES))
 	x.rep.check("worker in workerd, GET /healthz p50 (p99)", ms(health.pct(50))+" ("+ms(health.pct(99))+")", "–", "–")
 	progress("  workerd healthz p50 %s p99 %s; conversation p50 %s", ms(health.pct(50)), ms(health.pct(99)), ms(get.pct(50)))
+	x.workerdChat(ctx, dev.URL)
+}
+
+// workerdChatAlone is the chat core's workerd run for -only chat: its own
+// wrangler dev of the shipped worker.
+func (x *b) workerdChatAlone() error {
+	progress("measuring the chat core in workerd (starting wrangler dev)...")
+	ctx := context.Background()
+	_, statErr := os.Stat(filepath.Join(x.root, "build", "app.wasm"))
+	dev, err := wrangler.Start(ctx, wrangler.Options{Root: x.root, Name: "bench-chat", SkipBuild: statErr == nil,
+		Logf: func(f string, a ...any) { progress("  "+f, a...) }})
+	if err != nil {
+		x.rep.section("Chat core in workerd (wrangler dev)")
+		x.rep.para("Not measured: %v", err)
+		return nil
+	}
+	defer dev.Stop()
+	x.workerdChat(ctx, dev.URL)
+	return nil
 }

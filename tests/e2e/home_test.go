@@ -35,6 +35,10 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(streamClientsEnv) != "" {
+		// A child process of TestThousandStreams: stream clients only.
+		os.Exit(streamClientsMain())
+	}
 	dir, err := os.MkdirTemp("", "pommy-e2e")
 	if err != nil {
 		panic(err)
@@ -92,6 +96,9 @@ type homeOptions struct {
 	// host's defaults).
 	maxQueue  int
 	queueWait time.Duration
+	// The stream hub's options (zero: the host's defaults).
+	streamHeartbeat time.Duration
+	maxStreams      int
 	// webhookAllow lists the tests' own webhook receivers (ip:port): the
 	// test-only allow-list of the application and of the host's egress.
 	webhookAllow []string
@@ -143,6 +150,8 @@ func startHome(t testing.TB, o homeOptions) *home {
 		BodyMinRate:        o.bodyMinRate,
 		MaxQueue:           o.maxQueue,
 		QueueWait:          o.queueWait,
+		StreamHeartbeat:    o.streamHeartbeat,
+		MaxStreams:         o.maxStreams,
 		Platform:           p.Platform,
 		JobEvery:           cmp.Or(o.jobEvery, 100*time.Millisecond),
 		Config:             handlers.Config{TestRoutes: true, ContractHTTPURL: echo.URL, WebhookTestAllow: o.webhookAllow},

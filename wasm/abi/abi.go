@@ -148,7 +148,10 @@ const (
 	OpBlobPutOpenSealed Op = 33 // BlobPutOpenSealedReq -> HandleResp (then OpBlobPutWrite... with plaintext)
 	OpReadOpenSealed    Op = 34 // ReadOpenSealedReq -> Empty (then OpRead yields plaintext)
 
-	opEnd Op = 35 // one past the last op
+	// Realtime: a wake-up for the streams the host holds on a topic.
+	OpRealtimePublish Op = 35 // RealtimePublishReq -> Empty
+
+	opEnd Op = 36 // one past the last op
 )
 
 var opNames = [...]string{
@@ -187,6 +190,7 @@ var opNames = [...]string{
 	OpLimitAllow:        "limit.allow",
 	OpBlobPutOpenSealed: "blob.put_open_sealed",
 	OpReadOpenSealed:    "read.open_sealed",
+	OpRealtimePublish:   "realtime.publish",
 }
 
 func (o Op) String() string {
@@ -238,5 +242,6 @@ func Ops() map[Op][2]func() Message {
 		OpLimitAllow:        {func() Message { return new(LimitAllowReq) }, func() Message { return new(LimitDecision) }},
 		OpBlobPutOpenSealed: {func() Message { return new(BlobPutOpenSealedReq) }, func() Message { return new(HandleResp) }},
 		OpReadOpenSealed:    {func() Message { return new(ReadOpenSealedReq) }, func() Message { return new(Empty) }},
+		OpRealtimePublish:   {func() Message { return new(RealtimePublishReq) }, func() Message { return new(Empty) }},
 	}
 }

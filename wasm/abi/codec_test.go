@@ -80,6 +80,7 @@ func examples() []Message {
 		&PasswordVerifyResp{Match: true},
 		&LimitAllowReq{Name: "login", Key: "203.0.113.7"},
 		&LimitDecision{Allowed: false, RetryAfter: 12 * time.Second},
+		&RealtimePublishReq{Topic: "t/t_1/c/c_2"},
 		&ErrorMessage{Message: "storage: not found"},
 	}
 }

@@ -132,3 +132,4 @@ func FuzzDecodePasswordVerifyReq(f *testing.F)    { fuzzDecode[PasswordVerifyReq
 func FuzzDecodePasswordVerifyResp(f *testing.F)   { fuzzDecode[PasswordVerifyResp](f) }
 func FuzzDecodeLimitAllowReq(f *testing.F)        { fuzzDecode[LimitAllowReq](f) }
 func FuzzDecodeLimitDecision(f *testing.F)        { fuzzDecode[LimitDecision](f) }
+func FuzzDecodeRealtimePublishReq(f *testing.F)   { fuzzDecode[RealtimePublishReq](f) }

@@ -783,6 +783,14 @@ func (m *LimitDecision) Decode(d *Decoder) {
 	m.RetryAfter = time.Duration(d.Varint())
 }
 
+// RealtimePublishReq wakes the streams the host holds on Topic
+// (storage.Realtime.Publish). The host refuses a topic that
+// storage.ValidTopic refuses.
+type RealtimePublishReq struct{ Topic string }
+
+func (m *RealtimePublishReq) Encode(e *Encoder) { e.String(m.Topic) }
+func (m *RealtimePublishReq) Decode(d *Decoder) { m.Topic = d.String() }
+
 // ---- time -------------------------------------------------------------------
 
 // Time encodes t as Unix nanoseconds, the zero time as 0.

@@ -35,6 +35,8 @@ func newPlatform(c *client) storage.Platform {
 		// (several times faster than here) and shared by every instance.
 		Passwords: passwordsPort{c},
 		Limiter:   limiterPort{c},
+		// Wake-ups go to the host's hub, which holds the streams.
+		Realtime: realtimePort{c},
 	}
 }
 
@@ -582,6 +584,23 @@ func (p limiterPort) Allow(ctx context.Context, name, key string) (storage.Limit
 		return storage.LimitDecision{}, err
 	}
 	return storage.LimitDecision{Allowed: r.Allowed, RetryAfter: r.RetryAfter}, nil
+}
+
+// ---- realtime ----
+
+type realtimePort struct{ c *client }
+
+// Publish asks the host to wake the streams held on topic. A host older
+// than op realtime.publish answers invalid; the application logs that and
+// goes on (a lost wake-up costs latency, never an event).
+func (p realtimePort) Publish(ctx context.Context, topic string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !storage.ValidTopic(topic) {
+		return fmt.Errorf("%w: realtime topic %q", storage.ErrInvalid, topic)
+	}
+	return p.c.do(abi.OpRealtimePublish, &abi.RealtimePublishReq{Topic: topic}, &abi.Empty{})
 }
 
 // ---- logging ----

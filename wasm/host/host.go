@@ -31,6 +31,10 @@
 //     New refuses a guest whose init draws more randomness than that.
 //   - Nothing a request opened (streams, pending blob puts, data-key
 //     handles) outlives the export call: the host closes or aborts it.
+//   - Streams (SSE, long-poll) are held by the host's hub, never by an
+//     instance: the guest answers a stream request's first step and each
+//     re-poll after a wake-up, and the hub keeps the connection in
+//     between (hub.go, stream.go, docs/realtime.md).
 //
 // Server (server.go) is the HTTP server the command runs and the tests
 // start: connection limits, and net/http's own error responses in the
@@ -144,8 +148,22 @@ type Options struct {
 	// MemoryLimitMiB caps each instance's linear memory (default 512).
 	MemoryLimitMiB int
 
+	// StreamHeartbeat is how often a held SSE stream gets `event: ping`
+	// (default DefaultStreamHeartbeat).
+	StreamHeartbeat time.Duration
+	// MaxStreams bounds the streams held at once, SSE streams and waiting
+	// long-polls together (default DefaultMaxStreams); past it a stream
+	// is refused with too_many_streams (docs/realtime.md).
+	MaxStreams int
+	// StreamPollers bounds the streams' re-polls running at once (default
+	// Pool/2, at least 1), so that streams woken together never take
+	// every instance from other requests.
+	StreamPollers int
+
 	// Platform holds the native adapters the guest reaches through the ABI.
-	// Platform.Home is ignored: the guest reports "local".
+	// Platform.Home is ignored: the guest reports "local". Its Realtime is
+	// ignored too: the host's own hub (Host.Realtime) takes the guest's
+	// wake-ups.
 	Platform storage.Platform
 	// Config is handed to the guest's handlers.New, as JSON in the module's
 	// environment (variable POMMY_CONFIG).
@@ -166,6 +184,7 @@ type Host struct {
 	modCfg   wazero.ModuleConfig
 	snap     *snapshot // nil with Options.NoSnapshot
 	pool     *pool
+	hub      *hub
 	// jobs holds the job workers' instances (nil without JobWorkers).
 	jobs  *pool
 	stats counters
@@ -197,6 +216,11 @@ type Stats struct {
 	Queued           int64 // requests waiting for an instance now
 	Shed             int64 // requests refused by admission control (503 overloaded)
 	ShedWaited       int64 // of Shed, those refused after waiting QueueWait (the others found the queue full)
+	// GuestMemory is the linear memory the live instances hold, in bytes
+	// (counted for instances started from the snapshot; 0 with
+	// NoSnapshot). It is part of the Go heap.
+	GuestMemory int64
+	Streams     StreamStats
 }
 
 type counters struct {
@@ -209,15 +233,24 @@ type counters struct {
 // Stats returns a snapshot of the counters.
 func (h *Host) Stats() Stats {
 	c := &h.stats
-	return Stats{
+	st := Stats{
 		Compile: time.Duration(c.compile.Load()), Snapshot: time.Duration(c.snapshot.Load()),
 		LastInstantiate: time.Duration(c.lastInst.Load()),
 		Instantiated:    c.instantiated.Load(), Discarded: c.discarded.Load(), Traps: c.traps.Load(),
 		Timeouts: c.timeouts.Load(), Killed: c.killed.Load(), Requests: c.requests.Load(),
 		ScheduledRuns: c.scheduled.Load(), InstancesRunning: c.alive.Load(),
 		Busy: c.busy.Load(), Queued: c.queued.Load(), Shed: c.shed.Load(), ShedWaited: c.shedWaited.Load(),
+		Streams: h.hub.statsNow(),
 	}
+	if h.snap != nil {
+		st.GuestMemory = h.snap.memory.Load()
+	}
+	return st
 }
+
+// Realtime is the host's hub as the Realtime port: a Publish wakes the
+// streams held on its topic. The guest's realtime.publish op comes here.
+func (h *Host) Realtime() storage.Realtime { return h.hub }
 
 // New compiles the module, checks its ABI, and starts one instance so that
 // a broken module fails here rather than on the first request.
@@ -280,6 +313,15 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.StreamHeartbeat <= 0 {
+		opts.StreamHeartbeat = DefaultStreamHeartbeat
+	}
+	if opts.MaxStreams <= 0 {
+		opts.MaxStreams = DefaultMaxStreams
+	}
+	if opts.StreamPollers <= 0 {
+		opts.StreamPollers = max(opts.Pool/2, 1)
+	}
 	if opts.Platform.Clock == nil {
 		opts.Platform.Clock = storage.SystemClock{}
 	}
@@ -290,6 +332,7 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 
 	h := &Host{opts: opts, log: opts.Logger, closed: make(chan struct{}),
 		streams: make(chan struct{}, max(opts.Pool-1, 1))}
+	h.hub = newHub(h, opts.StreamHeartbeat, opts.MaxStreams, opts.StreamPollers)
 	rc := wazero.NewRuntimeConfig().
 		// Without this a guest that never returns blocks its goroutine
 		// forever; with it, cancelling the call's context stops it.
@@ -393,14 +436,16 @@ func checkExports(m wazero.CompiledModule) error {
 	return nil
 }
 
-// Close stops taking requests, waits for the running ones until ctx ends,
-// then closes every instance and the runtime (killing any guest still
-// running). It does not close the platform's stores: their owner does,
-// after Close returns.
+// Close stops taking requests, ends every held stream (clients resume
+// from their cursors elsewhere or later), waits for the running requests
+// until ctx ends, then closes every instance and the runtime (killing any
+// guest still running). It does not close the platform's stores: their
+// owner does, after Close returns.
 func (h *Host) Close(ctx context.Context) error {
 	var err error
 	h.closeOnce.Do(func() {
 		close(h.closed)
+		h.hub.close()
 		err = h.pool.close(ctx)
 		if h.jobs != nil {
 			if jerr := h.jobs.close(ctx); err == nil {

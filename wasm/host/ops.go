@@ -37,6 +37,9 @@ type invocation struct {
 	tooLarge bool // the body went over MaxBody
 	headSent bool
 	dropBody bool // the host answered in the guest's place (413, 408)
+	// capture holds the answer instead of sending it: a stream's first
+	// answer (marked by Pommy-Stream-Topic), or any answer to a poll.
+	capture *answer
 
 	// bodyTimedOut: the client stopped sending the body (body.go).
 	bodyTimedOut bool
@@ -439,6 +442,10 @@ func (inv *invocation) perform(req abi.Message) (abi.Message, error) {
 		}
 		d, err := p.Limiter.Allow(ctx, m.Name, m.Key)
 		return &abi.LimitDecision{Allowed: d.Allowed, RetryAfter: d.RetryAfter}, err
+
+	// ---- realtime ----
+	case *abi.RealtimePublishReq:
+		return empty, inv.h.hub.Publish(ctx, m.Topic)
 
 	// ---- host services ----
 	case *abi.ClockNowReq:

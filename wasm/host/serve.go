@@ -20,6 +20,9 @@ import (
 // (body.go), and never for a request refused by its head.
 func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := handlers.RequestID(r)
+	// Only the home sets the stream hand-off's headers (a forged
+	// Pommy-Stream-Poll would skip the application's audit).
+	stripStreamHeaders(r.Header)
 	if len(r.TransferEncoding) > 0 {
 		// net/http drops Content-Length when Transfer-Encoding is
 		// present, so a request framed both ways (smuggling's shape)
@@ -51,7 +54,12 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// so that net/http's discard of an unread body cannot block forever.
 	rc := http.NewResponseController(w)
 	rc.SetWriteDeadline(deadline.Add(h.opts.Grace))
-	defer rc.SetWriteDeadline(time.Time{})
+	held := false // the hub took the connection: its deadlines are the hub's
+	defer func() {
+		if !held {
+			rc.SetWriteDeadline(time.Time{})
+		}
+	}()
 
 	var body *requestBody
 	if r.Body != nil && r.Body != http.NoBody {
@@ -76,6 +84,8 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	inv := h.newInvocation(r.Context(), id, deadline)
 	inv.r, inv.w = r, w
+	// Wake-ups after this point reach a stream this request may become.
+	from := h.hub.begin()
 	inst, err := h.pool.acquire(inv.ctx)
 	if err != nil {
 		timedOut := errors.Is(err, errBusy) || inv.ctx.Err() != nil
@@ -142,10 +152,15 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// The guest always finishes a response; this is a bug to see.
 		status, code, msg = http.StatusInternalServerError, "internal", "internal error"
 		h.log.Error("guest returned without a response", "request", id, "instance", inst.id)
+	case inv.capture != nil:
+		// A stream's first answer, held back until now; the instance
+		// is already back in the pool.
+		held = h.serveStream(w, r, inv.capture, from, id)
+		return
 	default:
 		return
 	}
-	if inv.headSent {
+	if inv.headSent && inv.capture == nil {
 		// Part of a response is out; all we can do is cut the
 		// connection so the client does not take it for whole.
 		panic(http.ErrAbortHandler)
@@ -326,6 +341,11 @@ func (inv *invocation) responseHead(m *abi.ResponseHead) error {
 		return fmt.Errorf("%w: status %d", storage.ErrInvalid, m.Status)
 	}
 	inv.headSent = true
+	if inv.capture != nil || (!inv.bodyTimedOut && !inv.tooLarge) {
+		if captured, err := inv.captureHead(m); captured {
+			return err
+		}
+	}
 	if inv.bodyTimedOut {
 		// The client stopped sending its body: whatever the guest made
 		// of the failed read, the client's delay is the answer.
@@ -372,6 +392,8 @@ func (inv *invocation) responseWrite(m *abi.ResponseWrite) error {
 		return fmt.Errorf("%w: body written before the response head", storage.ErrInvalid)
 	case inv.dropBody:
 		return nil
+	case inv.capture != nil:
+		return inv.capture.add(m.Data)
 	}
 	return inv.write(m.Data, m.Flush)
 }

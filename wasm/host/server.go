@@ -49,6 +49,7 @@ type ServerOptions struct {
 // Server serves a Host over HTTP/1.1 (and 1.0), in plain text: TLS is the
 // reverse proxy's. Create it with NewServer and run it with Serve.
 type Server struct {
+	h         *Host
 	srv       *http.Server
 	log       *slog.Logger
 	maxHeader int
@@ -68,7 +69,7 @@ func NewServer(h *Host, o ServerOptions) *Server {
 	if o.Logger == nil {
 		o.Logger = h.log
 	}
-	s := &Server{log: o.Logger, maxHeader: o.MaxHeaderBytes}
+	s := &Server{h: h, log: o.Logger, maxHeader: o.MaxHeaderBytes}
 	var protos http.Protocols
 	protos.SetHTTP1(true)
 	s.srv = &http.Server{
@@ -94,12 +95,20 @@ func (s *Server) Serve(ln net.Listener) error {
 	return s.srv.Serve(&serverListener{Listener: ln, s: s})
 }
 
-// Shutdown stops accepting and waits for the requests in progress until
-// ctx ends, like http.Server.Shutdown.
-func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+// Shutdown stops accepting, ends the streams the host holds (net/http
+// no longer tracks their connections) and waits for the requests in
+// progress until ctx ends, like http.Server.Shutdown.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.h.hub.close()
+	return s.srv.Shutdown(ctx)
+}
 
-// Close closes the listener and every connection at once.
-func (s *Server) Close() error { return s.srv.Close() }
+// Close closes the listener, every connection and every held stream at
+// once.
+func (s *Server) Close() error {
+	s.h.hub.close()
+	return s.srv.Close()
+}
 
 type serverConnKey struct{}
 
@@ -123,6 +132,9 @@ func (s *Server) guard(next http.Handler) http.Handler {
 		c.answering.Add(1)
 		defer c.answering.Add(-1)
 		next.ServeHTTP(w, r)
+		if c.hijacked.Load() {
+			return
+		}
 		// Everything of the response but a chunked body's last line
 		// goes out now, while the connection knows it is the
 		// handler's.
@@ -155,7 +167,10 @@ type serverConn struct {
 	answering atomic.Int32
 	// linger: the connection closes after an error whose request may not
 	// have been read whole; close it gently (lingerClose).
-	linger    atomic.Bool
+	linger atomic.Bool
+	// hijacked: the hub took the connection for a held stream
+	// (stream.go); net/http no longer writes to it.
+	hijacked  atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
+	"sync/atomic"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -46,6 +47,9 @@ type snapshot struct {
 	chunks  []memChunk    // the bytes that differ from a fresh instance's
 	globals []globalValue // every mutable global
 	bytes   int           // the bytes in chunks
+	// memory is the linear memory of the live instances made from it, in
+	// bytes reserved (Stats.GuestMemory).
+	memory atomic.Int64
 }
 
 type memChunk struct {
@@ -137,7 +141,7 @@ func takeSnapshot(ctx context.Context, rt wazero.Runtime, compiled wazero.Compil
 // as large as the snapshot's, then writes the snapshot's bytes and
 // globals over it.
 func (s *snapshot) instantiate(ctx context.Context, rt wazero.Runtime, compiled wazero.CompiledModule, cfg wazero.ModuleConfig) (api.Module, error) {
-	ctx = experimental.WithMemoryAllocator(ctx, memoryAllocator{initialCap: uint64(s.pages) * wasmPage})
+	ctx = experimental.WithMemoryAllocator(ctx, memoryAllocator{initialCap: uint64(s.pages) * wasmPage, total: &s.memory})
 	mod, err := rt.InstantiateModule(ctx, compiled, cfg.WithStartFunctions())
 	if err != nil {
 		return nil, err
@@ -193,15 +197,21 @@ func (s *snapshot) restore(mod api.Module) error {
 // adds a quarter, as append does for large slices. Fresh bytes are zero,
 // as Wasm requires: a slice's bytes past its length were zeroed by make
 // and never written, since linear memory never shrinks.
-type memoryAllocator struct{ initialCap uint64 }
+type memoryAllocator struct {
+	initialCap uint64
+	total      *atomic.Int64
+}
 
 func (a memoryAllocator) Allocate(capacity, maximum uint64) experimental.LinearMemory {
-	return &linearMemory{buf: make([]byte, 0, min(max(capacity, a.initialCap), maximum)), max: maximum}
+	m := &linearMemory{buf: make([]byte, 0, min(max(capacity, a.initialCap), maximum)), max: maximum, total: a.total}
+	a.total.Add(int64(cap(m.buf)))
+	return m
 }
 
 type linearMemory struct {
-	buf []byte
-	max uint64
+	buf   []byte
+	max   uint64
+	total *atomic.Int64
 }
 
 func (m *linearMemory) Reallocate(size uint64) []byte {
@@ -211,9 +221,13 @@ func (m *linearMemory) Reallocate(size uint64) []byte {
 	}
 	c := uint64(cap(m.buf))
 	nb := make([]byte, size, max(size, min(c+c/4, m.max)))
+	m.total.Add(int64(cap(nb)) - int64(c))
 	copy(nb, m.buf)
 	m.buf = nb
 	return m.buf
 }
 
-func (m *linearMemory) Free() { m.buf = nil }
+func (m *linearMemory) Free() {
+	m.total.Add(-int64(cap(m.buf)))
+	m.buf = nil
+}

@@ -8,10 +8,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	mathrand "math/rand/v2"
@@ -19,6 +21,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -219,10 +222,111 @@ func handle() int32 {
 			call(abi.OpClockNow, &abi.ClockNowReq{}, &abi.ClockNow{})
 		}
 		respond(200, "ok")
+	case "/publish":
+		// A wake-up through the realtime.publish op.
+		err := call(abi.OpRealtimePublish, &abi.RealtimePublishReq{Topic: q.Get("topic")}, &abi.Empty{})
+		var e *abi.Error
+		if errors.As(err, &e) {
+			respond(200, e.Code.String())
+			return abi.ResultOK
+		}
+		respond(200, fmt.Sprint(err))
+	case "/stream":
+		return stream(head, q)
 	case "/noresponse":
 	default:
 		respond(404, "no such behaviour")
 	}
+	return abi.ResultOK
+}
+
+// stream is a stream route (docs/realtime.md) over a log of KV "n"
+// events on topic ?topic: events cursor+1.. up to n, ?page at a time.
+// ?bad= answers a malformed hand-off; ?fail_on_poll=S answers a poll S;
+// ?hold_ms=N makes a poll wait N ms after reading "n" and counting itself;
+// ?crash_on_poll crashes in a poll. A poll counts itself in KV "polls"
+// (run it with a pool of one).
+func stream(head abi.RequestHead, q url.Values) int32 {
+	poll := len(head.Header["Pommy-Stream-Poll"]) > 0
+	var n int64
+	var v abi.KVValue
+	if call(abi.OpKVGet, &abi.KVGetReq{Key: "n"}, &v) == nil {
+		n, _ = strconv.ParseInt(string(v.Value), 10, 64)
+	}
+	if poll {
+		var p abi.KVValue
+		call(abi.OpKVGet, &abi.KVGetReq{Key: "polls"}, &p)
+		c, _ := strconv.Atoi(string(p.Value))
+		call(abi.OpKVPut, &abi.KVPutReq{Key: "polls", Value: []byte(strconv.Itoa(c + 1))}, &abi.Empty{})
+		// ?hold_ms: the poll has read the log; it answers after this
+		// long, so a test can wake the stream in between.
+		if ms, _ := strconv.Atoi(q.Get("hold_ms")); ms > 0 {
+			time.Sleep(time.Duration(ms) * time.Millisecond)
+		}
+		if q.Get("crash_on_poll") != "" {
+			return abi.ResultCrashed
+		}
+		if s := q.Get("fail_on_poll"); s != "" {
+			st, _ := strconv.Atoi(s)
+			call(abi.OpResponseHead, &abi.ResponseHead{Status: st, Final: true,
+				Header: map[string][]string{"Content-Type": {"application/json"}},
+				Body:   []byte("{\n \"error\": {\"code\": \"revoked\", \"message\": \"session revoked\"}}\n")}, &abi.Empty{})
+			return abi.ResultOK
+		}
+	}
+	var cursor int64
+	if id := head.Header["Last-Event-Id"]; len(id) > 0 {
+		cursor, _ = strconv.ParseInt(id[0], 10, 64)
+	} else {
+		cursor, _ = strconv.ParseInt(q.Get("after"), 10, 64)
+	}
+	page := int64(100)
+	if p, err := strconv.ParseInt(q.Get("page"), 10, 64); err == nil {
+		page = p
+	}
+	mode := q.Get("mode")
+	last := min(n, cursor+page)
+	var body []byte
+	for i := cursor + 1; i <= last; i++ {
+		if mode == "longpoll" {
+			body = fmt.Appendf(body, "%d,", i)
+		} else {
+			body = fmt.Appendf(body, "id: %d\nevent: test\ndata: {\"seq\":%d}\n\n", i, i)
+		}
+	}
+	last = max(last, cursor)
+	hdr := map[string][]string{
+		"Pommy-Stream-Topic":  {q.Get("topic")},
+		"Pommy-Stream-Cursor": {strconv.FormatInt(last, 10)},
+		"Pommy-Stream-Mode":   {mode},
+		"X-Saw-Poll":          {strconv.FormatBool(poll)},
+	}
+	if last < n {
+		hdr["Pommy-Stream-More"] = []string{"1"}
+	}
+	if w := q.Get("wait"); w != "" {
+		hdr["Pommy-Stream-Wait"] = []string{w}
+	}
+	if pad, _ := strconv.Atoi(q.Get("pad")); pad > 0 {
+		// A comment frame of pad bytes: an answer of a chosen size.
+		body = append(body, ": "...)
+		body = append(body, bytes.Repeat([]byte("x"), pad)...)
+		body = append(body, "\n\n"...)
+	}
+	switch q.Get("bad") {
+	case "frames":
+		body = append(body, "id: 99\ndata: {}"...)
+	case "cursor":
+		hdr["Pommy-Stream-Cursor"] = []string{"-1"}
+	case "topic":
+		hdr["Pommy-Stream-Topic"] = []string{"a topic"}
+	case "mode":
+		hdr["Pommy-Stream-Mode"] = []string{"websocket"}
+	}
+	if mode == "longpoll" {
+		body = fmt.Appendf(nil, `{"events":[%s],"cursor":%d}`, strings.TrimSuffix(string(body), ","), last)
+	}
+	call(abi.OpResponseHead, &abi.ResponseHead{Status: 200, Header: hdr, Body: body, Final: true}, &abi.Empty{})
 	return abi.ResultOK
 }
 
