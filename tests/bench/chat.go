@@ -454,7 +454,7 @@ func (c *chatClients) close() {
 // audit record's cost per message).
 func (x *b) chat() error {
 	ctx := context.Background()
-	perOrg := max(*chatStreams / max(*chatOrgs, 1), 1)
+	perOrg := max(*chatStreams/max(*chatOrgs, 1), 1)
 	streams := perOrg * *chatOrgs
 
 	progress("chat: native baseline: %d organizations of %d conversations, messages sent back to back (%d clients, %s)...", *chatOrgs, perOrg, *conc, *duration)
