@@ -7,9 +7,9 @@
 // (routes.go), the authorization middleware that turns a request into a
 // *web.Scope and checks it against the table, the permission matrix that
 // docs/permissions.md is generated from, and Scheduled. Each capability
-// lives in its own package below it (identity, tenant, notes, audit, ...),
-// on the shared kit in handlers/web; none of them imports this package or
-// another capability (docs/decisions.md, "handlers layout").
+// lives in its own package below it (identity, tenant, conversations,
+// audit, ...), on the shared kit in handlers/web; none of them imports this
+// package or another capability (docs/decisions.md, "handlers layout").
 package handlers
 
 import (
@@ -27,7 +27,6 @@ import (
 	"pommy.ai/edge/handlers/conversations"
 	"pommy.ai/edge/handlers/identity"
 	"pommy.ai/edge/handlers/jobs"
-	"pommy.ai/edge/handlers/notes"
 	"pommy.ai/edge/handlers/tenant"
 	"pommy.ai/edge/handlers/web"
 	"pommy.ai/edge/storage"
@@ -67,7 +66,7 @@ type Config struct {
 
 // MaxRequestBody is the largest body any route accepts (the attachment
 // upload); homes enforce it before the application sees the request.
-const MaxRequestBody = notes.MaxAttachment + 1<<20
+const MaxRequestBody = conversations.MaxAttachment + 1<<20
 
 type app struct {
 	p   storage.Platform
@@ -89,7 +88,7 @@ func newApp(p storage.Platform, cfg Config) *app {
 		id: identity.New(p, scopeResources),
 		// The audit log's rows go first, the tenants row last (tenant.Delete).
 		org: tenant.New(p, identity.ClearSessionCookie,
-			audit.PurgeTenantStmts, notes.PurgeTenantStmts, identity.PurgeTenantStmts, conversations.PurgeTenantStmts),
+			audit.PurgeTenantStmts, identity.PurgeTenantStmts, conversations.PurgeTenantStmts),
 	}
 }
 

@@ -12,7 +12,7 @@ import (
 //
 // The edge runtime parses each request's URL as a WHATWG URL before the
 // application sees it, which resolves dot segments ("..", ".", and their
-// percent-encoded spellings %2e): /v1/notes/../x reaches the worker as
+// percent-encoded spellings %2e): /v1/contacts/../x reaches the worker as
 // /v1/x. The local home's server passes the path as sent, and
 // net/http.ServeMux answers an unclean path with a 307 redirect and an
 // HTML body. So the two homes disagreed on the same request: the edge a
@@ -21,7 +21,7 @@ import (
 // without a redirect (at the edge this finds nothing left to do). A path
 // with an empty segment (//), which no route has and which ServeMux would
 // also redirect, gets the JSON 404. An encoded slash (%2f) stays inside its
-// segment in both homes: /v1/notes/..%2f..%2fetc%2fpasswd asks for the note
+// segment in both homes: /v1/contacts/..%2f..%2fetc%2fpasswd asks for the contact
 // "../../etc/passwd", which does not exist.
 func canonicalPaths(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -14,28 +14,28 @@ import (
 func TestResolveDotSegments(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"/", "/"},
-		{"/v1/notes", "/v1/notes"},
-		{"/v1/notes/", "/v1/notes/"},
-		{"/v1/notes/../x", "/v1/x"},
-		{"/v1/notes/../../etc/passwd", "/etc/passwd"},
-		{"/v1/notes/../../../../etc/passwd", "/etc/passwd"},
-		{"/v1/./notes", "/v1/notes"},
-		{"/v1/notes/.", "/v1/notes/"},
-		{"/v1/notes/x/..", "/v1/notes/"},
-		{"/v1/notes/%2e%2e/x", "/v1/x"},
-		{"/v1/notes/%2E%2e/x", "/v1/x"},
-		{"/v1/notes/.%2e/x", "/v1/x"},
-		{"/v1/notes/%2e/x", "/v1/notes/x"},
-		{"/v1/notes/..%2f..%2fetc%2fpasswd", "/v1/notes/..%2f..%2fetc%2fpasswd"},
-		{"/v1/notes/...", "/v1/notes/..."},
-		{"/v1/notes/..a", "/v1/notes/..a"},
+		{"/v1/contacts", "/v1/contacts"},
+		{"/v1/contacts/", "/v1/contacts/"},
+		{"/v1/contacts/../x", "/v1/x"},
+		{"/v1/contacts/../../etc/passwd", "/etc/passwd"},
+		{"/v1/contacts/../../../../etc/passwd", "/etc/passwd"},
+		{"/v1/./contacts", "/v1/contacts"},
+		{"/v1/contacts/.", "/v1/contacts/"},
+		{"/v1/contacts/x/..", "/v1/contacts/"},
+		{"/v1/contacts/%2e%2e/x", "/v1/x"},
+		{"/v1/contacts/%2E%2e/x", "/v1/x"},
+		{"/v1/contacts/.%2e/x", "/v1/x"},
+		{"/v1/contacts/%2e/x", "/v1/contacts/x"},
+		{"/v1/contacts/..%2f..%2fetc%2fpasswd", "/v1/contacts/..%2f..%2fetc%2fpasswd"},
+		{"/v1/contacts/...", "/v1/contacts/..."},
+		{"/v1/contacts/..a", "/v1/contacts/..a"},
 	} {
 		got, ok := resolveDotSegments(tc.in)
 		if !ok || got != tc.want {
 			t.Errorf("resolveDotSegments(%q) = %q, %v; want %q", tc.in, got, ok, tc.want)
 		}
 	}
-	for _, bad := range []string{"", "*", "v1/notes", "//", "/v1//notes", "//etc/passwd", "/v1/notes/..//x"} {
+	for _, bad := range []string{"", "*", "v1/contacts", "//", "/v1//contacts", "//etc/passwd", "/v1/contacts/..//x"} {
 		if got, ok := resolveDotSegments(bad); ok {
 			t.Errorf("resolveDotSegments(%q) = %q, want a refusal", bad, got)
 		}
@@ -47,7 +47,7 @@ func TestResolveDotSegments(t *testing.T) {
 // its JSON 404, with the security headers.
 func TestUncleanPathsGetTheJSONError(t *testing.T) {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/notes/{id}", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /v1/contacts/{id}", func(w http.ResponseWriter, r *http.Request) {
 		web.WriteJSON(w, 200, map[string]string{"id": r.PathValue("id")})
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -59,11 +59,11 @@ func TestUncleanPathsGetTheJSONError(t *testing.T) {
 		status int
 		body   string
 	}{
-		{"/v1/notes/..%2f..%2fetc%2fpasswd", 200, `"id":"../../etc/passwd"`},
-		{"/v1/notes/../../etc/passwd", 404, `"no route for GET /etc/passwd"`},
-		{"/v1/x/../notes/n1", 200, `"id":"n1"`},
-		{"/v1/notes//n1", 404, `"not_found"`},
-		{"/v1/notes/%2e%2e/%2e%2e/etc/passwd", 404, `"no route for GET /etc/passwd"`},
+		{"/v1/contacts/..%2f..%2fetc%2fpasswd", 200, `"id":"../../etc/passwd"`},
+		{"/v1/contacts/../../etc/passwd", 404, `"no route for GET /etc/passwd"`},
+		{"/v1/x/../contacts/n1", 200, `"id":"n1"`},
+		{"/v1/contacts//n1", 404, `"not_found"`},
+		{"/v1/contacts/%2e%2e/%2e%2e/etc/passwd", 404, `"no route for GET /etc/passwd"`},
 	} {
 		req := httptest.NewRequest("GET", "http://pommy.test"+tc.path, nil)
 		if req.URL.EscapedPath() != tc.path {
@@ -83,7 +83,7 @@ func TestUncleanPathsGetTheJSONError(t *testing.T) {
 // absolute, has no dot or empty segment but a trailing one, and is a fixed
 // point.
 func FuzzCanonicalPath(f *testing.F) {
-	for _, s := range []string{"/", "/v1/notes/../x", "/v1/notes/..%2f..%2fetc%2fpasswd", "/a/%2e%2E/b", "//x", "/a/.", "/a/..", "/..", "/%2e%2e%2f", "/a/b/c/../../..", ""} {
+	for _, s := range []string{"/", "/v1/contacts/../x", "/v1/contacts/..%2f..%2fetc%2fpasswd", "/a/%2e%2E/b", "//x", "/a/.", "/a/..", "/..", "/%2e%2e%2f", "/a/b/c/../../..", ""} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, p string) {
@@ -110,7 +110,7 @@ func FuzzCanonicalPath(f *testing.F) {
 func TestNotFoundDoesNotEchoLongPaths(t *testing.T) {
 	h := New(storage.Platform{}, Config{})
 	long := "/v1/" + strings.Repeat("a", 64<<10)
-	for _, p := range []string{long, "/v1/notes/..%2f" + strings.Repeat("b", 64<<10) + "//x"} {
+	for _, p := range []string{long, "/v1/contacts/..%2f" + strings.Repeat("b", 64<<10) + "//x"} {
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, httptest.NewRequest("GET", "http://pommy.test"+p, nil))
 		if w.Code != 404 || w.Body.Len() > 600 || !strings.Contains(w.Body.String(), `"not_found"`) {

@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"pommy.ai/edge/handlers/audit"
-	"pommy.ai/edge/handlers/notes"
 	"pommy.ai/edge/handlers/web"
 )
 
@@ -21,8 +20,6 @@ type perm string
 const (
 	permPublic        perm = ""                   // no credential
 	permSelf          perm = "self"               // any signed-in person, on their own account and sessions
-	permNotesRead     perm = "notes.read"         // read conversations' notes (data access, audited)
-	permNotesWrite    perm = "notes.write"        // create, change, delete notes
 	permMembersRead   perm = "members.read"       // see the tenant's people
 	permMembersManage perm = "members.manage"     // invite, change roles, disable, remove
 	permSettingsRead  perm = "settings.read"      // see tenant settings
@@ -43,7 +40,7 @@ const (
 // perms lists every permission in the order docs/permissions.md shows
 // them.
 var perms = []perm{permSelf, permConversationsRead, permConversationsWrite, permContactsRead, permContactsWrite,
-	permNotesRead, permNotesWrite, permMembersRead, permMembersManage, permSettingsRead, permSettingsWrite,
+	permMembersRead, permMembersManage, permSettingsRead, permSettingsWrite,
 	permKeysManage, permWebhooksManage, permJobsManage, permAuditRead, permOwnershipMove, permTenantDelete}
 
 // permPhrases say what each permission allows in words a person reads,
@@ -51,8 +48,6 @@ var perms = []perm{permSelf, permConversationsRead, permConversationsWrite, perm
 // internal names; docs/permissions.md lists both.
 var permPhrases = map[perm]string{
 	permSelf:          "manage their own account and sessions",
-	permNotesRead:     "read notes",
-	permNotesWrite:    "create, change or delete notes",
 	permMembersRead:   "see the organization's people",
 	permMembersManage: "invite people, change their roles or remove them",
 	permSettingsRead:  "see the organization's settings",
@@ -84,12 +79,12 @@ var roles = []string{roleOwner, roleAdmin, roleAgent}
 // or transfer ownership.
 var rolePerms = map[string][]perm{
 	roleAgent: {permSelf, permConversationsRead, permConversationsWrite, permContactsRead, permContactsWrite,
-		permNotesRead, permNotesWrite, permMembersRead, permSettingsRead},
+		permMembersRead, permSettingsRead},
 	roleAdmin: {permSelf, permConversationsRead, permConversationsWrite, permContactsRead, permContactsWrite,
-		permNotesRead, permNotesWrite, permMembersRead, permMembersManage,
+		permMembersRead, permMembersManage,
 		permSettingsRead, permSettingsWrite, permKeysManage, permWebhooksManage, permJobsManage, permAuditRead},
 	roleOwner: {permSelf, permConversationsRead, permConversationsWrite, permContactsRead, permContactsWrite,
-		permNotesRead, permNotesWrite, permMembersRead, permMembersManage,
+		permMembersRead, permMembersManage,
 		permSettingsRead, permSettingsWrite, permKeysManage, permWebhooksManage, permJobsManage, permAuditRead, permOwnershipMove, permTenantDelete},
 }
 
@@ -110,7 +105,7 @@ func (s apiScope) String() string {
 }
 
 // scopeResources are the resources an API key can be given scopes on.
-var scopeResources = []string{"conversations", "contacts", "notes", "members", "settings", "webhooks", "jobs"}
+var scopeResources = []string{"conversations", "contacts", "members", "settings", "webhooks", "jobs"}
 
 // APIKeyScopes lists every scope an API key can be given, resource by
 // resource, read before write.
@@ -210,6 +205,8 @@ func (a *app) routes() []route {
 		r("POST", "/v1/conversations/{id}/typing", permConversationsWrite, scope("conversations", true), "signal typing", a.convs().Typing),
 		r("POST", "/v1/conversations/{id}/messages", permConversationsWrite, scope("conversations", true), "send a message or private note (Idempotency-Key)", a.convs().SendMessage),
 		r("GET", "/v1/conversations/{id}/messages", permConversationsRead, scope("conversations", false), "list messages after a seq (audited)", a.convs().ListMessages),
+		r("PUT", "/v1/conversations/{id}/messages/{mid}/attachment", permConversationsWrite, scope("conversations", true), "attach a file to one's own message, once (streamed, sealed; at most 32 MiB)", a.convs().PutAttachment),
+		r("GET", "/v1/conversations/{id}/messages/{mid}/attachment", permConversationsRead, scope("conversations", false), "download a message's attachment (audited)", a.convs().GetAttachment),
 		r("GET", "/v1/conversations/{id}/events", permConversationsRead, scope("conversations", false), "a conversation's events after a seq; long-poll with wait", a.convs().Events),
 		r("GET", "/v1/conversations/{id}/events/stream", permConversationsRead, scope("conversations", false), "a conversation's events as SSE", a.convs().EventStream),
 		r("GET", "/v1/inbox/events", permConversationsRead, scope("conversations", false), "the inbox feed after a seq; long-poll with wait", a.convs().InboxEvents),
@@ -220,13 +217,6 @@ func (a *app) routes() []route {
 		r("GET", "/v1/canned-responses/{id}", permConversationsRead, scope("conversations", false), "read a canned response", a.convs().GetCanned),
 		r("PATCH", "/v1/canned-responses/{id}", permConversationsWrite, scope("conversations", true), "change a canned response", a.convs().UpdateCanned),
 		r("DELETE", "/v1/canned-responses/{id}", permConversationsWrite, scope("conversations", true), "delete a canned response", a.convs().DeleteCanned),
-
-		r("POST", "/v1/notes", permNotesWrite, scope("notes", true), "create a note", notes.Create),
-		r("GET", "/v1/notes", permNotesRead, scope("notes", false), "list notes", notes.List),
-		r("GET", "/v1/notes/{id}", permNotesRead, scope("notes", false), "read a note (audited)", notes.Get),
-		r("DELETE", "/v1/notes/{id}", permNotesWrite, scope("notes", true), "delete a note", notes.Delete),
-		r("PUT", "/v1/notes/{id}/attachment", permNotesWrite, scope("notes", true), "upload a note's attachment", notes.PutAttachment),
-		r("GET", "/v1/notes/{id}/attachment", permNotesRead, scope("notes", false), "download a note's attachment (audited)", notes.GetAttachment),
 	}
 }
 
@@ -253,7 +243,7 @@ type RouteInfo struct {
 	Permission string
 	// Roles are the roles allowed to call the route, most privileged first.
 	Roles []string
-	// Scope is the API key scope the route needs ("notes:read"); "" means
+	// Scope is the API key scope the route needs ("conversations:read"); "" means
 	// API keys are refused (403 session_required).
 	Scope   string
 	Summary string

@@ -250,7 +250,7 @@ func TestRunRestartKeepsData(t *testing.T) {
 		if i == 0 {
 			_, key = (&apitest.Client{Base: base}).Tenant(t, "Acme")
 		}
-		req, _ := http.NewRequest("POST", base+"/v1/notes", strings.NewReader(`{"title":"t","body":"b"}`))
+		req, _ := http.NewRequest("POST", base+"/v1/contacts", strings.NewReader(`{"name":"t"}`))
 		req.Header.Set("Authorization", "Bearer "+key)
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
@@ -259,11 +259,11 @@ func TestRunRestartKeepsData(t *testing.T) {
 		}
 		resp.Body.Close()
 		if resp.StatusCode != 201 {
-			t.Fatalf("run %d: creating a note with the tenant's key: %d", i, resp.StatusCode)
+			t.Fatalf("run %d: creating a contact with the tenant's key: %d", i, resp.StatusCode)
 		}
 		// A name the server was not told it has (a DNS-rebinding page's)
 		// is refused, key or not.
-		req, _ = http.NewRequest("GET", base+"/v1/notes", nil)
+		req, _ = http.NewRequest("GET", base+"/v1/contacts", nil)
 		req.Host = "rebind.example:" + base[strings.LastIndex(base, ":")+1:]
 		req.Header.Set("Authorization", "Bearer "+key)
 		if resp, err = http.DefaultClient.Do(req); err != nil {

@@ -24,6 +24,7 @@ import (
 	"pommy.ai/edge/storage"
 	"pommy.ai/edge/storage/storagetest"
 	"pommy.ai/edge/wasm/host/local"
+	"pommy.ai/edge/wasm/host/local/localtest"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -32,11 +33,7 @@ var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 func open(t *testing.T) (*Log, storage.SQL, *storagetest.Clock) {
 	t.Helper()
 	clk := storagetest.NewClock(t0)
-	p, err := local.Open(context.Background(), local.Config{Dir: t.TempDir(), Clock: clk, Synchronous: "NORMAL"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
+	p := localtest.Open(t, clk)
 	return New(p.SQL, clk), p.SQL, clk
 }
 

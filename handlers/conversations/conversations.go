@@ -187,6 +187,7 @@ func (s *Store) CreateConversation(ctx context.Context, actor Actor, in CreateIn
 	s.publish(ctx, id, evs)
 	cv := &convRow{ID: id, ContactID: in.ContactID, Status: in.Status, Assignee: in.AssigneeID, Labels: labels, Priority: in.Priority,
 		Subject: subject, LastSeq: int64(len(evs)), LastActivity: now, Unread: int64(unread), Created: now, Updated: now}
+	s.cacheConv(ctx, cv)
 	c, err := s.render(ctx, cv)
 	if err != nil {
 		return nil, nil, false, err

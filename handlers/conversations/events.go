@@ -28,7 +28,7 @@ func visible(aud Audience, typ string, private bool) bool {
 		return false
 	}
 	switch typ {
-	case EvMessageCreated, EvCreated, EvStatusChanged, EvMerged, EvTyping, EvRead:
+	case EvMessageCreated, EvAttachmentAdded, EvCreated, EvStatusChanged, EvMerged, EvTyping, EvRead:
 		return true
 	}
 	return false
@@ -66,9 +66,11 @@ func (s *Store) Events(ctx context.Context, convID string, after int64, aud Audi
 }
 
 func (s *Store) events(ctx context.Context, convID string, after int64, page int, aud Audience) ([]Event, int64, bool, error) {
-	if _, err := s.load(ctx, convID); err != nil {
+	cached, err := s.exists(ctx, convID)
+	if err != nil {
 		return nil, 0, false, err
 	}
+	s.cacheHit = cached
 	rows, err := s.SQL.Query(ctx, `SELECT seq, type, ref, actor, private, data, at FROM conversation_events WHERE tenant_id = ? AND conversation_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
 		s.Tenant, convID, after, page+1)
 	if err != nil {
@@ -130,7 +132,7 @@ func (s *Store) messagesByID(ctx context.Context, ids []string) (map[string]*Mes
 	for _, id := range ids {
 		args = append(args, id)
 	}
-	rows, err := s.SQL.Query(ctx, `SELECT `+msgCols+` FROM messages WHERE tenant_id = ? AND id IN (`+strings.Repeat("?, ", len(ids)-1)+`?)`, args...)
+	rows, err := s.SQL.Query(ctx, `SELECT `+msgCols+` FROM messages m`+msgJoin+` WHERE m.tenant_id = ? AND m.id IN (`+strings.Repeat("?, ", len(ids)-1)+`?)`, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -2,7 +2,9 @@ package conversations
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -349,6 +351,67 @@ func (rt *Routes) ListMessages(w http.ResponseWriter, r *http.Request, s *web.Sc
 	return nil
 }
 
+// --- attachments
+
+// PutAttachment streams the request body, sealed chunk by chunk, into the
+// blob store as the message's attachment; memory use does not grow with
+// its size. The body is the file's bytes, of any content type.
+func (rt *Routes) PutAttachment(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
+	if r.ContentLength > MaxAttachment {
+		return errAttachmentTooLarge
+	}
+	body := http.MaxBytesReader(w, r.Body, MaxAttachment)
+	m, err := rt.store(s).Attach(r.Context(), s.P.Blobs, actorOf(s), r.PathValue("id"), r.PathValue("mid"), body, r.ContentLength)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return errAttachmentTooLarge
+		}
+		return err
+	}
+	// Like a send, the upload is recorded in the conversation's event log
+	// with its actor, not in the audit log; reading it is data access.
+	w.Header().Set("Location", "/v1/conversations/"+m.ConversationID+"/messages/"+m.ID+"/attachment")
+	web.WriteJSON(w, http.StatusCreated, m)
+	return nil
+}
+
+// GetAttachment streams a message's attachment back, opened chunk by
+// chunk. It is data access, audited. It is served as an opaque download
+// (octet-stream, attachment disposition), never rendered by a browser.
+func (rt *Routes) GetAttachment(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
+	conv, msg := r.PathValue("id"), r.PathValue("mid")
+	rc, size, err := rt.store(s).OpenAttachment(r.Context(), s.P.Blobs, conv, msg, AudienceTeam)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if err := s.Record(r, "message.attachment.read", "conversation:"+conv, map[string]string{"message": msg}); err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Content-Disposition", "attachment")
+	h.Set("Content-Length", strconv.FormatInt(size, 10))
+	// Once the first byte is sent a failure can only cut the stream short.
+	_, err = io.Copy(w, rc)
+	logEarlyEnd(msg, err)
+	return nil
+}
+
+// CacheHeader says whether a read of events found its conversation in the
+// KV cache ("hit") or read its row ("miss"): what the cache saves is
+// visible, in every home.
+const CacheHeader = "Pommy-Cache"
+
+func cacheHeader(w http.ResponseWriter, st *Store) {
+	v := "miss"
+	if st.cacheHit {
+		v = "hit"
+	}
+	w.Header().Set(CacheHeader, v)
+}
+
 // --- event streams (docs/realtime.md)
 
 // streamCursor is Last-Event-ID (an SSE resume, or the home's re-poll) or
@@ -423,10 +486,12 @@ func (rt *Routes) events(sse bool) web.Handler {
 			return err
 		}
 		id := r.PathValue("id")
-		evs, cursor, more, err := rt.store(s).Events(r.Context(), id, after, AudienceTeam)
+		st := rt.store(s)
+		evs, cursor, more, err := st.Events(r.Context(), id, after, AudienceTeam)
 		if err != nil {
 			return err
 		}
+		cacheHeader(w, st)
 		if !web.HomePoll(r) {
 			action := "conversation.events.read"
 			if sse {

@@ -41,6 +41,9 @@ type Message struct {
 	// MergedFrom is set on a message that was written to another
 	// conversation, later merged into this one.
 	MergedFrom *Origin `json:"merged_from,omitempty"`
+	// AttachmentSize is the size in bytes of the message's attachment
+	// (GET .../messages/{id}/attachment), absent when it has none.
+	AttachmentSize *int64 `json:"attachment_size,omitempty"`
 }
 
 // Origin is where a merged message was first written.
@@ -253,13 +256,18 @@ func PruneIdempotencyKeys(ctx context.Context, p storage.Platform) error {
 	return err
 }
 
-const msgCols = `id, conversation_id, seq, author_type, author_id, private, text_sealed, created_at`
+// msgCols are a message's columns as scanMessage reads them, from messages
+// m joined with msgJoin.
+const msgCols = `m.id, m.conversation_id, m.seq, m.author_type, m.author_id, m.private, m.text_sealed, m.created_at, a.size`
+
+// msgJoin adds a message's attachment, if any, to a query of messages m.
+const msgJoin = ` LEFT JOIN message_attachments a ON a.tenant_id = m.tenant_id AND a.message_id = m.id`
 
 func (s *Store) scanMessage(ctx context.Context, rows *storage.Rows, i int, prefix ...any) (*Message, error) {
 	m := &Message{}
 	var sealed []byte
 	var created int64
-	dest := append(prefix, &m.ID, &m.ConversationID, &m.Seq, &m.AuthorType, &m.AuthorID, &m.Private, &sealed, &created)
+	dest := append(prefix, &m.ID, &m.ConversationID, &m.Seq, &m.AuthorType, &m.AuthorID, &m.Private, &sealed, &created, &m.AttachmentSize)
 	if err := rows.Scan(i, dest...); err != nil {
 		return nil, err
 	}
@@ -273,7 +281,7 @@ func (s *Store) scanMessage(ctx context.Context, rows *storage.Rows, i int, pref
 
 // message reads one message by id, as written.
 func (s *Store) message(ctx context.Context, id string) (*Message, error) {
-	rows, err := s.SQL.Query(ctx, `SELECT `+msgCols+` FROM messages WHERE tenant_id = ? AND id = ?`, s.Tenant, id)
+	rows, err := s.SQL.Query(ctx, `SELECT `+msgCols+` FROM messages m`+msgJoin+` WHERE m.tenant_id = ? AND m.id = ?`, s.Tenant, id)
 	if err != nil {
 		return nil, err
 	}
@@ -290,8 +298,8 @@ func (s *Store) Messages(ctx context.Context, convID string, after int64, limit 
 	if _, err := s.load(ctx, convID); err != nil {
 		return nil, 0, err
 	}
-	q := `SELECT e.seq, m.id, m.conversation_id, m.seq, m.author_type, m.author_id, m.private, m.text_sealed, m.created_at ` +
-		`FROM conversation_events e JOIN messages m ON m.tenant_id = e.tenant_id AND m.id = e.ref ` +
+	q := `SELECT e.seq, ` + msgCols + ` ` +
+		`FROM conversation_events e JOIN messages m ON m.tenant_id = e.tenant_id AND m.id = e.ref` + msgJoin + ` ` +
 		`WHERE e.tenant_id = ? AND e.conversation_id = ? AND e.type = 'message.created' AND e.seq > ?`
 	if aud == AudienceVisitor {
 		q += ` AND e.private = 0`

@@ -66,11 +66,12 @@ func RunWake(ctx context.Context, p storage.Platform, tenant string, payload jso
 
 // PurgeTenantStmts delete a tenant's conversations, contacts, messages and
 // their logs (tenant deletion; the sealed data is already unreadable once
-// the tenant's key is shredded, this removes the rows).
+// the tenant's key is shredded, this removes the rows). Attachment blobs
+// stay behind, sealed under the shredded key: unreadable.
 func PurgeTenantStmts(tenant string) []storage.Stmt {
 	var out []storage.Stmt
 	for _, t := range []string{"contacts", "conversations", "messages", "conversation_events", "inbox_heads", "inbox_events",
-		"idempotency_keys", "conversation_merges", "canned_responses"} {
+		"idempotency_keys", "conversation_merges", "canned_responses", "message_attachments"} {
 		out = append(out, storage.Stmt{Query: `DELETE FROM ` + t + ` WHERE tenant_id = ?`, Args: []any{tenant}})
 	}
 	return out

@@ -22,7 +22,12 @@ type Store struct {
 	MAC    storage.Keys      // the custodian's MAC, for the email blind index
 	Clock  storage.Clock
 	RT     storage.Realtime // nil: no wake-ups
+	KV     storage.KV       // nil: no cache
 	Tenant string
+
+	// cacheHit: the last read of events found its conversation in the
+	// KV cache (cache.go).
+	cacheHit bool
 
 	// Hooks wired by the route table (nil in package tests): a statement
 	// appended to the batch of every change that produces a webhook event,
@@ -40,7 +45,7 @@ func NewStore(p storage.Platform, keys *envelope.Keyring, tenant string) *Store 
 	if keys == nil {
 		keys = envelope.New(p)
 	}
-	return &Store{SQL: p.SQL, Keys: keys, MAC: p.Keys, Clock: clk, RT: p.Realtime, Tenant: tenant}
+	return &Store{SQL: p.SQL, Keys: keys, MAC: p.Keys, Clock: clk, RT: p.Realtime, KV: p.KV, Tenant: tenant}
 }
 
 func (s *Store) now() int64 { return s.Clock.Now().UnixMilli() }

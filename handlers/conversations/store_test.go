@@ -18,7 +18,7 @@ import (
 	"pommy.ai/edge/storage"
 	"pommy.ai/edge/storage/envelope"
 	"pommy.ai/edge/storage/storagetest"
-	"pommy.ai/edge/wasm/host/local"
+	"pommy.ai/edge/wasm/host/local/localtest"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -38,12 +38,7 @@ type fixture struct {
 func open(t testing.TB) *fixture {
 	t.Helper()
 	clk := storagetest.NewClock(t0)
-	lp, err := local.Open(context.Background(), local.Config{Dir: t.TempDir(), Clock: clk, Synchronous: "NORMAL"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lp.Close() })
-	f := &fixture{p: lp.Platform, clk: clk}
+	f := &fixture{p: localtest.Open(t, clk), clk: clk}
 	f.s = f.tenant(t, "t_a")
 	f.user = Actor{Type: "user", ID: "u_a"}
 	f.key = Actor{Type: "api_key", ID: "key_a"}

@@ -12,7 +12,7 @@ import (
 
 	"pommy.ai/edge/storage"
 	"pommy.ai/edge/storage/storagetest"
-	"pommy.ai/edge/wasm/host/local"
+	"pommy.ai/edge/wasm/host/local/localtest"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -20,12 +20,7 @@ var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 func openPlatform(t *testing.T) (storage.Platform, *storagetest.Clock) {
 	t.Helper()
 	clk := storagetest.NewClock(t0)
-	p, err := local.Open(context.Background(), local.Config{Dir: t.TempDir(), Clock: clk, Synchronous: "NORMAL"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
-	return p.Platform, clk
+	return localtest.Open(t, clk), clk
 }
 
 func insertHook(t *testing.T, p storage.Platform, tenant, id, events string, enabled bool) {

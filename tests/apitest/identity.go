@@ -112,18 +112,18 @@ func disableEndsSessions(t *testing.T, c *Client) {
 	o := c.Signup(t, "Disable Co")
 	ag := o.Invite(t, "agent")
 	ag2 := c.LoginSession(t, ag.Email)
-	ag.Do(t, "GET", "/v1/notes", nil).Expect(t, 200)
+	ag.Do(t, "GET", "/v1/conversations", nil).Expect(t, 200)
 	o.Do(t, "PATCH", "/v1/members/"+ag.UserID, map[string]string{"status": "disabled"}).Expect(t, 200)
-	ag.Do(t, "GET", "/v1/notes", nil).Expect(t, 401)
-	ag2.Do(t, "GET", "/v1/notes", nil).Expect(t, 401)
+	ag.Do(t, "GET", "/v1/conversations", nil).Expect(t, 401)
+	ag2.Do(t, "GET", "/v1/conversations", nil).Expect(t, 401)
 	c.Login(t, ag.Email, Password).Expect(t, 403)
 	o.Do(t, "PATCH", "/v1/members/"+ag.UserID, map[string]string{"status": "active"}).Expect(t, 200)
 	ag3 := c.LoginSession(t, ag.Email)
-	ag3.Do(t, "GET", "/v1/notes", nil).Expect(t, 200)
-	ag.Do(t, "GET", "/v1/notes", nil).Expect(t, 401) // ended sessions stay ended
+	ag3.Do(t, "GET", "/v1/conversations", nil).Expect(t, 200)
+	ag.Do(t, "GET", "/v1/conversations", nil).Expect(t, 401) // ended sessions stay ended
 	// Removal ends them too.
 	o.Do(t, "DELETE", "/v1/members/"+ag.UserID, nil).Expect(t, 204)
-	ag3.Do(t, "GET", "/v1/notes", nil).Expect(t, 401)
+	ag3.Do(t, "GET", "/v1/conversations", nil).Expect(t, 401)
 	// A role change is a privilege change: the member signs in again.
 	ad := o.Invite(t, "agent")
 	o.Do(t, "PATCH", "/v1/members/"+ad.UserID, map[string]string{"role": "admin"}).Expect(t, 200)
@@ -157,8 +157,9 @@ func rbac(t *testing.T, c *Client) {
 	o := c.Signup(t, "RBAC Co")
 	ad := o.Invite(t, "admin")
 	ag := o.Invite(t, "agent")
-	// An agent works notes but cannot change settings, people or keys.
-	ag.Do(t, "POST", "/v1/notes", map[string]string{"title": "agent's note"}).Expect(t, 201)
+	// An agent works conversations but cannot change settings, people or keys.
+	ag.Do(t, "POST", "/v1/contacts", map[string]string{"name": "agent's contact"}).Expect(t, 201)
+	ag.Do(t, "POST", "/v1/canned-responses", map[string]string{"code": "agent", "text": "agent's reply"}).Expect(t, 201)
 	ag.Do(t, "GET", "/v1/members", nil).Expect(t, 200)
 	for _, p := range []struct {
 		method, path string
@@ -170,7 +171,7 @@ func rbac(t *testing.T, c *Client) {
 		{"DELETE", "/v1/members/" + ad.UserID, nil},
 		{"PATCH", "/v1/settings", map[string]string{"name": "Taken Over"}},
 		{"GET", "/v1/api-keys", nil},
-		{"POST", "/v1/api-keys", map[string]any{"name": "x", "scopes": []string{"notes:read"}}},
+		{"POST", "/v1/api-keys", map[string]any{"name": "x", "scopes": []string{"conversations:read"}}},
 		{"DELETE", "/v1/tenant", nil},
 		{"POST", "/v1/ownership/transfer", map[string]string{"user_id": ag.UserID}},
 		{"GET", "/v1/audit/events", nil},
@@ -182,7 +183,7 @@ func rbac(t *testing.T, c *Client) {
 	// An admin manages people, settings and keys, but cannot delete the
 	// tenant, transfer ownership, or grant or touch the owner role.
 	ad.Do(t, "PATCH", "/v1/settings", map[string]string{"name": "RBAC Co 2"}).Expect(t, 200)
-	ad.NewKey(t, "notes:read")
+	ad.NewKey(t, "conversations:read")
 	ad.Do(t, "POST", "/v1/invitations", map[string]string{"email": randomEmail(), "role": "agent"}).Expect(t, 201)
 	ad.Do(t, "DELETE", "/v1/tenant", nil).Expect(t, 403)
 	ad.Do(t, "POST", "/v1/ownership/transfer", map[string]string{"user_id": ad.UserID}).Expect(t, 403)
@@ -231,7 +232,7 @@ func lastOwner(t *testing.T, c *Client) {
 func csrf(t *testing.T, c *Client) {
 	o := c.Signup(t, "CSRF Co")
 	ck := []string{"Cookie", SessionCookie + "=" + o.Token}
-	note := map[string]string{"title": "csrf"}
+	contact := map[string]string{"name": "csrf"}
 	for _, h := range [][]string{
 		{"Sec-Fetch-Site", "cross-site"},
 		{"Sec-Fetch-Site", "same-site"},
@@ -239,18 +240,20 @@ func csrf(t *testing.T, c *Client) {
 		{"Origin", "null"},
 		nil, // neither header: refused
 	} {
-		r := c.Do(t, "POST", "/v1/notes", note, append(append([]string{}, ck...), h...)...)
+		r := c.Do(t, "POST", "/v1/contacts", contact, append(append([]string{}, ck...), h...)...)
 		if r.Status != 403 {
 			t.Errorf("cookie POST with %v: status %d, want 403", h, r.Status)
 		}
 	}
 	// Same-origin by Origin alone.
-	c.Do(t, "POST", "/v1/notes", note, append(append([]string{}, ck...), "Origin", c.Base)...).Expect(t, 201)
+	c.Do(t, "POST", "/v1/contacts", contact, append(append([]string{}, ck...), "Origin", c.Base)...).Expect(t, 201)
 	// GET needs no origin check and changes nothing.
-	c.Do(t, "GET", "/v1/notes", nil, ck...).Expect(t, 200)
+	if l := c.Do(t, "GET", "/v1/contacts", nil, ck...).Expect(t, 200).JSON(t)["contacts"].([]any); len(l) != 1 {
+		t.Errorf("refused cookie POSTs made contacts: %v", l)
+	}
 	// An API key carries no ambient credential: no origin check.
-	key := o.NewKey(t, "notes:write")
-	c.Do(t, "POST", "/v1/notes", note, append(bearer(key), "Origin", "https://evil.example")...).Expect(t, 201)
+	key := o.NewKey(t, "contacts:write")
+	c.Do(t, "POST", "/v1/contacts", contact, append(bearer(key), "Origin", "https://evil.example")...).Expect(t, 201)
 	// Login CSRF: a cross-site browser login is refused.
 	c.Do(t, "POST", "/v1/login", map[string]string{"email": o.Email, "password": Password}, "Sec-Fetch-Site", "cross-site").Expect(t, 403)
 }
@@ -289,11 +292,12 @@ func loginThrottle(t *testing.T, c *Client) {
 
 func apiKeys(t *testing.T, c *Client) {
 	o := c.Signup(t, "Keys Co")
-	ro := o.NewKey(t, "notes:read")
-	rw := o.NewKey(t, "notes:write", "notes:read")
-	id := c.Do(t, "POST", "/v1/notes", map[string]string{"title": "k"}, bearer(rw)...).Expect(t, 201).JSON(t)["id"].(string)
-	c.Do(t, "GET", "/v1/notes/"+id, nil, bearer(ro)...).Expect(t, 200)
-	if code := c.Do(t, "POST", "/v1/notes", map[string]string{"title": "k"}, bearer(ro)...).Expect(t, 403).ErrorCode(t); code != "insufficient_scope" {
+	ro := o.NewKey(t, "conversations:read")
+	rw := o.NewKey(t, "conversations:write", "conversations:read")
+	canned := map[string]string{"code": "k", "text": "a reply"}
+	id := c.Do(t, "POST", "/v1/canned-responses", canned, bearer(rw)...).Expect(t, 201).JSON(t)["id"].(string)
+	c.Do(t, "GET", "/v1/canned-responses/"+id, nil, bearer(ro)...).Expect(t, 200)
+	if code := c.Do(t, "POST", "/v1/canned-responses", canned, bearer(ro)...).Expect(t, 403).ErrorCode(t); code != "insufficient_scope" {
 		t.Errorf("code %s", code)
 	}
 	if code := c.Do(t, "GET", "/v1/members", nil, bearer(ro)...).Expect(t, 403).ErrorCode(t); code != "insufficient_scope" {
@@ -313,7 +317,7 @@ func apiKeys(t *testing.T, c *Client) {
 	var roID string
 	for _, x := range r.JSON(t)["api_keys"].([]any) {
 		m := x.(map[string]any)
-		if strings.HasPrefix(ro, m["prefix"].(string)) && m["scopes"].([]any)[0] == "notes:read" && len(m["scopes"].([]any)) == 1 {
+		if strings.HasPrefix(ro, m["prefix"].(string)) && m["scopes"].([]any)[0] == "conversations:read" && len(m["scopes"].([]any)) == 1 {
 			roID = m["id"].(string)
 			if m["last_used_at"] == nil {
 				t.Errorf("last_used_at not set after use: %v", m)
@@ -325,20 +329,23 @@ func apiKeys(t *testing.T, c *Client) {
 	}
 	// Revoked: refused at once.
 	o.Do(t, "DELETE", "/v1/api-keys/"+roID, nil).Expect(t, 204)
-	c.Do(t, "GET", "/v1/notes/"+id, nil, bearer(ro)...).Expect(t, 401)
+	c.Do(t, "GET", "/v1/canned-responses/"+id, nil, bearer(ro)...).Expect(t, 401)
 	o.Do(t, "DELETE", "/v1/api-keys/"+roID, nil).Expect(t, 404)
 	// Validation.
 	for _, body := range []map[string]any{
-		{"name": "x", "scopes": []string{"notes:admin"}},
+		{"name": "x", "scopes": []string{"conversations:admin"}},
 		{"name": "x", "scopes": []string{}},
-		{"name": "", "scopes": []string{"notes:read"}},
-		{"name": "x", "scopes": []string{"notes:read"}, "expires_at": "2001-01-01T00:00:00Z"},
-		{"name": "x", "scopes": []string{"notes:read"}, "expires_at": "tomorrow"},
-		{"name": "x", "scopes": []string{"notes:read"}, "rate_limit_per_minute": 0},
+		{"name": "", "scopes": []string{"conversations:read"}},
+		{"name": "x", "scopes": []string{"conversations:read"}, "expires_at": "2001-01-01T00:00:00Z"},
+		{"name": "x", "scopes": []string{"conversations:read"}, "expires_at": "tomorrow"},
+		{"name": "x", "scopes": []string{"conversations:read"}, "rate_limit_per_minute": 0},
+		// The retired notes resource (docs/decisions.md, "Notes retired").
+		{"name": "x", "scopes": []string{"notes:read"}},
+		{"name": "x", "scopes": []string{"conversations:read", "notes:write"}},
 	} {
 		o.Do(t, "POST", "/v1/api-keys", body).Expect(t, 400)
 	}
-	exp := o.Do(t, "POST", "/v1/api-keys", map[string]any{"name": "x", "scopes": []string{"notes:read"},
+	exp := o.Do(t, "POST", "/v1/api-keys", map[string]any{"name": "x", "scopes": []string{"conversations:read"},
 		"expires_at": time.Now().Add(48 * time.Hour).UTC().Format(time.RFC3339)}).Expect(t, 201).JSON(t)
 	if exp["expires_at"] == nil {
 		t.Errorf("expiry not echoed: %v", exp)
@@ -352,17 +359,17 @@ func apiKeys(t *testing.T, c *Client) {
 		}
 	}
 	x.Do(t, "DELETE", "/v1/api-keys/"+rwID, nil).Expect(t, 404)
-	c.Do(t, "GET", "/v1/notes", nil, bearer(rw)...).Expect(t, 200)
+	c.Do(t, "GET", "/v1/canned-responses", nil, bearer(rw)...).Expect(t, 200)
 }
 
 func keyRateLimit(t *testing.T, c *Client) {
 	o := c.Signup(t, "Limits Co")
-	m := o.Do(t, "POST", "/v1/api-keys", map[string]any{"name": "slow", "scopes": []string{"notes:read"}, "rate_limit_per_minute": 3}).Expect(t, 201).JSON(t)
+	m := o.Do(t, "POST", "/v1/api-keys", map[string]any{"name": "slow", "scopes": []string{"conversations:read"}, "rate_limit_per_minute": 3}).Expect(t, 201).JSON(t)
 	key := m["key"].(string)
-	other := o.NewKey(t, "notes:read")
+	other := o.NewKey(t, "conversations:read")
 	var r *Response
 	for i := 0; i < 6; i++ {
-		if r = c.Do(t, "GET", "/v1/notes", nil, bearer(key)...); r.Status == 429 {
+		if r = c.Do(t, "GET", "/v1/canned-responses", nil, bearer(key)...); r.Status == 429 {
 			break
 		}
 		r.Expect(t, 200)
@@ -374,7 +381,7 @@ func keyRateLimit(t *testing.T, c *Client) {
 		t.Errorf("Retry-After %q", r.Header.Get("Retry-After"))
 	}
 	// Each key has its own limit.
-	c.Do(t, "GET", "/v1/notes", nil, bearer(other)...).Expect(t, 200)
+	c.Do(t, "GET", "/v1/canned-responses", nil, bearer(other)...).Expect(t, 200)
 }
 
 func settingsBounds(t *testing.T, c *Client) {

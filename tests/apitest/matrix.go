@@ -30,11 +30,12 @@ import (
 //	allowed, own ids                       the recipe's success status (2xx)
 //	allowed, B's ids                       404 not_found (never 2xx, never a 403 that tells B's object exists)
 //
-// Routes whose request names no object (GET /v1/notes, PATCH /v1/settings,
+// Routes whose request names no object (GET /v1/contacts, PATCH /v1/settings,
 // ...) have no ids to swap: their "foreign" call is the same request with B's
 // tenant id smuggled into headers a careless router might trust, and must
 // behave exactly like the own call. After every route, B's whole state (its
-// notes, attachment, members, invitations, API keys, settings and a live
+// conversations, messages, an attachment, contacts, canned responses,
+// webhooks, members, invitations, API keys, settings and a live
 // session) must equal what it was before the matrix, and A's stable "victim"
 // objects (which the denied calls aimed at) must be untouched. No response to
 // A may contain any of B's ids.
@@ -110,13 +111,13 @@ type mxTenant struct {
 	// The victim: a member who never calls anything, and their session.
 	victim        *Session
 	victimSession string
-	note          string // a note with an attachment
-	file          []byte
 	invitation    string // a pending invitation
-	keyID, keyStr string // an API key with notes:read
-	// The chat core: a contact, two conversations of it (one with a
-	// message), a canned response.
+	keyID, keyStr string // an API key with conversations:read
+	// The chat core: a contact, two conversations of it (conv with a
+	// message, msg, that has an attachment, file), a canned response.
 	contact, conv, conv2, canned string
+	msg                          string
+	file                         []byte
 	webhook                      string // a subscription
 
 	deadJob string // a dead background job (of a kind no build runs)
@@ -158,7 +159,7 @@ func Matrix(t *testing.T, c *Client) {
 	m.a = m.tenant(t, "Matrix A", true)
 	m.b = m.tenant(t, "Matrix B", false)
 	b := m.b
-	m.secrets = []string{b.id, b.owner.UserID, b.victim.UserID, b.victimSession, b.note, b.invitation, b.keyID, b.contact, b.conv, b.conv2, b.canned, b.webhook}
+	m.secrets = []string{b.id, b.owner.UserID, b.victim.UserID, b.victimSession, b.msg, b.invitation, b.keyID, b.contact, b.conv, b.conv2, b.canned, b.webhook}
 	principals := m.principals(t)
 	m.secrets = append(m.secrets, b.deadJob)
 	baseB := m.snapshot(t, m.b, true)
@@ -325,15 +326,15 @@ func (m *matrix) tenant(t *testing.T, name string, full bool) *mxTenant {
 	}
 	tn.victim = o.Invite(t, "agent")
 	tn.victimSession = sessionID(t, tn.victim)
-	tn.note = newNote(t, o)
-	tn.file = []byte("the attachment of " + name)
-	o.Do(t, "PUT", "/v1/notes/"+tn.note+"/attachment", tn.file).Expect(t, 200)
 	tn.invitation = newInvitation(t, o)
-	k := o.Do(t, "POST", "/v1/api-keys", map[string]any{"name": "victim", "scopes": []string{"notes:read"}}).Expect(t, 201).JSON(t)
+	k := o.Do(t, "POST", "/v1/api-keys", map[string]any{"name": "victim", "scopes": []string{"conversations:read"}}).Expect(t, 201).JSON(t)
 	tn.keyID, tn.keyStr = k["id"].(string), k["key"].(string)
 	tn.contact = newContact(t, o)
-	tn.conv = o.Do(t, "POST", "/v1/conversations", map[string]any{"contact_id": tn.contact, "subject": "matrix " + name,
-		"message": map[string]any{"text": "the first message of " + name}}).Expect(t, 201).JSON(t)["id"].(string)
+	cv := o.Do(t, "POST", "/v1/conversations", map[string]any{"contact_id": tn.contact, "subject": "matrix " + name,
+		"message": map[string]any{"text": "the first message of " + name}}).Expect(t, 201).JSON(t)
+	tn.conv, tn.msg = cv["id"].(string), cv["message"].(map[string]any)["id"].(string)
+	tn.file = []byte("the attachment of " + name)
+	o.Do(t, "PUT", attachmentPath(tn.conv, tn.msg), tn.file).Expect(t, 201)
 	tn.conv2 = newConversation(t, o, tn.contact)
 	tn.canned = newCanned(t, o)
 	tn.webhook = newWebhook(t, o)
@@ -395,9 +396,21 @@ func sessionID(t testing.TB, s *Session) string {
 	return s.Do(t, "GET", "/v1/me", nil).Expect(t, 200).JSON(t)["session"].(map[string]any)["id"].(string)
 }
 
-func newNote(t testing.TB, s *Session) string {
+func attachmentPath(conv, msg string) string {
+	return "/v1/conversations/" + conv + "/messages/" + msg + "/attachment"
+}
+
+// sendAs sends a message to conv as principal p (who is then its sender).
+func (m *matrix) sendAs(t testing.TB, p *mxPrincipal, conv string) string {
 	t.Helper()
-	return s.Do(t, "POST", "/v1/notes", map[string]string{"title": "matrix note", "body": "matrix body"}).Expect(t, 201).JSON(t)["id"].(string)
+	path, body := "/v1/conversations/"+conv+"/messages", map[string]any{"text": "sent by " + p.name}
+	var r *Response
+	if p.sess != nil {
+		r = p.sess.Do(t, "POST", path, body, idem()...)
+	} else {
+		r = m.c.Do(t, "POST", path, body, append(bearer(p.key), idem()...)...)
+	}
+	return r.Expect(t, 201).JSON(t)["id"].(string)
 }
 
 func newInvitation(t testing.TB, s *Session) string {
@@ -411,12 +424,10 @@ func (m *matrix) snapshot(t testing.TB, tn *mxTenant, all bool) map[string]strin
 	t.Helper()
 	o := tn.owner
 	s := map[string]string{}
-	n := o.Do(t, "GET", "/v1/notes/"+tn.note, nil)
-	s["note "+tn.note] = fmt.Sprintf("%d %s", n.Status, noteState(n))
-	att := o.Do(t, "GET", "/v1/notes/"+tn.note+"/attachment", nil)
-	s["attachment "+tn.note] = fmt.Sprintf("%d %x", att.Status, sha256.Sum256(att.Body))
+	att := o.Do(t, "GET", attachmentPath(tn.conv, tn.msg), nil)
+	s["attachment "+tn.msg] = fmt.Sprintf("%d %x", att.Status, sha256.Sum256(att.Body))
 	s["victim session"] = fmt.Sprint(tn.victim.Do(t, "GET", "/v1/me", nil).Status)
-	s["victim key"] = fmt.Sprint(m.c.Do(t, "GET", "/v1/notes?before=1", nil, bearer(tn.keyStr)...).Status)
+	s["victim key"] = fmt.Sprint(m.c.Do(t, "GET", "/v1/canned-responses", nil, bearer(tn.keyStr)...).Status)
 	// The chat core's stable objects (B's whole state is in them: nothing
 	// of B's is made during the matrix).
 	for _, id := range []string{tn.conv, tn.conv2} {
@@ -460,7 +471,6 @@ func (m *matrix) snapshot(t testing.TB, tn *mxTenant, all bool) map[string]strin
 	}
 	list(jobsList, "jobs", "kind", "state", "attempts", "updated_at")
 	if all {
-		list("/v1/notes", "notes", "title", "version", "body_size")
 		list("/v1/contacts", "contacts", "name", "email", "version")
 		list("/v1/conversations", "conversations", "status", "last_seq", "contact_id")
 		list("/v1/canned-responses", "canned_responses", "code", "text")
@@ -470,26 +480,6 @@ func (m *matrix) snapshot(t testing.TB, tn *mxTenant, all bool) map[string]strin
 		s["settings"] = string(bytes.TrimSpace(st.Body))
 	}
 	return s
-}
-
-func noteState(r *Response) string {
-	if r.Status != 200 {
-		return ""
-	}
-	var n struct {
-		Title          string
-		Body           string
-		Version        int64
-		AttachmentSize *int64 `json:"attachment_size"`
-	}
-	if json.Unmarshal(r.Body, &n) != nil {
-		return "?"
-	}
-	size := int64(-1)
-	if n.AttachmentSize != nil {
-		size = *n.AttachmentSize
-	}
-	return fmt.Sprintf("%q %q v%d a%d", n.Title, n.Body, n.Version, size)
 }
 
 func diff(t testing.TB, what string, before, after map[string]string) {
@@ -641,18 +631,18 @@ var mxRecipes = map[string]mxRecipe{
 
 	"GET /v1/api-keys": {never: []string{"agent", "key"}, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall { return mxCall{path: "/v1/api-keys"} }},
 	"POST /v1/api-keys": {never: []string{"agent", "key"}, ok: 201, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
-		return mxCall{path: "/v1/api-keys", body: map[string]any{"name": "matrix", "scopes": []string{"notes:read"}}}
+		return mxCall{path: "/v1/api-keys", body: map[string]any{"name": "matrix", "scopes": []string{"conversations:read"}}}
 	}},
 	"DELETE /v1/api-keys/{id}": {never: []string{"agent", "key"}, ids: true, ok: 204, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
 		var key string
 		id := idOr(x, func() string {
-			k := x.own.owner.Do(t, "POST", "/v1/api-keys", map[string]any{"name": "doomed", "scopes": []string{"notes:read"}}).Expect(t, 201).JSON(t)
+			k := x.own.owner.Do(t, "POST", "/v1/api-keys", map[string]any{"name": "doomed", "scopes": []string{"conversations:read"}}).Expect(t, 201).JSON(t)
 			key = k["key"].(string)
 			return k["id"].(string)
 		}, x.target.keyID)
 		return mxCall{path: "/v1/api-keys/" + id, after: func(t testing.TB, r *Response) {
 			if key != "" {
-				m.c.Do(t, "GET", "/v1/notes", nil, bearer(key)...).Expect(t, 401)
+				m.c.Do(t, "GET", "/v1/canned-responses", nil, bearer(key)...).Expect(t, 401)
 			}
 		}}
 	}},
@@ -673,21 +663,6 @@ var mxRecipes = map[string]mxRecipe{
 		return c
 	}},
 
-	"POST /v1/notes": {ok: 201, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
-		return mxCall{path: "/v1/notes", body: map[string]string{"title": "by " + x.p.name}}
-	}},
-	"GET /v1/notes": {ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall { return mxCall{path: "/v1/notes"} }},
-	"GET /v1/notes/{id}": {ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
-		return mxCall{path: "/v1/notes/" + x.target.note}
-	}},
-	"DELETE /v1/notes/{id}": {ids: true, ok: 204, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
-		id := idOr(x, func() string { return newNote(t, x.own.owner) }, x.target.note)
-		return mxCall{path: "/v1/notes/" + id, after: func(t testing.TB, r *Response) {
-			if id != x.target.note {
-				x.own.owner.Do(t, "GET", "/v1/notes/"+id, nil).Expect(t, 404)
-			}
-		}}
-	}},
 	"GET /v1/webhooks": {ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall { return mxCall{path: "/v1/webhooks"} }},
 	"POST /v1/webhooks": {ok: 201, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
 		return mxCall{path: "/v1/webhooks", body: map[string]any{"url": "https://hooks.example.com/by-" + strings.ReplaceAll(x.p.name, " ", "-"), "events": []string{"conversation.created"}}}
@@ -711,17 +686,6 @@ var mxRecipes = map[string]mxRecipe{
 		return mxCall{path: "/v1/webhooks/" + id, after: func(t testing.TB, r *Response) {
 			if id != x.target.webhook {
 				x.own.owner.Do(t, "GET", "/v1/webhooks/"+id, nil).Expect(t, 404)
-			}
-		}}
-	}},
-	"PUT /v1/notes/{id}/attachment": {ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
-		id := idOr(x, func() string { return newNote(t, x.own.owner) }, x.target.note)
-		return mxCall{path: "/v1/notes/" + id + "/attachment", body: []byte("overwritten by " + x.p.name)}
-	}},
-	"GET /v1/notes/{id}/attachment": {ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
-		return mxCall{path: "/v1/notes/" + x.target.note + "/attachment", after: func(t testing.TB, r *Response) {
-			if !x.foreign && !bytes.Equal(r.Body, x.own.file) {
-				t.Errorf("attachment %q, want %q", r.Body, x.own.file)
 			}
 		}}
 	}},
@@ -779,6 +743,28 @@ var mxRecipes = map[string]mxRecipe{
 	}},
 	"GET /v1/conversations/{id}/messages": {ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
 		return mxCall{path: "/v1/conversations/" + x.target.conv + "/messages"}
+	}},
+	// An allowed caller attaches to a message it sent to a fresh
+	// conversation (only a message's sender may attach).
+	"PUT /v1/conversations/{id}/messages/{mid}/attachment": {ids: true, ok: 201, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		conv, msg := x.target.conv, x.target.msg
+		if x.allowed && !x.foreign {
+			conv = newConversation(t, x.own.owner, x.own.contact)
+			msg = m.sendAs(t, x.p, conv)
+		}
+		file := []byte("attached by " + x.p.name)
+		return mxCall{path: attachmentPath(conv, msg), body: file, after: func(t testing.TB, r *Response) {
+			if got := x.own.owner.Do(t, "GET", attachmentPath(conv, msg), nil).Expect(t, 200); !bytes.Equal(got.Body, file) {
+				t.Errorf("attachment %q, want %q", got.Body, file)
+			}
+		}}
+	}},
+	"GET /v1/conversations/{id}/messages/{mid}/attachment": {ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: attachmentPath(x.target.conv, x.target.msg), after: func(t testing.TB, r *Response) {
+			if !x.foreign && !bytes.Equal(r.Body, x.own.file) {
+				t.Errorf("attachment %q, want %q", r.Body, x.own.file)
+			}
+		}}
 	}},
 	"GET /v1/conversations/{id}/events": {ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
 		return mxCall{path: "/v1/conversations/" + x.target.conv + "/events"}

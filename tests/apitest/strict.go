@@ -88,35 +88,37 @@ func StrictInput(t *testing.T, c *Client) {
 		}
 	})
 
-	t.Run("NoteText", func(t *testing.T) {
+	// Text fields of a canned response (code, text): the strict decoding
+	// path refuses bad text in any field, naming it.
+	t.Run("CannedResponseText", func(t *testing.T) {
 		for _, tc := range []struct{ name, body, field string }{
-			{"raw C3 28", "{\"title\":\"caf\xc3\x28\",\"body\":\"b\"}", "title"},
-			{"raw ED A0 80 (encoded surrogate)", "{\"title\":\"\xed\xa0\x80\",\"body\":\"b\"}", "title"},
-			{"overlong C0 AF", "{\"title\":\"a\xc0\xafb\",\"body\":\"b\"}", "title"},
-			{"escaped lone high surrogate", `{"title":"x\ud800","body":"b"}`, "title"},
-			{"escaped lone low surrogate", `{"title":"\udc00x","body":"b"}`, "title"},
-			{"invalid UTF-8 in the body", "{\"title\":\"t\",\"body\":\"\xff\"}", "body"},
-			{"escaped NUL in the title", `{"title":"a\u0000b","body":"b"}`, "title"},
-			{"raw NUL in the title", "{\"title\":\"a\x00b\",\"body\":\"b\"}", "title"},
-			{"escaped NUL in the body", `{"title":"t","body":"line\u0000"}`, "body"},
-			{"raw NUL in the body", "{\"title\":\"t\",\"body\":\"\x00\"}", "body"},
-			{"two titles", `{"title":"a","body":"b","title":"c"}`, "title"},
+			{"raw C3 28", "{\"text\":\"caf\xc3\x28\",\"code\":\"b\"}", "text"},
+			{"raw ED A0 80 (encoded surrogate)", "{\"text\":\"\xed\xa0\x80\",\"code\":\"b\"}", "text"},
+			{"overlong C0 AF", "{\"text\":\"a\xc0\xafb\",\"code\":\"b\"}", "text"},
+			{"escaped lone high surrogate", `{"text":"x\ud800","code":"b"}`, "text"},
+			{"escaped lone low surrogate", `{"text":"\udc00x","code":"b"}`, "text"},
+			{"invalid UTF-8 in the code", "{\"text\":\"t\",\"code\":\"\xff\"}", "code"},
+			{"escaped NUL in the text", `{"text":"a\u0000b","code":"b"}`, "text"},
+			{"raw NUL in the text", "{\"text\":\"a\x00b\",\"code\":\"b\"}", "text"},
+			{"escaped NUL in the code", `{"text":"t","code":"line\u0000"}`, "code"},
+			{"raw NUL in the code", "{\"text\":\"t\",\"code\":\"\x00\"}", "code"},
+			{"two texts", `{"text":"a","code":"b","text":"c"}`, "text"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				code := "invalid_text"
-				if tc.name == "two titles" {
+				if tc.name == "two texts" {
 					code = "duplicate_key"
 				}
-				refusal(t, c.Do(t, "POST", "/v1/notes", tc.body, bearer(key)...), 400, code, tc.field)
+				refusal(t, c.Do(t, "POST", "/v1/canned-responses", tc.body, bearer(key)...), 400, code, tc.field)
 			})
 		}
-		if notes := c.Do(t, "GET", "/v1/notes", nil, bearer(key)...).Expect(t, 200).JSON(t)["notes"].([]any); len(notes) != 0 {
-			t.Fatalf("refused notes were stored: %v", notes)
+		if l := c.Do(t, "GET", "/v1/canned-responses", nil, bearer(key)...).Expect(t, 200).JSON(t)["canned_responses"].([]any); len(l) != 0 {
+			t.Fatalf("refused canned responses were stored: %v", l)
 		}
 		// A valid escaped pair is one character, stored as sent.
-		n := c.Do(t, "POST", "/v1/notes", `{"title":"\ud83d\ude00 caf\u00e9","body":"ok"}`, bearer(key)...).Expect(t, 201).JSON(t)
-		if n["title"] != "😀 café" {
-			t.Errorf("title %q", n["title"])
+		n := c.Do(t, "POST", "/v1/canned-responses", `{"code":"smile","text":"\ud83d\ude00 caf\u00e9"}`, bearer(key)...).Expect(t, 201).JSON(t)
+		if n["text"] != "😀 café" {
+			t.Errorf("text %q", n["text"])
 		}
 	})
 }
@@ -159,12 +161,12 @@ func AmbiguousCredentials(t *testing.T, c *Client) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			refusal(t, c.Raw(t, req("GET", "/v1/me", "", tc.hdr...)), 400, "ambiguous_credentials", "")
-			refusal(t, c.Raw(t, req("POST", "/v1/notes", `{"title":"should not exist"}`, tc.hdr...)), 400, "ambiguous_credentials", "")
+			refusal(t, c.Raw(t, req("POST", "/v1/contacts", `{"name":"should not exist"}`, tc.hdr...)), 400, "ambiguous_credentials", "")
 		})
 	}
 	for _, s := range []*Session{owner, other} {
-		if notes := s.Do(t, "GET", "/v1/notes", nil).Expect(t, 200).JSON(t)["notes"].([]any); len(notes) != 0 {
-			t.Fatalf("a refused request made a note: %v", notes)
+		if l := s.Do(t, "GET", "/v1/contacts", nil).Expect(t, 200).JSON(t)["contacts"].([]any); len(l) != 0 {
+			t.Fatalf("a refused request made a contact: %v", l)
 		}
 	}
 	// One credential still works, whatever other cookies come with it.
@@ -172,7 +174,7 @@ func AmbiguousCredentials(t *testing.T, c *Client) {
 	if u, _ := me["user"].(map[string]any); u["id"] != owner.UserID {
 		t.Errorf("me: %v", me)
 	}
-	c.Raw(t, req("GET", "/v1/notes", "", "Authorization", "bearer "+key)).Expect(t, 200)
+	c.Raw(t, req("GET", "/v1/contacts", "", "Authorization", "bearer "+key)).Expect(t, 200)
 }
 
 // UncleanPaths: the same request gets the same answer in every home, in
@@ -186,15 +188,15 @@ func UncleanPaths(t *testing.T, c *Client) {
 		status int
 		code   string
 	}{
-		{"/v1/notes/..%2f..%2fetc%2fpasswd", 404, "not_found"},
-		{"/v1/notes/..%2F..%2Fetc%2Fpasswd", 404, "not_found"},
-		{"/v1/notes/../../etc/passwd", 404, "not_found"},
-		{"/v1/notes/%2e%2e/%2e%2e/etc/passwd", 404, "not_found"},
-		{"/v1/notes//x", 404, "not_found"},
-		{"//v1/notes", 404, "not_found"},
-		{"/v1/notes/x/..", 404, "not_found"},
-		{"/v1/x/../notes", 200, ""},
-		{"/v1/./notes", 200, ""},
+		{"/v1/contacts/..%2f..%2fetc%2fpasswd", 404, "not_found"},
+		{"/v1/contacts/..%2F..%2Fetc%2Fpasswd", 404, "not_found"},
+		{"/v1/contacts/../../etc/passwd", 404, "not_found"},
+		{"/v1/contacts/%2e%2e/%2e%2e/etc/passwd", 404, "not_found"},
+		{"/v1/contacts//x", 404, "not_found"},
+		{"//v1/contacts", 404, "not_found"},
+		{"/v1/contacts/x/..", 404, "not_found"},
+		{"/v1/x/../contacts", 200, ""},
+		{"/v1/./contacts", 200, ""},
 	} {
 		t.Run(tc.path, func(t *testing.T) {
 			req, err := http.NewRequest("GET", c.Base+tc.path, nil)
@@ -232,16 +234,16 @@ func UncleanPaths(t *testing.T, c *Client) {
 func ErrorText(t *testing.T, c *Client) {
 	owner := c.Signup(t, "Words & <Co>")
 	agent := owner.Invite(t, "agent")
-	r := agent.Do(t, "POST", "/v1/api-keys", map[string]any{"name": "k", "scopes": []string{"notes:read"}})
+	r := agent.Do(t, "POST", "/v1/api-keys", map[string]any{"name": "k", "scopes": []string{"conversations:read"}})
 	refusal(t, r, 403, "forbidden", "")
 	if msg := r.JSON(t)["error"].(map[string]any)["message"]; msg != "the agent role may not manage API keys" {
 		t.Errorf("message %q", msg)
 	}
 
 	key := owner.NewKey(t, AllScopes...)
-	r = c.Do(t, "POST", "/v1/notes", map[string]string{"title": "<b>Fish & Chips</b>", "body": "a > b"}, bearer(key)...).Expect(t, 201)
-	if !bytes.Contains(r.Body, []byte(`"title":"<b>Fish & Chips</b>"`)) || bytes.Contains(r.Body, []byte(`\u003c`)) {
-		t.Errorf("the note comes back escaped: %s", r.Body)
+	r = c.Do(t, "POST", "/v1/contacts", map[string]any{"name": "<b>Fish & Chips</b> a > b"}, bearer(key)...).Expect(t, 201)
+	if !bytes.Contains(r.Body, []byte(`"name":"<b>Fish & Chips</b> a > b"`)) || bytes.Contains(r.Body, []byte(`\u003c`)) {
+		t.Errorf("the contact comes back escaped: %s", r.Body)
 	}
 
 	owner.Do(t, "PATCH", "/v1/settings", map[string]any{"name": "New <Name> & Co", "session_idle_minutes": 15}).Expect(t, 200)

@@ -5,7 +5,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -238,24 +238,40 @@ func sequentialEach(c *http.Client, next func() request, warm, n int) result {
 }
 
 // fixture is organizations on a running home, each with its owner's
-// session, an API key and one note. key and note are the first one's.
+// session, an API key and a contact with convsPerOrg conversations. key and
+// conv are the first organization's first.
 type fixture struct {
-	base, key, note string
+	base, key, conv string
 	orgs            []org
 	next            atomic.Uint64
 }
 
-type org struct{ key, note, token string }
+type org struct {
+	key, token string
+	convs      []string
+}
+
+// convsPerOrg is how many conversations each organization has: the sends
+// of a load run spread over them in turn, as a tenant's visitors write in
+// many conversations at once, so that concurrent sends rarely race for one
+// conversation's next sequence number.
+const convsPerOrg = 16
 
 // newFixture signs up orgs organizations and sets each up as an operator
 // would for heavy traffic: its owner raises the organization's request
 // rate to the most the API allows (PATCH /v1/settings) and makes an API
-// key for the notes routes at the highest per-minute limit a key can have,
-// so that the load runs measure the routes rather than the limits meant
-// for abuse. Signing up goes through the acceptance suite's helpers
-// (tests/apitest), which follow the API as it changes. The load runs
-// spread their requests over the organizations in turn.
+// key for the conversation routes at the highest per-minute limit a key
+// can have, so that the load runs measure the routes rather than the
+// limits meant for abuse; the key makes a contact and its conversations.
+// Signing up goes through the acceptance suite's helpers (tests/apitest),
+// which follow the API as it changes. The load runs spread their requests
+// over the organizations in turn.
 func newFixture(ctx context.Context, c *http.Client, base string, orgs int) (*fixture, error) {
+	return newFixtureN(ctx, c, base, orgs, convsPerOrg)
+}
+
+// newFixtureN is newFixture with convs conversations per organization.
+func newFixtureN(ctx context.Context, c *http.Client, base string, orgs, convs int) (*fixture, error) {
 	ac := &apitest.Client{Base: base, HTTP: c}
 	f := &fixture{base: base}
 	for i := range max(orgs, 1) {
@@ -265,27 +281,24 @@ func newFixture(ctx context.Context, c *http.Client, base string, orgs int) (*fi
 			o.token = s.Token
 			s.Do(t, "PATCH", "/v1/settings", map[string]any{"rate_limit_per_minute": maxTenantRate}).Expect(t, 200)
 			r := s.Do(t, "POST", "/v1/api-keys", map[string]any{"name": "bench",
-				"scopes": []string{"notes:read", "notes:write"}, "rate_limit_per_minute": maxKeyRate}).Expect(t, 201)
+				"scopes": []string{"contacts:write", "conversations:read", "conversations:write"}, "rate_limit_per_minute": maxKeyRate}).Expect(t, 201)
 			o.key, _ = r.JSON(t)["key"].(string)
 			if o.key == "" {
 				t.Fatalf("no key in %s", r.Body)
 			}
+			auth := bearer(o.key)
+			ct := ac.Do(t, "POST", "/v1/contacts", map[string]any{"name": "Bench visitor"}, auth...).Expect(t, 201).JSON(t)["id"].(string)
+			for range convs {
+				cv := ac.Do(t, "POST", "/v1/conversations", map[string]any{"contact_id": ct, "subject": "Order 1234"}, auth...).Expect(t, 201)
+				o.convs = append(o.convs, cv.JSON(t)["id"].(string))
+			}
 		})
 		if err != nil {
-			return nil, fmt.Errorf("signing up organization %d with its rate raised and an API key: %w", i+1, err)
+			return nil, fmt.Errorf("signing up organization %d with its rate raised, an API key and %d conversations: %w", i+1, convs, err)
 		}
-		status, body, err := createNote(base, o.key).do(c)
-		if err != nil {
-			return nil, err
-		}
-		var n struct{ ID string }
-		if status != 201 || json.Unmarshal(body, &n) != nil || n.ID == "" {
-			return nil, fmt.Errorf("creating a note: %d %.300s", status, body)
-		}
-		o.note = n.ID
 		f.orgs = append(f.orgs, o)
 	}
-	f.key, f.note = f.orgs[0].key, f.orgs[0].note
+	f.key, f.conv = f.orgs[0].key, f.orgs[0].convs[0]
 	return f, nil
 }
 
@@ -329,33 +342,45 @@ func catch(f func(testing.TB)) (err error) {
 	return nil
 }
 
-// noteBody is a small, typical note: a title and a 1 KiB body.
-var noteBody = []byte(`{"title":"Order 1234: where is my parcel?","body":"` + string(bytes.Repeat([]byte("x"), 1024)) + `"}`)
+// messageText is a typical chat message (about 200 characters).
+const messageText = "Hello! My order 1234 was supposed to arrive on Tuesday but the tracking page still says it is at the depot. " +
+	"Could you check what is going on and when I can expect it? Thanks."
 
-func createNote(base, key string) request {
-	return request{method: "POST", url: base + "/v1/notes", body: noteBody,
-		header: append(bearer(key), "Content-Type", "application/json"), want: 201}
+var messageBody = []byte(`{"text":"` + messageText + `"}`)
+
+// sendMessage is a visitor's message (the API key writes as the
+// conversation's contact) with a fresh Idempotency-Key, as a client sends
+// each new message.
+func sendMessage(base, key, conv string) request {
+	return request{method: "POST", url: base + "/v1/conversations/" + conv + "/messages", body: messageBody,
+		header: append(bearer(key), "Content-Type", "application/json", "Idempotency-Key", rand.Text()), want: 201}
 }
 
-func getNote(base, key, note string) request {
-	return request{method: "GET", url: base + "/v1/notes/" + note, header: bearer(key), want: 200}
+func getConversation(base, key, conv string) request {
+	return request{method: "GET", url: base + "/v1/conversations/" + conv, header: bearer(key), want: 200}
 }
 
-// turn picks the organization of the next request: each in turn.
-func (f *fixture) turn() org { return f.orgs[(f.next.Add(1)-1)%uint64(len(f.orgs))] }
-
-// createNote and getNote are on the first organization; createNotes and
-// getNotes take the organizations in turn.
-func (f *fixture) createNote() request { return createNote(f.base, f.key) }
-func (f *fixture) getNote() request    { return getNote(f.base, f.key, f.note) }
-func (f *fixture) createNotes() func() request {
-	return func() request { return createNote(f.base, f.turn().key) }
+// turn picks the organization and conversation of the next request: the
+// organizations in turn, and each one's conversations in turn.
+func (f *fixture) turn() (org, string) {
+	n := f.next.Add(1) - 1
+	o := f.orgs[n%uint64(len(f.orgs))]
+	return o, o.convs[(n/uint64(len(f.orgs)))%uint64(len(o.convs))]
 }
-func (f *fixture) getNotes() func() request {
-	return func() request { o := f.turn(); return getNote(f.base, o.key, o.note) }
+
+// sendMessage and getConversation are on the first organization's first
+// conversation; sendMessages and getConversations take the organizations
+// and their conversations in turn.
+func (f *fixture) sendMessage() request     { return sendMessage(f.base, f.key, f.conv) }
+func (f *fixture) getConversation() request { return getConversation(f.base, f.key, f.conv) }
+func (f *fixture) sendMessages() func() request {
+	return func() request { o, cv := f.turn(); return sendMessage(f.base, o.key, cv) }
+}
+func (f *fixture) getConversations() func() request {
+	return func() request { o, cv := f.turn(); return getConversation(f.base, o.key, cv) }
 }
 func (f *fixture) sessionChecks() func() request {
-	return func() request { return meRequest(f.base, f.turn().token) }
+	return func() request { o, _ := f.turn(); return meRequest(f.base, o.token) }
 }
 
 func healthz(base string) request {

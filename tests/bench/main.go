@@ -17,7 +17,8 @@
 //   - module sizes, raw and gzip -9;
 //   - the host's compile time without and with its compilation cache, and
 //     the time to instantiate the guest;
-//   - throughput and latency of the tenant resource routes for the native
+//   - throughput and latency of the chat core's routes (read a conversation,
+//     send a message) for the native
 //     handlers (the baseline), the host with its pool and the host with an
 //     instance per request, with an in-process load generator;
 //   - AES-256-GCM in the guest's own software against the host's native key
@@ -25,6 +26,11 @@
 //   - per-request overhead of the worker in workerd (wrangler dev), next to
 //     the same requests on the local host and the native handlers;
 //   - the process's memory;
+//   - the chat core: delivery latency from a visitor's message to the inbox
+//     stream with a thousand conversation streams held (host and workerd),
+//     memory per held stream, messages per second through the host against
+//     the native handlers, the loss test (clients dropping and resuming
+//     with Last-Event-ID), and an audit record's cost per message;
 //   - the session check (GET /v1/me) natively and through the host, and as
 //     the sessions table grows to a million rows, with the lookup's query
 //     plan; a login's cost with argon2id in the host and in the guest.
@@ -73,7 +79,7 @@ var (
 	aeadMiB  = flag.Int("aead-mib", 64, "MiB sealed by the software-AES route in the guest")
 	blobMiB  = flag.Int("blob-mib", 16, "MiB of the attachment uploaded and downloaded")
 	noWorker = flag.Bool("no-workerd", false, "skip the workerd measurements")
-	only     = flag.String("only", "", "measure only this part (identity, overload) and write it to -out (default: a file in the temporary directory)")
+	only     = flag.String("only", "", "measure only this part (identity, overload, chat) and write it to -out (default: a file in the temporary directory)")
 )
 
 var began = time.Now()
@@ -83,6 +89,9 @@ func progress(format string, args ...any) {
 }
 
 func main() {
+	if spec := os.Getenv(chatClientsEnv); spec != "" {
+		os.Exit(chatClientsMain(spec))
+	}
 	flag.Parse()
 	if err := bench(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -101,9 +110,9 @@ type b struct {
 	log                 *slog.Logger
 	cfg                 handlers.Config
 
-	// sequential /healthz and GET note on each local home, for the workerd
-	// comparison
-	seqHealth, seqNote map[string]result
+	// sequential /healthz and GET conversation on each local home, for the
+	// workerd comparison
+	seqHealth, seqConv map[string]result
 	pooled             *home    // the pooled host, kept from the load runs for aead
 	rss                [2]int64 // VmRSS, VmHWM (KiB) after the pooled load run
 	guestAES           float64  // MB/s of software AES in the guest
@@ -136,7 +145,7 @@ func bench() error {
 		// Errors only: a host warning under load would flood the output.
 		log:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
 		cfg:       handlers.Config{Version: "bench", TestRoutes: true},
-		seqHealth: map[string]result{}, seqNote: map[string]result{}}
+		seqHealth: map[string]result{}, seqConv: map[string]result{}}
 
 	x.load0 = loadavg()
 	head := x.machine(start)
@@ -170,6 +179,9 @@ func bench() error {
 	if err := x.identity(); err != nil {
 		return err
 	}
+	if err := x.chat(); err != nil {
+		return err
+	}
 	x.workerd()
 
 	x.rep.para("_The whole run took %s._", time.Since(start).Round(time.Second))
@@ -200,8 +212,12 @@ func (x *b) onlyPart(start time.Time, head string) error {
 		err = x.identity()
 	case "overload":
 		err = x.overload()
+	case "chat":
+		if err = x.chat(); err == nil && !*noWorker {
+			err = x.workerdChatAlone()
+		}
 	default:
-		err = fmt.Errorf("-only %q: the parts are: identity, overload", *only)
+		err = fmt.Errorf("-only %q: the parts are: identity, overload, chat", *only)
 	}
 	if err != nil {
 		return err
@@ -529,9 +545,9 @@ func (x *b) throughput() error {
 	for round, order := range [][]int{{0, 1, 2}, {2, 1, 0}} {
 		for _, i := range order {
 			r := runs[i]
-			progress("  round %d, %s: GET /v1/notes/{id}, then POST /v1/notes...", round+1, r.h.name)
-			r.get = merge(r.get, loadEach(x.client, r.f.getNotes(), *conc, *warmup, *duration))
-			r.pos = merge(r.pos, loadEach(x.client, r.f.createNotes(), *conc, *warmup, *duration))
+			progress("  round %d, %s: GET /v1/conversations/{id}, then POST /v1/conversations/{id}/messages...", round+1, r.h.name)
+			r.get = merge(r.get, loadEach(x.client, r.f.getConversations(), *conc, *warmup, *duration))
+			r.pos = merge(r.pos, loadEach(x.client, r.f.sendMessages(), *conc, *warmup, *duration))
 			if r.h == pool && round == 1 {
 				x.rss[0], x.rss[1] = memory()
 				x.poolInstances = pool.host.Stats().InstancesRunning
@@ -539,13 +555,13 @@ func (x *b) throughput() error {
 		}
 	}
 	for _, r := range runs {
-		x.rep.measured(r.label+", GET /v1/notes/{id}", r.get)
-		x.rep.measured(r.label+", POST /v1/notes", r.pos)
-		progress("  %s: %d sequential GET /healthz and GET note...", r.h.name, *seqN)
+		x.rep.measured(r.label+", GET /v1/conversations/{id}", r.get)
+		x.rep.measured(r.label+", POST /v1/conversations/{id}/messages", r.pos)
+		progress("  %s: %d sequential GET /healthz and GET conversation...", r.h.name, *seqN)
 		x.seqHealth[r.h.name] = sequential(x.client, healthz(r.h.url), 20, *seqN)
-		x.seqNote[r.h.name] = sequential(x.client, r.f.getNote(), 20, *seqN)
+		x.seqConv[r.h.name] = sequential(x.client, r.f.getConversation(), 20, *seqN)
 		x.rep.measured(r.label+", sequential GET /healthz", x.seqHealth[r.h.name])
-		x.rep.measured(r.label+", sequential GET /v1/notes/{id}", x.seqNote[r.h.name])
+		x.rep.measured(r.label+", sequential GET /v1/conversations/{id}", x.seqConv[r.h.name])
 	}
 
 	base := runs[0]
@@ -555,8 +571,8 @@ func (x *b) throughput() error {
 			route     string
 			res, base result
 		}{
-			{"GET /v1/notes/{id}", r.get, base.get},
-			{"POST /v1/notes", r.pos, base.pos},
+			{"GET /v1/conversations/{id}", r.get, base.get},
+			{"POST /v1/conversations/{id}/messages", r.pos, base.pos},
 		} {
 			ratio := "1 (baseline)"
 			if i > 0 {
@@ -565,22 +581,23 @@ func (x *b) throughput() error {
 			rows = append(rows, []string{r.label, k.route, rate(k.res.rps()), ms(k.res.pct(50)), ms(k.res.pct(99)), ratio, strconv.Itoa(k.res.errors)})
 		}
 	}
-	x.rep.section("Throughput and latency: tenant resource routes",
+	x.rep.section("Throughput and latency: reading a conversation, sending a message",
 		fmt.Sprintf("Each home runs on its own fresh data directory (SQLite with `synchronous=FULL`, the KV file, file blobs, the key custodian), "+
 			"served by `httptest.Server` over loopback. %d organizations, each set up as an operator would for such traffic: its owner raises its "+
 			"request rate (`rate_limit_per_minute`) to the most the API allows and makes one API key at the highest per-minute limit a key can have, "+
-			"and it has one note (title + 1 KiB body); the requests take the organizations in turn. Only requests answered with the route's "+
+			"and it has one contact with %d conversations; the requests take the organizations, and each one's conversations, in turn. Only requests answered with the route's "+
 			"expected status count in req/s and latency; the errors column counts the others (any makes the run fail). "+
 			"%d clients send requests back to back for %s after a %s warm-up, per home and route, in two rounds (native, pooled, per request; "+
 			"then the reverse) whose figures are added up. The load generator shares the machine's %d cores with the server. "+
-			"Each request runs the whole route as shipped: API-key authentication and the key's per-minute counter, the note's SQL row, "+
-			"sealed title and body, KV cache and audit record; `POST` seals and writes them.",
-			*orgsN, *conc, *duration, *warmup, runtime.NumCPU()))
+			"Each request runs the whole route as shipped: API-key authentication and the key's per-minute counter; `GET` reads the conversation's row, "+
+			"opens its sealed subject and writes the data-access audit record; `POST` sends a visitor's message of %d characters with a fresh "+
+			"`Idempotency-Key`: the text sealed, the message, its event, the inbox feed row and the key in one SQL batch, then the realtime wake-ups.",
+			*orgsN, convsPerOrg, *conc, *duration, *warmup, runtime.NumCPU(), len(messageText)))
 	x.rep.table([]string{"home", "route", "req/s", "p50", "p99", "vs native", "errors"}, rows)
 	for _, r := range runs[1:] {
 		get, post := r.get.rps()/base.get.rps(), r.pos.rps()/base.pos.rps()
-		x.rep.check(r.label+": GET note req/s vs native", pct(get), "≥ 50 %", metIf(get >= 0.5, r.get, base.get))
-		x.rep.check(r.label+": POST note req/s vs native", pct(post), "≥ 50 %", metIf(post >= 0.5, r.pos, base.pos))
+		x.rep.check(r.label+": GET conversation req/s vs native", pct(get), "≥ 50 %", metIf(get >= 0.5, r.get, base.get))
+		x.rep.check(r.label+": messages sent per second vs native", pct(post), "≥ 50 %", metIf(post >= 0.5, r.pos, base.pos))
 	}
 	return nil
 }
@@ -665,7 +682,8 @@ func (x *b) aead() error {
 	x.rep.section("AES-256-GCM and encrypted attachments",
 		fmt.Sprintf("Software AES is `GET /__test/aead?bytes=%d` on the pooled host: the guest seals %d MiB in 64 KiB chunks with Go's AES-GCM compiled to wasm "+
 			"and reports its own time (one run, after a 1 MiB warm-up). The native custodian is the same loop with `keyring.NewDataKey` in the bench process (best of 3). "+
-			"Attachments are `PUT` then `GET /v1/notes/{id}/attachment` of %d MiB of random bytes (median of 3, whole request time): "+
+			"Attachments are `PUT` then `GET /v1/conversations/{id}/messages/{mid}/attachment` of %d MiB of random bytes (median of 3, whole request time; "+
+			"a message for each upload, since attachments are written once): "+
 			"through the host the guest streams the body across the ABI and the host seals and opens it natively. MB = 10⁶ bytes.",
 			n, *aeadMiB, *blobMiB))
 	x.rep.table([]string{"what", "MB/s", "vs guest software AES"}, [][]string{
@@ -683,8 +701,8 @@ func (x *b) aead() error {
 	return nil
 }
 
-// blobs uploads and downloads data as a note's attachment three times and
-// returns the median MB/s of each.
+// blobs uploads and downloads data as a message's attachment three times
+// (three messages) and returns the median MB/s of each.
 func (x *b) blobs(base string, data []byte) (put, get float64, err error) {
 	f, err := newFixture(context.Background(), x.client, base, 1)
 	if err != nil {
@@ -692,15 +710,21 @@ func (x *b) blobs(base string, data []byte) (put, get float64, err error) {
 	}
 	var puts, gets []float64
 	for i := range 3 {
+		status, body, err := f.sendMessage().do(x.client)
+		var m struct{ ID string }
+		if err != nil || status != 201 || json.Unmarshal(body, &m) != nil {
+			return 0, 0, fmt.Errorf("sending a message: %d %v %.200s", status, err, body)
+		}
+		url := base + "/v1/conversations/" + f.conv + "/messages/" + m.ID + "/attachment"
 		start := time.Now()
-		status, body, err := request{method: "PUT", url: base + "/v1/notes/" + f.note + "/attachment", body: data,
+		status, body, err = request{method: "PUT", url: url, body: data,
 			header: append(bearer(f.key), "Content-Type", "application/octet-stream")}.do(x.client)
-		if err != nil || status != 200 {
+		if err != nil || status != 201 {
 			return 0, 0, fmt.Errorf("PUT attachment: %d %v %.200s", status, err, body)
 		}
 		puts = append(puts, float64(len(data))/float64(time.Since(start).Nanoseconds())*1e3)
 		start = time.Now()
-		status, body, err = request{method: "GET", url: base + "/v1/notes/" + f.note + "/attachment", header: bearer(f.key)}.do(x.client)
+		status, body, err = request{method: "GET", url: url, header: bearer(f.key)}.do(x.client)
 		if err != nil || status != 200 {
 			return 0, 0, fmt.Errorf("GET attachment: %d %v %.200s", status, err, body)
 		}
@@ -810,16 +834,16 @@ func (x *b) workerd() {
 		notMeasured(err.Error())
 		return
 	}
-	progress("  workerd: %d sequential GET /healthz, GET and POST note...", *seqN)
+	progress("  workerd: %d sequential GET /healthz, GET conversation and POST message...", *seqN)
 	health := sequential(c, healthz(dev.URL), 20, *seqN)
-	get := sequential(c, f.getNote(), 20, *seqN)
-	post := sequential(c, f.createNote(), 5, *seqN/2)
+	get := sequential(c, f.getConversation(), 20, *seqN)
+	post := sequential(c, f.sendMessage(), 5, *seqN/2)
 	aead := x.workerdAEAD(ctx, c)
 	failed := 0
 	for _, r := range []struct {
 		what string
 		res  result
-	}{{"GET /healthz", health}, {"GET /v1/notes/{id}", get}, {"POST /v1/notes", post}} {
+	}{{"GET /healthz", health}, {"GET /v1/conversations/{id}", get}, {"POST /v1/conversations/{id}/messages", post}} {
 		if !x.rep.measured("worker in workerd, sequential "+r.what, r.res) {
 			failed += r.res.errors
 			x.rep.para("%d requests failed in workerd (%s); the first: `%s`.", r.res.errors, r.res.failures(), r.res.firstErr)
@@ -836,19 +860,38 @@ func (x *b) workerd() {
 		}
 		return []string{label, route, ms(r.pct(50)), ms(r.pct(99)), ratio, strconv.Itoa(r.errors)}
 	}
-	nh, nn := x.seqHealth["native"], x.seqNote["native"]
+	nh, nn := x.seqHealth["native"], x.seqConv["native"]
 	x.rep.table([]string{"home", "route", "p50", "p99", "p50 vs native", "errors"}, [][]string{
 		row("worker in workerd", "GET /healthz", health, nh),
 		row("host, pooled", "GET /healthz", x.seqHealth["pool"], nh),
 		row("host, instance per request", "GET /healthz", x.seqHealth["instance-per-request"], nh),
 		row("native handlers", "GET /healthz", nh, nh),
-		row("worker in workerd", "GET /v1/notes/{id}", get, nn),
-		row("host, pooled", "GET /v1/notes/{id}", x.seqNote["pool"], nn),
-		row("host, instance per request", "GET /v1/notes/{id}", x.seqNote["instance-per-request"], nn),
-		row("native handlers", "GET /v1/notes/{id}", nn, nn),
-		row("worker in workerd", "POST /v1/notes", post, result{}),
+		row("worker in workerd", "GET /v1/conversations/{id}", get, nn),
+		row("host, pooled", "GET /v1/conversations/{id}", x.seqConv["pool"], nn),
+		row("host, instance per request", "GET /v1/conversations/{id}", x.seqConv["instance-per-request"], nn),
+		row("native handlers", "GET /v1/conversations/{id}", nn, nn),
+		row("worker in workerd", "POST /v1/conversations/{id}/messages", post, result{}),
 	})
 	x.rep.para("Software AES-256-GCM inside the worker's test build (`/__test/aead`, 16 MiB): %s MB/s (the guest in wazero: %s MB/s).", aead, rate(x.guestAES))
 	x.rep.check("worker in workerd, GET /healthz p50 (p99)", ms(health.pct(50))+" ("+ms(health.pct(99))+")", "–", "–")
-	progress("  workerd healthz p50 %s p99 %s; note p50 %s", ms(health.pct(50)), ms(health.pct(99)), ms(get.pct(50)))
+	progress("  workerd healthz p50 %s p99 %s; conversation p50 %s", ms(health.pct(50)), ms(health.pct(99)), ms(get.pct(50)))
+	x.workerdChat(ctx, dev.URL)
+}
+
+// workerdChatAlone is the chat core's workerd run for -only chat: its own
+// wrangler dev of the shipped worker.
+func (x *b) workerdChatAlone() error {
+	progress("measuring the chat core in workerd (starting wrangler dev)...")
+	ctx := context.Background()
+	_, statErr := os.Stat(filepath.Join(x.root, "build", "app.wasm"))
+	dev, err := wrangler.Start(ctx, wrangler.Options{Root: x.root, Name: "bench-chat", SkipBuild: statErr == nil,
+		Logf: func(f string, a ...any) { progress("  "+f, a...) }})
+	if err != nil {
+		x.rep.section("Chat core in workerd (wrangler dev)")
+		x.rep.para("Not measured: %v", err)
+		return nil
+	}
+	defer dev.Stop()
+	x.workerdChat(ctx, dev.URL)
+	return nil
 }

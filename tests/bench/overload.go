@@ -23,20 +23,21 @@ var (
 	overloadD = flag.Duration("overload-d", 15*time.Second, "measured duration of each fixed-rate (open-loop) overload run")
 )
 
-// mixNext is the overload runs' traffic: 70 % note reads, 20 % note writes
-// and 10 % session checks, over the organizations in turn. Each call
+// mixNext is the overload runs' traffic: 70 % conversation reads, 20 %
+// messages sent and 10 % session checks, over the organizations (and their
+// conversations) in turn. Each call
 // picks the next route of a fixed pseudo-random sequence; it is safe for
 // concurrent use.
 func (f *fixture) mixNext() func() request {
 	var i atomic.Uint64
 	return func() request {
 		n := i.Add(1) * 0x9E3779B97F4A7C15 // Fibonacci hashing: the routes interleave
-		o := f.turn()
+		o, cv := f.turn()
 		switch (n >> 32) % 10 {
 		case 0, 1, 2, 3, 4, 5, 6:
-			return getNote(f.base, o.key, o.note)
+			return getConversation(f.base, o.key, cv)
 		case 7, 8:
-			return createNote(f.base, o.key)
+			return sendMessage(f.base, o.key, cv)
 		}
 		return meRequest(f.base, o.token)
 	}
@@ -216,7 +217,7 @@ func (x *b) overload() error {
 	x.rep.section("Overload: a fixed arrival rate past capacity",
 		fmt.Sprintf("A pooled host with its default options (pool %d; admission control: at most %d requests queued for an instance, "+
 			"each for at most 1 s, the rest refused with `503 overloaded` and `Retry-After`), on a fresh data directory, with %d organizations set up as in the "+
-			"load runs above. The traffic: 70 %% `GET /v1/notes/{id}`, 20 %% `POST /v1/notes` (API keys), 10 %% `GET /v1/me` (session cookies), "+
+			"load runs above. The traffic: 70 %% `GET /v1/conversations/{id}`, 20 %% `POST /v1/conversations/{id}/messages` (API keys), 10 %% `GET /v1/me` (session cookies), "+
 			"the organizations in turn. Its capacity is the closed-loop throughput of that same traffic on the same host, measured first (%d clients, %s after a %s warm-up). "+
 			"Then an open-loop generator sends requests at a fixed arrival rate, each on its own connection when none is idle, whatever the answers take: "+
 			"2 s at 1× capacity unmeasured, then %s at 1× and %s at 2×; then, for contrast, %s at 2× on a second host set up alike but with "+

@@ -35,6 +35,13 @@ func (r *report) measured(what string, res result) bool {
 	return false
 }
 
+// fail names a measurement whose outcome makes the run a failure (frames
+// lost, a loss test that lost messages).
+func (r *report) fail(line string) {
+	r.failures = append(r.failures, line)
+	progress("  FAILED: %s", line)
+}
+
 // failed is the run's verdict, once the report is written: an error
 // naming the measurements whose requests failed, if any did.
 func (r *report) failed(path string) error {

@@ -7,6 +7,7 @@ package e2e
 
 import (
 	"bufio"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -108,26 +109,58 @@ func TestApplication(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
 			h := startHome(t, homeOptions{perRequest: m.perRequest})
-			key := createTenant(t, h, "Acme")
-			auth := []string{"Authorization", "Bearer " + key, "Content-Type", "application/json"}
-			r := h.do(t, "POST", "/v1/notes", strings.NewReader(`{"title":"Order 42","body":"Where is my parcel?"}`), auth...)
-			if r.status != 201 {
-				t.Fatalf("create note: %v", r)
+			ch := newChat(t, h, "Acme")
+			auth := []string{"Authorization", "Bearer " + ch.key}
+			mid := ch.send(t, h, "Where is my parcel?")
+			// KV: the conversation was cached when it was made.
+			if r := h.do(t, "GET", "/v1/conversations/"+ch.conv+"/events", nil, auth...); r.status != 200 || r.header.Get("Pommy-Cache") != "hit" {
+				t.Fatalf("events: %v (Pommy-Cache %q)", r, r.header.Get("Pommy-Cache"))
 			}
-			var n struct{ ID string }
-			json.Unmarshal(r.body, &n)
 			attachment := strings.Repeat("0123456789abcdef", 200_000) // 3.2 MB, several chunks each way
-			if r := h.do(t, "PUT", "/v1/notes/"+n.ID+"/attachment", strings.NewReader(attachment), auth...); r.status != 200 {
+			if r := h.do(t, "PUT", attachmentPath(ch.conv, mid), strings.NewReader(attachment), auth...); r.status != 201 {
 				t.Fatalf("put attachment: %v", r)
 			}
-			if r := h.do(t, "GET", "/v1/notes/"+n.ID+"/attachment", nil, auth...); r.status != 200 || string(r.body) != attachment {
+			if r := h.do(t, "GET", attachmentPath(ch.conv, mid), nil, auth...); r.status != 200 || string(r.body) != attachment {
 				t.Fatalf("get attachment: %d, %d bytes", r.status, len(r.body))
 			}
-			if r := h.do(t, "GET", "/v1/notes/"+n.ID, nil, auth...); r.status != 200 || !strings.Contains(string(r.body), "Where is my parcel?") {
-				t.Fatalf("get note: %v", r)
+			if r := h.do(t, "GET", "/v1/conversations/"+ch.conv+"/messages", nil, auth...); r.status != 200 ||
+				!strings.Contains(string(r.body), "Where is my parcel?") || !strings.Contains(string(r.body), `"attachment_size":3200000`) {
+				t.Fatalf("get messages: %v", r)
 			}
 		})
 	}
+}
+
+// chat is a tenant with a contact and a conversation with it, and an API
+// key with every scope, which sends the messages (as the visitor) and so
+// may attach files to them.
+type chat struct{ tenant, key, conv string }
+
+func newChat(t testing.TB, h *home, name string) *chat {
+	t.Helper()
+	c := &apitest.Client{Base: h.url}
+	tenant, key := c.Tenant(t, name)
+	auth := []string{"Authorization", "Bearer " + key}
+	ct := c.Do(t, "POST", "/v1/contacts", map[string]any{"name": "Visitor of " + name}, auth...).Expect(t, 201).JSON(t)["id"].(string)
+	cv := c.Do(t, "POST", "/v1/conversations", map[string]any{"contact_id": ct}, auth...).Expect(t, 201).JSON(t)["id"].(string)
+	return &chat{tenant: tenant, key: key, conv: cv}
+}
+
+// send sends a message and returns its id.
+func (ch *chat) send(t testing.TB, h *home, text string) string {
+	t.Helper()
+	return (&apitest.Client{Base: h.url}).Do(t, "POST", "/v1/conversations/"+ch.conv+"/messages", map[string]any{"text": text},
+		"Authorization", "Bearer "+ch.key, "Idempotency-Key", "k-"+rand.Text()).Expect(t, 201).JSON(t)["id"].(string)
+}
+
+// lastSeq is the conversation's last sequence number.
+func (ch *chat) lastSeq(t testing.TB, h *home) float64 {
+	t.Helper()
+	return (&apitest.Client{Base: h.url}).Do(t, "GET", "/v1/conversations/"+ch.conv, nil, "Authorization", "Bearer "+ch.key).Expect(t, 200).JSON(t)["last_seq"].(float64)
+}
+
+func attachmentPath(conv, msg string) string {
+	return "/v1/conversations/" + conv + "/messages/" + msg + "/attachment"
 }
 
 // createTenant signs up a tenant and returns an API key with every scope
@@ -202,7 +235,7 @@ func TestFaults(t *testing.T) {
 			t.Run("oversize body is 413 before the guest", func(t *testing.T) {
 				before := h.host.Stats().Requests
 				const size = handlers.MaxRequestBody + 1
-				req, _ := http.NewRequest("PUT", h.url+"/v1/notes/x/attachment", io.LimitReader(zeros{}, size))
+				req, _ := http.NewRequest("PUT", h.url+attachmentPath("c_x", "m_x"), io.LimitReader(zeros{}, size))
 				req.ContentLength = size
 				resp, err := http.DefaultClient.Do(req)
 				if err != nil {

@@ -4,14 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/json"
+	"fmt"
 	"io"
+	"path"
 	"sync/atomic"
 	"testing"
 
 	"pommy.ai/edge/storage"
 	"pommy.ai/edge/storage/envelope"
-	"pommy.ai/edge/tests/apitest"
 	"pommy.ai/edge/wasm/host/local"
 )
 
@@ -31,30 +31,33 @@ func TestAttachmentSealedByHostIsTheGenericStream(t *testing.T) {
 				p.Blobs = spy
 				plat = p.Platform
 			}})
-			tenant, key := (&apitest.Client{Base: h.url}).Tenant(t, "Sealed Co")
-			auth := []string{"Authorization", "Bearer " + key, "Content-Type", "application/json"}
-			r := h.do(t, "POST", "/v1/notes", bytes.NewReader([]byte(`{"title":"t","body":"b"}`)), auth...)
-			var n struct{ ID string }
-			if r.status != 201 || json.Unmarshal(r.body, &n) != nil {
-				t.Fatalf("create note: %v", r)
-			}
-			blobKey := "t/" + tenant + "/notes/" + n.ID + "/attachment"
+			ch := newChat(t, h, "Sealed Co")
+			tenant, mid := ch.tenant, ch.send(t, h, "a file follows")
+			auth := []string{"Authorization", "Bearer " + ch.key}
 			plain := make([]byte, 5*envelope.ChunkSize+123)
 			rand.Read(plain)
 
 			spy.sealedInHost.Store(0)
-			if r := h.do(t, "PUT", "/v1/notes/"+n.ID+"/attachment", bytes.NewReader(plain), auth...); r.status != 200 {
+			if r := h.do(t, "PUT", attachmentPath(ch.conv, mid), bytes.NewReader(plain), auth...); r.status != 201 {
 				t.Fatalf("put attachment: %v", r)
 			}
 			if spy.sealedInHost.Load() != 1 {
 				t.Error("the attachment was not sealed by the host")
 			}
 			ctx := context.Background()
+			// The one blob of the message, under the tenant's prefix; its
+			// stream is bound to the message and the upload.
+			list, err := plat.Blobs.List(ctx, "t/"+tenant+"/messages/"+mid+"/", "", 0)
+			if err != nil || len(list.Objects) != 1 {
+				t.Fatalf("blobs of the message: %+v %v", list, err)
+			}
+			blobKey := list.Objects[0].Key
+			ad := mid + "/" + path.Base(blobKey)
 			rc, _, err := plat.Blobs.Get(ctx, blobKey)
 			if err != nil {
 				t.Fatal(err)
 			}
-			pt, err := envelope.New(plat).OpenReader(ctx, tenant, "note.attachment", n.ID, rc)
+			pt, err := envelope.New(plat).OpenReader(ctx, tenant, "message.attachment", ad, rc)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -65,16 +68,16 @@ func TestAttachmentSealedByHostIsTheGenericStream(t *testing.T) {
 			}
 
 			// The other way: sealed natively, same length (the row's
-			// attachment_size is the response's Content-Length).
+			// size is the response's Content-Length).
 			rand.Read(plain)
-			sr, err := envelope.New(plat).SealReader(ctx, tenant, "note.attachment", n.ID, bytes.NewReader(plain))
+			sr, err := envelope.New(plat).SealReader(ctx, tenant, "message.attachment", ad, bytes.NewReader(plain))
 			if err != nil {
 				t.Fatal(err)
 			}
 			if _, err := spy.Blobs.Put(ctx, blobKey, sr, envelope.SealedSize(int64(len(plain))), storage.BlobPutOptions{}); err != nil {
 				t.Fatal(err)
 			}
-			if r := h.do(t, "GET", "/v1/notes/"+n.ID+"/attachment", nil, auth...); r.status != 200 || !bytes.Equal(r.body, plain) {
+			if r := h.do(t, "GET", attachmentPath(ch.conv, mid), nil, auth...); r.status != 200 || !bytes.Equal(r.body, plain) {
 				t.Fatalf("natively sealed attachment through the guest: %d, %d bytes", r.status, len(r.body))
 			}
 		})
@@ -103,20 +106,17 @@ func TestRepeatedLargeAttachmentsOnOneInstance(t *testing.T) {
 		t.Skip("moves ~200 MB through the guest")
 	}
 	h := startHome(t, homeOptions{pool: 1})
-	_, key := (&apitest.Client{Base: h.url}).Tenant(t, "Big Co")
-	auth := []string{"Authorization", "Bearer " + key, "Content-Type", "application/json"}
-	r := h.do(t, "POST", "/v1/notes", bytes.NewReader([]byte(`{"title":"t","body":"b"}`)), auth...)
-	var n struct{ ID string }
-	if r.status != 201 || json.Unmarshal(r.body, &n) != nil {
-		t.Fatalf("create note: %v", r)
-	}
+	ch := newChat(t, h, "Big Co")
+	auth := []string{"Authorization", "Bearer " + ch.key}
 	data := make([]byte, 16<<20)
 	rand.Read(data)
 	for i := range 6 {
-		if r := h.do(t, "PUT", "/v1/notes/"+n.ID+"/attachment", bytes.NewReader(data), auth...); r.status != 200 {
+		// Attachments are written once: a message per round.
+		mid := ch.send(t, h, fmt.Sprintf("round %d", i+1))
+		if r := h.do(t, "PUT", attachmentPath(ch.conv, mid), bytes.NewReader(data), auth...); r.status != 201 {
 			t.Fatalf("round %d: put: %v", i+1, r)
 		}
-		if r := h.do(t, "GET", "/v1/notes/"+n.ID+"/attachment", nil, auth...); r.status != 200 || !bytes.Equal(r.body, data) {
+		if r := h.do(t, "GET", attachmentPath(ch.conv, mid), nil, auth...); r.status != 200 || !bytes.Equal(r.body, data) {
 			t.Fatalf("round %d: get: %d, %d bytes", i+1, r.status, len(r.body))
 		}
 	}

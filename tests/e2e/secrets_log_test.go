@@ -15,12 +15,12 @@ func TestSecretsAreNeverLogged(t *testing.T) {
 	h := startHome(t, homeOptions{})
 	c := &apitest.Client{Base: h.url}
 	owner := c.Signup(t, "Quiet Co")
-	key := owner.NewKey(t, "notes:read", "notes:write")
+	key := owner.NewKey(t, "contacts:read", "contacts:write")
 	c.Login(t, owner.Email, "not the password at all").Expect(t, 401)
 	login := c.Login(t, owner.Email, apitest.Password).Expect(t, 200)
-	c.Do(t, "POST", "/v1/notes", map[string]string{"title": "t", "body": "b"}, "Authorization", "Bearer "+key).Expect(t, 201)
+	c.Do(t, "POST", "/v1/contacts", map[string]string{"name": "t"}, "Authorization", "Bearer "+key).Expect(t, 201)
 	bad := key[:len(key)-6] + "zzzzzz"
-	c.Do(t, "GET", "/v1/notes", nil, "Authorization", "Bearer "+bad).Expect(t, 401)
+	c.Do(t, "GET", "/v1/contacts", nil, "Authorization", "Bearer "+bad).Expect(t, 401)
 	// A crash logs a stack; it must not carry the request's credentials.
 	c.Do(t, "POST", "/__test/trap", nil, "Authorization", "Bearer "+key, "Cookie", apitest.SessionCookie+"="+owner.Token)
 

@@ -229,9 +229,9 @@ func TestSlowUploadIsCut(t *testing.T) {
 			h := startHome(t, homeOptions{pool: 2, timeout: 10 * time.Minute, bodyReadTimeout: time.Second, bodyMinRate: tc.rate})
 			app := appError(t, h)
 			c := &apitest.Client{Base: h.url}
-			_, key := c.Tenant(t, "Upload Co")
-			auth := []string{"Authorization", "Bearer " + key}
-			id := c.Do(t, "POST", "/v1/notes", map[string]string{"title": "With a slow file"}, auth...).Expect(t, 201).JSON(t)["id"].(string)
+			ch := newChat(t, h, "Upload Co")
+			key, auth := ch.key, []string{"Authorization", "Bearer " + ch.key}
+			mid := ch.send(t, h, "with a slow file")
 
 			const declared = 4 << 20
 			var wg sync.WaitGroup
@@ -240,8 +240,8 @@ func TestSlowUploadIsCut(t *testing.T) {
 			conns := make([]*rawConn, 2)
 			for i := range conns {
 				conn := h.dial(t)
-				conn.send(t, fmt.Sprintf("PUT /v1/notes/%s/attachment HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n",
-					id, h.hostHeader(), key, declared))
+				conn.send(t, fmt.Sprintf("PUT %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n",
+					attachmentPath(ch.conv, mid), h.hostHeader(), key, declared))
 				// More than the host reads before it takes an
 				// instance, so that the rest streams to the guest.
 				conn.send(t, strings.Repeat("x", host.PreReadLimit+64<<10))
@@ -268,7 +268,7 @@ func TestSlowUploadIsCut(t *testing.T) {
 			if r := h.probe(t, "GET", "/healthz", ""); r.status != 200 {
 				t.Fatalf("healthz during slow uploads: %v", r)
 			}
-			(&apitest.Client{Base: h.url, HTTP: within}).Do(t, "POST", "/v1/notes", map[string]string{"title": "Served meanwhile"}, auth...).Expect(t, 201)
+			(&apitest.Client{Base: h.url, HTTP: within}).Do(t, "POST", "/v1/contacts", map[string]string{"name": "Served meanwhile"}, auth...).Expect(t, 201)
 
 			for _, conn := range conns {
 				r := conn.response(t)
@@ -276,7 +276,7 @@ func TestSlowUploadIsCut(t *testing.T) {
 				conn.closed(t)
 			}
 			// Nothing of the cut uploads was stored.
-			c.Do(t, "GET", "/v1/notes/"+id+"/attachment", nil, auth...).Expect(t, 404)
+			c.Do(t, "GET", attachmentPath(ch.conv, mid), nil, auth...).Expect(t, 404)
 			if r := h.get(t, "/healthz"); r.status != 200 {
 				t.Fatalf("healthz after: %v", r)
 			}
@@ -375,7 +375,7 @@ func TestHostErrorsHaveTheAPIShape(t *testing.T) {
 		{"bad request line", "GARBAGE\r\n\r\n", http.StatusBadRequest, "bad_request"},
 		{"unsupported version", fmt.Sprintf("GET /healthz HTTP/2.0\r\nHost: %s\r\n\r\n", host), http.StatusHTTPVersionNotSupported, "http_version_not_supported"},
 		{"unknown expectation", fmt.Sprintf("GET /healthz HTTP/1.1\r\nHost: %s\r\nExpect: teapot\r\n\r\n", host), http.StatusExpectationFailed, "expectation_failed"},
-		{"body over the limit", fmt.Sprintf("PUT /v1/notes/x/attachment HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n", host, handlers.MaxRequestBody+1),
+		{"body over the limit", fmt.Sprintf("PUT %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n", attachmentPath("c_x", "m_x"), host, handlers.MaxRequestBody+1),
 			http.StatusRequestEntityTooLarge, "too_large"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"crypto/rand"
-	"encoding/json"
 	"io"
 	"path/filepath"
 	"strings"
@@ -26,23 +25,36 @@ func TestS3DownIs503AndWritesNothing(t *testing.T) {
 		c.S3 = blobs3.Config{Endpoint: s3.Endpoint, Region: s3.Region, Bucket: s3.Bucket,
 			AccessKey: s3.AccessKey, SecretKey: s3.SecretKey, UsePathStyle: true, MaxAttempts: 1}
 	}})
-	key := createTenant(t, h, "S3 Co")
-	auth := []string{"Authorization", "Bearer " + key, "Content-Type", "application/json"}
-	if r := h.do(t, "POST", "/v1/notes", strings.NewReader(`{"title":"kept","body":"on S3"}`), auth...); r.status != 201 {
+	ch := newChat(t, h, "S3 Co")
+	auth := []string{"Authorization", "Bearer " + ch.key}
+	kept, lost := ch.send(t, h, "kept"), ch.send(t, h, "lost")
+	if r := h.do(t, "PUT", attachmentPath(ch.conv, kept), strings.NewReader("on S3"), auth...); r.status != 201 {
 		t.Fatalf("with S3 up: %v", r)
 	}
+	seq := ch.lastSeq(t, h)
 
 	s3.Stop()
-	r := h.do(t, "POST", "/v1/notes", strings.NewReader(`{"title":"lost","body":"S3 is down"}`), auth...)
+	r := h.do(t, "PUT", attachmentPath(ch.conv, lost), strings.NewReader("S3 is down"), auth...)
 	if r.status != 503 || r.errorCode() != "unavailable" || r.header.Get("Retry-After") == "" {
 		t.Fatalf("with S3 down: %v (Retry-After %q)", r, r.header.Get("Retry-After"))
 	}
 	if err := s3.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	titles := listTitles(t, h, key)
-	if len(titles) != 1 || titles[0] != "kept" {
-		t.Fatalf("after the outage the notes are %v, want only [kept]", titles)
+	// The failed upload attached nothing and logged no event; the
+	// attachment made before the outage is intact.
+	if r := h.do(t, "GET", attachmentPath(ch.conv, lost), nil, auth...); r.status != 404 {
+		t.Fatalf("after the outage the failed upload's message has an attachment: %v", r)
+	}
+	if got := ch.lastSeq(t, h); got != seq {
+		t.Fatalf("the failed upload changed the conversation's log: last_seq %v -> %v", seq, got)
+	}
+	if r := h.do(t, "GET", attachmentPath(ch.conv, kept), nil, auth...); r.status != 200 || string(r.body) != "on S3" {
+		t.Fatalf("after the outage: %v", r)
+	}
+	// Nothing stands in the way of a retry.
+	if r := h.do(t, "PUT", attachmentPath(ch.conv, lost), strings.NewReader("S3 is back"), auth...); r.status != 201 {
+		t.Fatalf("retry after the outage: %v", r)
 	}
 }
 
@@ -57,32 +69,34 @@ func TestDiskFullIs503AndKeepsTheOldAttachment(t *testing.T) {
 		}
 		p.Blobs = b
 	}})
-	key := createTenant(t, h, "Full Disk Co")
-	auth := []string{"Authorization", "Bearer " + key}
-	r := h.do(t, "POST", "/v1/notes", strings.NewReader(`{"title":"t"}`), append(auth, "Content-Type", "application/json")...)
-	if r.status != 201 {
-		t.Fatalf("create: %v", r)
-	}
-	var n struct{ ID string }
-	json.Unmarshal(r.body, &n)
+	ch := newChat(t, h, "Full Disk Co")
+	auth := []string{"Authorization", "Bearer " + ch.key}
+	first, second := ch.send(t, h, "first"), ch.send(t, h, "second")
 	old := []byte("the attachment that must survive")
-	if r := h.do(t, "PUT", "/v1/notes/"+n.ID+"/attachment", bytes.NewReader(old), auth...); r.status != 200 {
+	if r := h.do(t, "PUT", attachmentPath(ch.conv, first), bytes.NewReader(old), auth...); r.status != 201 {
 		t.Fatalf("first attachment: %v", r)
 	}
+	seq := ch.lastSeq(t, h)
 
 	full.Store(true)
 	big := make([]byte, 1<<20)
 	rand.Read(big)
-	r = h.do(t, "PUT", "/v1/notes/"+n.ID+"/attachment", bytes.NewReader(big), auth...)
+	r := h.do(t, "PUT", attachmentPath(ch.conv, second), bytes.NewReader(big), auth...)
 	if r.status != 503 || r.errorCode() != "unavailable" || r.header.Get("Retry-After") == "" {
 		t.Fatalf("disk full: %v", r)
 	}
 	full.Store(false)
-	if r := h.do(t, "GET", "/v1/notes/"+n.ID+"/attachment", nil, auth...); r.status != 200 || !bytes.Equal(r.body, old) {
-		t.Fatalf("after a failed overwrite the attachment is %v, want the old one", r)
+	if r := h.do(t, "GET", attachmentPath(ch.conv, first), nil, auth...); r.status != 200 || !bytes.Equal(r.body, old) {
+		t.Fatalf("after a failed upload the first attachment is %v, want the old one", r)
 	}
-	if r := h.do(t, "GET", "/v1/notes/"+n.ID, nil, auth...); r.status != 200 || !strings.Contains(string(r.body), `"version":2`) {
-		t.Fatalf("the failed upload changed the note: %v", r)
+	if r := h.do(t, "GET", attachmentPath(ch.conv, second), nil, auth...); r.status != 404 {
+		t.Fatalf("the failed upload attached something: %v", r)
+	}
+	if got := ch.lastSeq(t, h); got != seq {
+		t.Fatalf("the failed upload changed the conversation's log: last_seq %v -> %v", seq, got)
+	}
+	if r := h.do(t, "PUT", attachmentPath(ch.conv, second), bytes.NewReader(big), auth...); r.status != 201 {
+		t.Fatalf("retry with room on the disk: %v", r)
 	}
 }
 
@@ -107,21 +121,4 @@ func (d *diskFullAfter) Write(p []byte) (int, error) {
 		d.room -= len(p)
 	}
 	return d.w.Write(p)
-}
-
-func listTitles(t *testing.T, h *home, key string) []string {
-	t.Helper()
-	r := h.do(t, "GET", "/v1/notes", nil, "Authorization", "Bearer "+key)
-	if r.status != 200 {
-		t.Fatalf("list: %v", r)
-	}
-	var l struct{ Notes []struct{ Title string } }
-	if err := json.Unmarshal(r.body, &l); err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, n := range l.Notes {
-		out = append(out, n.Title)
-	}
-	return out
 }

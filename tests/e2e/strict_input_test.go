@@ -14,12 +14,12 @@ import (
 //     that is not what was sent (invalid UTF-8, lone surrogates, NUL) is
 //     refused and changes nothing: an invitation with
 //     {"role":"agent","role":"owner"} makes no invitation, a login with two
-//     passwords does not sign in, and such note titles and bodies are not
+//     passwords does not sign in, and such canned responses are not
 //     stored;
 //   - AmbiguousCredentials: two session cookies, or a key beside a cookie,
 //     are refused with 400 ambiguous_credentials instead of the first
 //     winning;
-//   - UncleanPaths: a signed-in GET /v1/notes/..%2f..%2fetc%2fpasswd, and
+//   - UncleanPaths: a signed-in GET /v1/contacts/..%2f..%2fetc%2fpasswd, and
 //     paths with dot or empty segments, get the JSON error with the
 //     security headers, never an HTML redirect;
 //   - ErrorText: error messages name permissions in words, responses do

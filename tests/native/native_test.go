@@ -95,13 +95,13 @@ func TestAbsoluteTimeout(t *testing.T) {
 func TestAPIKeyExpiry(t *testing.T) {
 	c, clock := start(t)
 	o := c.Signup(t, "Expiry Co")
-	m := o.Do(t, "POST", "/v1/api-keys", map[string]any{"name": "short", "scopes": []string{"notes:read"},
+	m := o.Do(t, "POST", "/v1/api-keys", map[string]any{"name": "short", "scopes": []string{"conversations:read"},
 		"expires_at": clock.Now().Add(time.Hour).Format(time.RFC3339)}).Expect(t, 201).JSON(t)
 	key := m["key"].(string)
 	auth := []string{"Authorization", "Bearer " + key}
-	c.Do(t, "GET", "/v1/notes", nil, auth...).Expect(t, 200)
+	c.Do(t, "GET", "/v1/canned-responses", nil, auth...).Expect(t, 200)
 	clock.Advance(time.Hour + time.Second)
-	if code := c.Do(t, "GET", "/v1/notes", nil, auth...).Expect(t, 401).ErrorCode(t); code != "api_key_expired" {
+	if code := c.Do(t, "GET", "/v1/canned-responses", nil, auth...).Expect(t, 401).ErrorCode(t); code != "api_key_expired" {
 		t.Errorf("code %s", code)
 	}
 }
@@ -227,15 +227,15 @@ func TestFailedAuthIsShedPerIP(t *testing.T) {
 	_, key := c.Tenant(t, "Shed Co")
 	guess := []string{"Authorization", "Bearer pk_live_0000000000000000000000000000", apitest.TestClientIP, "198.51.100.7"}
 	for range 3 {
-		c.Do(t, "GET", "/v1/notes", nil, guess...).Expect(t, 401)
+		c.Do(t, "GET", "/v1/canned-responses", nil, guess...).Expect(t, 401)
 	}
-	r := c.Do(t, "GET", "/v1/notes", nil, guess...).Expect(t, 429)
+	r := c.Do(t, "GET", "/v1/canned-responses", nil, guess...).Expect(t, 429)
 	if r.ErrorCode(t) != "rate_limited" || r.Header.Get("Retry-After") == "" {
 		t.Errorf("shed: %s %v", r.Body, r.Header)
 	}
-	c.Do(t, "GET", "/v1/notes", nil, "Authorization", "Bearer pk_live_0000000000000000000000000000", apitest.TestClientIP, "198.51.100.8").Expect(t, 401)
+	c.Do(t, "GET", "/v1/canned-responses", nil, "Authorization", "Bearer pk_live_0000000000000000000000000000", apitest.TestClientIP, "198.51.100.8").Expect(t, 401)
 	// A valid key is limited per key and tenant, not by others' failures.
-	c.Do(t, "GET", "/v1/notes", nil, "Authorization", "Bearer "+key, apitest.TestClientIP, "198.51.100.7").Expect(t, 200)
+	c.Do(t, "GET", "/v1/canned-responses", nil, "Authorization", "Bearer "+key, apitest.TestClientIP, "198.51.100.7").Expect(t, 200)
 }
 
 // TestTenantIsShed: one organization's traffic, across all its people and

@@ -28,8 +28,8 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,11 +44,25 @@ import (
 	"pommy.ai/edge/tests/apitest"
 )
 
-// Path is where the document is, found from this file's own location so
-// that any test package can load it.
+// Path is where the document is: docs/ of the module holding the working
+// directory (a test runs in its package's folder), so that any test
+// package can load it. Not from runtime.Caller: builds with -trimpath
+// (make test) record module paths, not folders.
 func Path() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "docs", "openapi.yaml")
+	dir, err := os.Getwd()
+	if err != nil {
+		return filepath.Join("docs", "openapi.yaml")
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return filepath.Join(dir, "docs", "openapi.yaml")
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return filepath.Join("docs", "openapi.yaml")
+		}
+		dir = parent
+	}
 }
 
 // Load reads and validates the document.

@@ -123,7 +123,7 @@ func TestWorkerd(t *testing.T) {
 	// Issue 6 in the edge: one reading of a body (duplicate keys, invalid
 	// UTF-8, lone surrogates, NUL refused), one credential per request, the
 	// same answer as the local home to unclean paths such as a signed-in
-	// GET /v1/notes/..%2f..%2fetc%2fpasswd, and error text for people.
+	// GET /v1/contacts/..%2f..%2fetc%2fpasswd, and error text for people.
 	edge := &apitest.Client{Base: w.URL, HTTP: &http.Client{Timeout: 2 * time.Minute}}
 	t.Run("strict-input", func(t *testing.T) { apitest.StrictInput(t, edge) })
 	t.Run("ambiguous-credentials", func(t *testing.T) { apitest.AmbiguousCredentials(t, edge) })
@@ -141,11 +141,11 @@ func TestWorkerd(t *testing.T) {
 	t.Run("body-limit", func(t *testing.T) {
 		// A declared length over the application's limit is refused before
 		// any route reads the body.
-		req, _ := http.NewRequest(http.MethodPost, w.URL+"/v1/notes", io.LimitReader(zeros{}, 64<<20))
+		req, _ := http.NewRequest(http.MethodPut, w.URL+"/v1/conversations/c_x/messages/m_x/attachment", io.LimitReader(zeros{}, 64<<20))
 		req.ContentLength = 64 << 20
 		status, body := do(t, req, time.Minute)
 		if status != http.StatusRequestEntityTooLarge {
-			t.Fatalf("POST of 64 MiB: %d %s, want 413", status, body)
+			t.Fatalf("PUT of 64 MiB: %d %s, want 413", status, body)
 		}
 	})
 
@@ -193,7 +193,7 @@ func TestWorkerd(t *testing.T) {
 	t.Run("no-master-key", func(t *testing.T) {
 		bare := start(t, wrangler.Options{Root: root, Name: "unconfigured", SkipBuild: true, BuildDir: shipped,
 			SkipMigrations: true, NoMasterKey: true, Vars: []string{"POMMY_TEST_ROUTES:1", "POMMY_PUBLIC_ORIGINS:ftp://support.example.com"}})
-		for _, path := range []string{"/healthz", "/v1/notes", "/__contract/sql"} {
+		for _, path := range []string{"/healthz", "/v1/conversations", "/__contract/sql"} {
 			status, body := get(t, bare, path, 30*time.Second)
 			var e struct {
 				Error struct{ Code, Message string }

@@ -196,7 +196,7 @@ func (p blobsPort) Put(ctx context.Context, key string, r io.Reader, size int64,
 	// One buffer for the whole put. ReadFull fills it before each write,
 	// so a body arriving in small reads still crosses in full chunks. A
 	// small body of known size gets a buffer its size (plus the byte that
-	// reads EOF): a note does not need a megabyte of garbage.
+	// reads EOF): a small file does not need a megabyte of garbage.
 	buf := make([]byte, bulkChunk)
 	if size >= 0 && size < bulkChunk {
 		buf = make([]byte, size+1)

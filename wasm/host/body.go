@@ -30,9 +30,9 @@ import (
 
 const (
 	// PreReadLimit is the most bytes of a body read before an instance is
-	// taken. 1 MiB is above every JSON route's limit (the largest, a note,
-	// is under 400 KiB) with room for the routes to come, and small next
-	// to PreReadMemory.
+	// taken. 1 MiB is above every JSON route's limit (the largest, a
+	// contact's, is about 100 KiB) with room for the routes to come, and
+	// small next to PreReadMemory.
 	PreReadLimit = 1 << 20
 	// DefaultBodyReadTimeout is Options.BodyReadTimeout's default: 1 MiB
 	// in 10 s asks a client for 100 KiB/s, well under any connection that
