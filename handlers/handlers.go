@@ -29,6 +29,7 @@ import (
 	"pommy.ai/edge/handlers/jobs"
 	"pommy.ai/edge/handlers/tenant"
 	"pommy.ai/edge/handlers/web"
+	"pommy.ai/edge/handlers/webhooks"
 	"pommy.ai/edge/storage"
 )
 
@@ -87,9 +88,17 @@ func newApp(p storage.Platform, cfg Config) *app {
 	return &app{p: p, cfg: cfg, hosts: originHosts(cfg.PublicOrigins),
 		id: identity.New(p, scopeResources),
 		// The audit log's rows go first, the tenants row last (tenant.Delete).
-		org: tenant.New(p, identity.ClearSessionCookie,
-			audit.PurgeTenantStmts, identity.PurgeTenantStmts, conversations.PurgeTenantStmts),
+		org: tenant.New(p, identity.ClearSessionCookie, tenantPurges...),
 	}
+}
+
+// tenantPurges are every capability's statements that delete a tenant's
+// rows, run in one batch when the tenant is deleted, the audit log's first.
+// TestTenantPurgesCoverEveryTable fails when a table holding a tenant_id
+// column is not in them.
+var tenantPurges = []func(tenant string) []storage.Stmt{
+	audit.PurgeTenantStmts, identity.PurgeTenantStmts, conversations.PurgeTenantStmts,
+	jobs.PurgeTenantStmts, webhooks.PurgeTenantStmts,
 }
 
 // New returns the application's HTTP handler bound to a home's platform.

@@ -496,3 +496,10 @@ func Truncate(s string, n int) string {
 	}
 	return s
 }
+
+// PurgeTenantStmts delete a tenant's jobs (tenant deletion). A job taken
+// while the tenant is deleted finds nothing to do: every job kind reads its
+// subject under the tenant first.
+func PurgeTenantStmts(tenant string) []storage.Stmt {
+	return []storage.Stmt{{Query: `DELETE FROM jobs WHERE tenant_id = ?`, Args: []any{tenant}}}
+}

@@ -81,3 +81,13 @@ type deliveryPayload struct {
 
 // eventList is a subscription's events as stored: space-separated.
 func eventList(s string) []string { return strings.Fields(s) }
+
+// PurgeTenantStmts delete a tenant's subscriptions and their delivery log
+// (tenant deletion; the sealed secrets were unreadable once the tenant's
+// key was shredded, this removes the rows).
+func PurgeTenantStmts(tenant string) []storage.Stmt {
+	return []storage.Stmt{
+		{Query: `DELETE FROM webhook_attempts WHERE tenant_id = ?`, Args: []any{tenant}},
+		{Query: `DELETE FROM webhooks WHERE tenant_id = ?`, Args: []any{tenant}},
+	}
+}
