@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -242,9 +244,20 @@ func TestWakeupDuringPoll(t *testing.T) {
 func TestGoneClientCostsNoPoll(t *testing.T) {
 	f := start(t, Options{Pool: 1})
 	f.setN(0)
-	c := f.sse(t, "/stream?mode=sse&topic=gone")
+	// A raw connection, closed by this goroutine before any wake-up: an
+	// HTTP client's Body.Close hands the close to its transport's own
+	// goroutine, and a wake-up that overtook it would rightly poll.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(f.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /stream?mode=sse&topic=gone HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n", strings.TrimPrefix(f.url, "http://"))
+	if line, err := bufio.NewReader(conn).ReadString('\n'); err != nil || !strings.Contains(line, " 200 ") {
+		t.Fatalf("stream answer: %q, %v", line, err)
+	}
 	f.waitStats(t, "held", func(s Stats) bool { return s.Streams.Held == 1 })
-	c.resp.Body.Close()
+	conn.Close()
 	f.waitStats(t, "the stream cut", func(s Stats) bool {
 		f.h.Realtime().Publish(context.Background(), "gone")
 		return s.Streams.Held == 0
