@@ -6,7 +6,9 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,7 +24,8 @@ import (
 // message's delivery with a signature the library verifies, and the
 // delivery log says delivered with the receiver's 200; a receiver that
 // answers 500 leaves the delivery pending with its next attempt later, and
-// the retry after it delivers. A snoozed conversation's wake-up job opens
+// the retry after it delivers; a redirect is logged as the answer, a
+// failure, and never followed. A snoozed conversation's wake-up job opens
 // it again. The receiver is on loopback over http, which only a test build
 // with POMMY_TEST_WEBHOOK_ALLOW lets a subscription name.
 func TestEdgeJobs(t *testing.T) {
@@ -38,8 +41,18 @@ func TestEdgeJobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	rc := webhookrecv.Start(t, root)
+	// An endpoint that redirects to another loopback server: the delivery
+	// must log the 302 as a failure and never reach the target.
+	var targetHits atomic.Int32
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { targetHits.Add(1) }))
+	t.Cleanup(target.Close)
+	redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target.URL+"/latest/meta-data", http.StatusFound)
+	}))
+	t.Cleanup(redirect.Close)
+	redirectAddr := redirect.Listener.Addr().String()
 	w := start(t, wrangler.Options{Root: root, Name: "jobs", SkipBuild: true, BuildDir: build,
-		Vars: []string{"POMMY_TEST_ROUTES:1", "POMMY_TEST_WEBHOOK_ALLOW:" + rc.Addr}})
+		Vars: []string{"POMMY_TEST_ROUTES:1", "POMMY_TEST_WEBHOOK_ALLOW:" + rc.Addr + "," + redirectAddr}})
 	c := &apitest.Client{Base: w.URL, HTTP: &http.Client{Timeout: 2 * time.Minute}}
 	_, key := c.Tenant(t, "Edge Jobs Co")
 	auth := []string{"Authorization", "Bearer " + key}
@@ -106,6 +119,18 @@ func TestEdgeJobs(t *testing.T) {
 		d = untilDelivery(t, w, c, auth, hook, seq, func(d delivery) bool { return d.Attempts > 1 })
 		if d.Status != "delivered" || d.Attempts != 2 || d.ResponseCode == nil || *d.ResponseCode != 200 {
 			t.Fatalf("delivery log after the retry: %+v, want delivered on attempt 2 with code 200", d)
+		}
+	})
+
+	t.Run("redirect-not-followed", func(t *testing.T) {
+		r := c.Do(t, "POST", "/v1/webhooks", map[string]any{"url": redirect.URL + "/hook", "events": []string{"message.created"}}, auth...).Expect(t, 201).JSON(t)
+		_, seq := send("edge-jobs-3", "to a redirecting endpoint")
+		d := untilDelivery(t, w, c, auth, r["id"].(string), seq, func(d delivery) bool { return d.Attempts > 0 })
+		if d.Status != "pending" || d.ResponseCode == nil || *d.ResponseCode != http.StatusFound || d.LastError == nil || !strings.Contains(*d.LastError, "redirect") {
+			t.Fatalf("delivery to a redirecting endpoint: %+v, want pending with code 302 and a redirect error", d)
+		}
+		if n := targetHits.Load(); n != 0 {
+			t.Fatalf("the redirect was followed %d times", n)
 		}
 	})
 
