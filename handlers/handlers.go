@@ -134,10 +134,20 @@ func New(p storage.Platform, cfg Config) http.Handler {
 var ErrNoTestRoutes = errors.New("handlers: test routes requested (Config.TestRoutes) in a build without them: " +
 	"they are linked only into test builds (the worker and guest built with -tags testroutes, programs importing pommy.ai/edge/handlers/testroutes)")
 
+// ErrTestAllowWithoutTestRoutes is Check's answer to a WebhookTestAllow
+// list without the test routes: the list is honoured only in a test build
+// with TestRoutes on, and a home that quietly ignored it would hide that a
+// test setting reached a real deployment.
+var ErrTestAllowWithoutTestRoutes = errors.New("handlers: a webhook test allow-list (Config.WebhookTestAllow) is set without the test routes: " +
+	"it is honoured only by a test build with TestRoutes on")
+
 // Check reports a configuration this build cannot serve.
 func (c Config) Check() error {
 	if c.TestRoutes && mountTestRoutes == nil {
 		return ErrNoTestRoutes
+	}
+	if len(c.WebhookTestAllow) > 0 && (!c.TestRoutes || mountTestRoutes == nil) {
+		return ErrTestAllowWithoutTestRoutes
 	}
 	return nil
 }

@@ -22,6 +22,14 @@ func TestTestRoutesOnlyWhereLinked(t *testing.T) {
 	if err := (Config{TestRoutes: true}).Check(); !errors.Is(err, ErrNoTestRoutes) {
 		t.Errorf("Check with TestRoutes and no test routes linked: %v, want ErrNoTestRoutes", err)
 	}
+	// A webhook test allow-list is as much a test setting: refused in a
+	// build without test routes, and without TestRoutes in one with them.
+	if err := (Config{TestRoutes: true, WebhookTestAllow: []string{"127.0.0.1:1"}}).Check(); err == nil {
+		t.Error("Check with a webhook test allow-list and no test routes linked: nil, want an error")
+	}
+	if err := (Config{WebhookTestAllow: []string{"127.0.0.1:1"}}).Check(); !errors.Is(err, ErrTestAllowWithoutTestRoutes) {
+		t.Errorf("Check with a webhook test allow-list, no TestRoutes: %v, want ErrTestAllowWithoutTestRoutes", err)
+	}
 	func() {
 		defer func() {
 			if v := recover(); v != ErrNoTestRoutes {
@@ -37,6 +45,12 @@ func TestTestRoutesOnlyWhereLinked(t *testing.T) {
 			env.WriteError(w, r, env.Errorf(http.StatusTeapot, "probe", "mounted"))
 		})
 	})
+	if err := (Config{WebhookTestAllow: []string{"127.0.0.1:1"}}).Check(); !errors.Is(err, ErrTestAllowWithoutTestRoutes) {
+		t.Errorf("Check with test routes linked, a webhook test allow-list and TestRoutes off: %v, want ErrTestAllowWithoutTestRoutes", err)
+	}
+	if err := (Config{TestRoutes: true, WebhookTestAllow: []string{"127.0.0.1:1"}}).Check(); err != nil {
+		t.Errorf("Check in a test build with TestRoutes and a webhook test allow-list: %v", err)
+	}
 	for _, tc := range []struct {
 		on   bool
 		want int

@@ -25,6 +25,12 @@
 //	                         (-tags testroutes); the shipped worker answers 503
 //	                         not_configured while it is set
 //	POMMY_CONTRACT_HTTP_URL  URL the outbound-HTTP contract suite calls (tests only)
+//	POMMY_TEST_WEBHOOK_ALLOW comma-separated ip:port destinations that webhook
+//	                         subscriptions and deliveries may use although they
+//	                         are not public HTTPS (the workerd suite's receiver
+//	                         on loopback): honoured only by a test build with
+//	                         POMMY_TEST_ROUTES=1; any other worker answers 503
+//	                         not_configured while it is set
 package main
 
 import (
@@ -67,6 +73,7 @@ const (
 	secretMasterKey = "MASTER_KEY"
 	varTestRoutes   = "POMMY_TEST_ROUTES"
 	varContractURL  = "POMMY_CONTRACT_HTTP_URL"
+	varWebhookAllow = "POMMY_TEST_WEBHOOK_ALLOW"
 	// varOrigins optionally lists the worker's public origins, comma
 	// separated (handlers.Config.PublicOrigins): requests for any other
 	// Host, a workers.dev name left on, say, are then refused.
@@ -75,15 +82,29 @@ const (
 
 func main() {
 	cfg := handlers.Config{
-		Version:         version,
-		TestRoutes:      jsbridge.Var(varTestRoutes) == "1",
-		ContractHTTPURL: jsbridge.Var(varContractURL),
+		Version:          version,
+		TestRoutes:       jsbridge.Var(varTestRoutes) == "1",
+		ContractHTTPURL:  jsbridge.Var(varContractURL),
+		WebhookTestAllow: list(jsbridge.Var(varWebhookAllow)),
 	}
-	p, err := platform()
-	if cfg.Check() != nil {
+	cerr := cfg.Check()
+	// The egress honours the test allow-list only when the application
+	// does: a test build with its test routes on. Otherwise the worker
+	// refuses every request below, and the list reaches nothing.
+	var allow []string
+	if cerr == nil && cfg.TestRoutes {
+		allow = cfg.WebhookTestAllow
+	}
+	p, err := platform(allow)
+	switch {
+	case errors.Is(cerr, handlers.ErrNoTestRoutes):
 		// The shipped worker has no test routes (they are linked only with
 		// -tags testroutes): a worker asked for them refuses every request.
 		err = errors.Join(err, fmt.Errorf("%s is set, but this worker is built without test routes (unset it; test builds use -tags testroutes)", varTestRoutes))
+	case errors.Is(cerr, handlers.ErrTestAllowWithoutTestRoutes):
+		err = errors.Join(err, fmt.Errorf("%s is set, but it is honoured only by a test build (-tags testroutes) with %s=1: unset it", varWebhookAllow, varTestRoutes))
+	case cerr != nil:
+		err = errors.Join(err, cerr)
 	}
 	if origins, oerr := publicOrigins(jsbridge.Var(varOrigins)); oerr != nil {
 		err = errors.Join(err, oerr)
@@ -122,8 +143,9 @@ func main() {
 
 // platform builds the edge platform from the environment. It reports every
 // missing piece at once so that one deploy fixes them all.
-func platform() (storage.Platform, error) {
-	p := storage.Platform{Home: "edge", Clock: storage.SystemClock{}, HTTP: egress.New()}
+// testAllow is egress.Client.TestPublicAllow (tests only).
+func platform(testAllow []string) (storage.Platform, error) {
+	p := storage.Platform{Home: "edge", Clock: storage.SystemClock{}, HTTP: egress.Client{TestPublicAllow: testAllow}}
 	var errs []error
 	var err error
 	if p.SQL, err = d1.New(bindingSQL); err != nil {
@@ -151,6 +173,17 @@ func platform() (storage.Platform, error) {
 		errs = append(errs, err)
 	}
 	return p, errors.Join(errs...)
+}
+
+// list splits a comma-separated variable, dropping empty entries.
+func list(v string) []string {
+	var out []string
+	for _, e := range strings.Split(v, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 func publicOrigins(list string) ([]string, error) {

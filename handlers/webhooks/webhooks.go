@@ -60,11 +60,15 @@ func Fanout(tenant, eventType, convID string, seq int64, now int64) storage.Stmt
 	if !ValidEventType(eventType) {
 		panic("webhooks: Fanout of unknown event type " + eventType)
 	}
-	payload := `json_object('webhook_id', id, 'event_type', ?, 'conversation_id', ?, 'seq', ?)`
+	// CAST: D1 binds every number as a REAL, which an expression keeps
+	// ('_' || 2.0 is "_2.0", json_object gives 2.0); only a column's
+	// INTEGER affinity turns it back (docs/decisions.md, "D1 binds numbers
+	// as REAL").
+	payload := `json_object('webhook_id', id, 'event_type', ?, 'conversation_id', ?, 'seq', CAST(? AS INTEGER))`
 	return storage.Stmt{
 		// The trailing WHERE keeps SQLite's INSERT … SELECT … ON CONFLICT unambiguous.
 		Query: `INSERT INTO jobs (tenant_id, id, kind, ref, payload, state, run_at, attempts, max_attempts, created_at, updated_at)
-			SELECT tenant_id, 'msg_' || substr(id, 4) || '_' || ? || '_' || ?, '` + KindDeliver + `', id, ` + payload + `, 'queued', ?, 0, ?, ?, ?
+			SELECT tenant_id, 'msg_' || substr(id, 4) || '_' || ? || '_' || CAST(? AS INTEGER), '` + KindDeliver + `', id, ` + payload + `, 'queued', ?, 0, ?, ?, ?
 			FROM webhooks WHERE tenant_id = ? AND enabled = 1 AND instr(' ' || events || ' ', ?) > 0
 			ON CONFLICT (tenant_id, id) DO NOTHING`,
 		Args: []any{convID, seq, eventType, convID, seq, now, MaxAttempts, now, now, tenant, " " + eventType + " "},

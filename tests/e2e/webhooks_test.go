@@ -1,14 +1,11 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,74 +16,19 @@ import (
 	"pommy.ai/edge/handlers/webhooks"
 	"pommy.ai/edge/storage/storagetest"
 	"pommy.ai/edge/tests/apitest"
+	"pommy.ai/edge/tests/webhookrecv"
 	"pommy.ai/edge/wasm/host/local"
 )
 
-// receiver is the Node webhook receiver (testdata/webhook-receiver.mjs)
-// built on the reference standardwebhooks library.
-type receiver struct {
-	addr string
-}
-
-type receivedHook struct {
-	ID         string          `json:"id"`
-	Verified   bool            `json:"verified"`
-	Error      string          `json:"error"`
-	Type       string          `json:"type"`
-	Signatures int             `json:"signatures"`
-	Data       json.RawMessage `json:"data"`
-}
-
-func startReceiver(t *testing.T) *receiver {
+// startReceiver starts the reference standardwebhooks receiver
+// (tests/webhookrecv).
+func startReceiver(t *testing.T) *webhookrecv.Receiver {
 	t.Helper()
 	root, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(root, "node_modules", "standardwebhooks")); err != nil {
-		t.Fatalf("the webhook receiver needs the standardwebhooks npm package: run `npm ci` (make test does): %v", err)
-	}
-	cmd := exec.Command("node", filepath.Join(root, "tests/e2e/testdata/webhook-receiver.mjs"))
-	stdin, _ := cmd.StdinPipe()
-	out, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting node: %v", err)
-	}
-	t.Cleanup(func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait() })
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatalf("receiver did not start: %v", err)
-	}
-	var hello struct{ Port int }
-	if err := json.Unmarshal([]byte(line), &hello); err != nil || hello.Port == 0 {
-		t.Fatalf("receiver said %q", line)
-	}
-	return &receiver{addr: "127.0.0.1:" + strconv.Itoa(hello.Port)}
-}
-
-func (rc *receiver) setSecrets(t *testing.T, secrets ...string) {
-	t.Helper()
-	b, _ := json.Marshal(map[string]any{"secrets": secrets})
-	resp, err := http.Post("http://"+rc.addr+"/__secrets", "application/json", bytes.NewReader(b))
-	if err != nil || resp.StatusCode != 204 {
-		t.Fatalf("configuring the receiver: %v %v", resp, err)
-	}
-	resp.Body.Close()
-}
-
-func (rc *receiver) received(t *testing.T) []receivedHook {
-	t.Helper()
-	resp, err := http.Get("http://" + rc.addr + "/__received")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out []receivedHook
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return webhookrecv.Start(t, root)
 }
 
 // waitFor polls cond until it holds; the bound only keeps a broken run
@@ -162,7 +104,7 @@ func deliveries(t *testing.T, h *home, key, id string) deliveryLog {
 // verify; the receiver refuses a replay older than 5 minutes.
 func TestWebhooksReferenceReceiver(t *testing.T) {
 	rc := startReceiver(t)
-	h := startHome(t, homeOptions{webhookAllow: []string{rc.addr}, runJobs: true})
+	h := startHome(t, homeOptions{webhookAllow: []string{rc.Addr}, runJobs: true})
 	tenant, key := (&apitest.Client{Base: h.url}).Tenant(t, "Hooks")
 	_, otherKey := (&apitest.Client{Base: h.url}).Tenant(t, "Other")
 
@@ -177,7 +119,7 @@ func TestWebhooksReferenceReceiver(t *testing.T) {
 			t.Errorf("subscribing %v: %v, want 400", bad, r)
 		}
 	}
-	r := api(t, h, key, "POST", "/v1/webhooks", map[string]any{"url": "http://" + rc.addr + "/hook", "events": []string{"message.created", "conversation.created"}})
+	r := api(t, h, key, "POST", "/v1/webhooks", map[string]any{"url": "http://" + rc.Addr + "/hook", "events": []string{"message.created", "conversation.created"}})
 	if r.status != 201 {
 		t.Fatalf("subscribe: %v", r)
 	}
@@ -192,15 +134,15 @@ func TestWebhooksReferenceReceiver(t *testing.T) {
 	if g := api(t, h, otherKey, "GET", "/v1/webhooks/"+sub.ID, nil); g.status != 404 {
 		t.Fatalf("another tenant read the subscription: %v", g)
 	}
-	rc.setSecrets(t, sub.Secret)
+	rc.SetSecrets(t, sub.Secret)
 
 	if n := emit(t, h, tenant, "conversation.created", "tc_1", 1); n != 1 {
 		t.Fatalf("enqueued %d", n)
 	}
 	emit(t, h, tenant, "message.created", "tc_1", 2)
 	emit(t, h, tenant, "conversation.status_changed", "tc_1", 3) // not subscribed
-	waitFor(t, "two deliveries", func() bool { return len(rc.received(t)) >= 2 })
-	got := rc.received(t)
+	waitFor(t, "two deliveries", func() bool { return len(rc.Received(t)) >= 2 })
+	got := rc.Received(t)
 	for _, g := range got {
 		if !g.Verified {
 			t.Fatalf("the reference library refused a delivery: %+v", g)
@@ -222,10 +164,10 @@ func TestWebhooksReferenceReceiver(t *testing.T) {
 	if r.status != 200 || rot.Secret == sub.Secret || !strings.HasPrefix(rot.Secret, "whsec_") {
 		t.Fatalf("rotate: %v", r)
 	}
-	rc.setSecrets(t, rot.Secret, sub.Secret)
+	rc.SetSecrets(t, rot.Secret, sub.Secret)
 	emit(t, h, tenant, "message.created", "tc_1", 4)
-	waitFor(t, "the delivery after the rotation", func() bool { return len(rc.received(t)) >= 3 })
-	if g := rc.received(t)[2]; !g.Verified || g.Signatures != 2 {
+	waitFor(t, "the delivery after the rotation", func() bool { return len(rc.Received(t)) >= 3 })
+	if g := rc.Received(t)[2]; !g.Verified || g.Signatures != 2 {
 		t.Fatalf("after rotation: %+v", g)
 	}
 
@@ -234,11 +176,11 @@ func TestWebhooksReferenceReceiver(t *testing.T) {
 	secretKey, _ := webhooks.SecretKey(rot.Secret)
 	body := []byte(`{"type":"message.created","timestamp":"2026-01-01T00:00:00Z","data":{}}`)
 	old := time.Now().Add(-6 * time.Minute).Unix()
-	req, _ := http.NewRequest("POST", "http://"+rc.addr+"/hook", bytes.NewReader(body))
+	req, _ := http.NewRequest("POST", "http://"+rc.Addr+"/hook", bytes.NewReader(body))
 	req.Header.Set("webhook-id", "msg_replay")
 	req.Header.Set("webhook-timestamp", strconv.FormatInt(old, 10))
 	req.Header.Set("webhook-signature", webhooks.Sign(secretKey, "msg_replay", old, body))
-	rc.setSecrets(t, rot.Secret)
+	rc.SetSecrets(t, rot.Secret)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,8 @@
 // and R2 in a fresh temporary directory), and checks it end to end:
 // /healthz reports the edge home, every storage contract suite passes
 // against the edge adapters (through the application's /__contract/ route),
-// the cron trigger runs, the HTTP acceptance suite (tests/apitest) passes,
+// the cron trigger runs (and background jobs with it: jobs_test.go), the
+// HTTP acceptance suite (tests/apitest) passes,
 // strict input, ambiguous credentials and unclean paths get the same
 // answers as in the local home, the shipped build has no test routes, and a
 // worker without its master key answers 503. Starting wrangler lives in the
@@ -165,6 +166,21 @@ func TestWorkerd(t *testing.T) {
 			if status != http.StatusNotFound || json.Unmarshal(body, &e) != nil || e.Error.Code != "not_found" {
 				t.Errorf("%s %s on the shipped worker: %d %s, want 404 not_found", r[0], r[1], status, body)
 			}
+		}
+	})
+
+	// The webhook test allow-list is a test setting: a shipped worker told
+	// to let webhooks reach loopback refuses every request instead.
+	t.Run("shipped-webhook-allow", func(t *testing.T) {
+		s := start(t, wrangler.Options{Root: root, Name: "shipped-allow", SkipBuild: true, BuildDir: shipped,
+			SkipMigrations: true, Vars: []string{"POMMY_TEST_WEBHOOK_ALLOW:127.0.0.1:1"}})
+		status, body := get(t, s, "/healthz", 30*time.Second)
+		var e struct {
+			Error struct{ Code, Message string }
+		}
+		if status != http.StatusServiceUnavailable || json.Unmarshal(body, &e) != nil || e.Error.Code != "not_configured" ||
+			!strings.Contains(e.Error.Message, "POMMY_TEST_WEBHOOK_ALLOW") {
+			t.Errorf("GET /healthz of a shipped worker with POMMY_TEST_WEBHOOK_ALLOW: %d %s, want 503 not_configured naming it", status, body)
 		}
 	})
 

@@ -4,13 +4,17 @@
 // (during a rotation both the new and the old secret must verify) and
 // refuses timestamps more than 5 minutes away, as the library does.
 //
-// It prints {"port": N} once listening. Control routes for the Go test:
+// It prints {"port": N} once listening. Control routes for the Go test
+// (package pommy.ai/edge/tests/webhookrecv):
 //   POST /__secrets  {"secrets": ["whsec_…", …]}  the secrets to verify with
+//   POST /__status   {"status": 500}               how to answer a verified
+//                                                  delivery (default 204)
 //   GET  /__received                               what arrived, in order
 import http from "node:http";
 import { Webhook } from "standardwebhooks";
 
 let secrets = [];
+let status = 204;
 const received = [];
 
 function readBody(req) {
@@ -29,6 +33,11 @@ const server = http.createServer(async (req, res) => {
     res.writeHead(204).end();
     return;
   }
+  if (req.url === "/__status" && req.method === "POST") {
+    status = JSON.parse(body).status;
+    res.writeHead(204).end();
+    return;
+  }
   if (req.url === "/__received" && req.method === "GET") {
     res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(received));
     return;
@@ -42,8 +51,9 @@ const server = http.createServer(async (req, res) => {
     entry.verified = true;
     entry.type = payload.type;
     entry.data = payload.data;
+    entry.status = status;
     received.push(entry);
-    res.writeHead(204).end();
+    res.writeHead(status).end();
   } catch (err) {
     entry.error = String(err && err.message ? err.message : err);
     received.push(entry);
