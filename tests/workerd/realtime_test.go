@@ -322,49 +322,7 @@ func TestRealtime(t *testing.T) {
 	// refused by Go and the stream ends with that error.
 	sub("conversation", func(t *testing.T, ctx context.Context) {
 		api := &apitest.Client{Base: w.URL, HTTP: &http.Client{Timeout: time.Minute}}
-		o := api.Signup(t, "Edge Realtime Co")
-		key := o.NewKey(t, apitest.AllScopes...)
-		bearer := []string{"Authorization", "Bearer " + key}
-		ct := api.Do(t, "POST", "/v1/contacts", map[string]any{"name": "Ann Visitor"}, bearer...).Expect(t, 201).JSON(t)
-		conv := o.Do(t, "POST", "/v1/conversations", map[string]any{"contact_id": ct["id"]}).Expect(t, 201).JSON(t)["id"].(string)
-		cookie := []string{"Cookie", apitest.SessionCookie + "=" + o.Token}
-		cs, err := streamclient.Open(ctx, c, w.URL+"/v1/conversations/"+conv+"/events/stream", "", cookie...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cs.Close()
-		is, err := streamclient.Open(ctx, c, w.URL+"/v1/inbox/events/stream", "", cookie...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer is.Close()
-		for _, s := range []*streamclient.Stream{cs, is} {
-			if e, err := s.NextData(); err != nil || e.Type != "conversation.created" {
-				t.Fatalf("first event: %+v, %v; want conversation.created", e, err)
-			}
-		}
-		send := func(text string) {
-			api.Do(t, "POST", "/v1/conversations/"+conv+"/messages", map[string]any{"text": text},
-				append(bearer, "Idempotency-Key", "edge-rt-"+strings.ReplaceAll(text, " ", "-"))...).Expect(t, 201)
-		}
-		send("hello from the edge")
-		e, err := cs.NextData()
-		if err != nil || e.Type != "message.created" || !strings.Contains(e.Data, "hello from the edge") {
-			t.Fatalf("conversation stream after a send: %+v, %v", e, err)
-		}
-		if e, err := is.NextData(); err != nil || e.Type != "message.created" || strings.Contains(e.Data, "hello from the edge") {
-			t.Fatalf("inbox feed after a send: %+v, %v; want message.created without the text", e, err)
-		}
-		o.Do(t, "POST", "/v1/logout", nil).Expect(t, 204)
-		send("after the logout")
-		e, err = cs.NextData()
-		var body struct{ Error struct{ Code string } }
-		if err != nil || e.Type != "error" || json.Unmarshal([]byte(e.Data), &body) != nil || body.Error.Code == "" {
-			t.Fatalf("conversation stream after its session ended: %+v, %v; want event error", e, err)
-		}
-		if e, err := cs.NextData(); err != io.EOF {
-			t.Fatalf("after the error event: %+v, %v; want the end of the stream", e, err)
-		}
+		apitest.ConversationStreams(t, ctx, api, "edge", nil)
 	})
 
 	// Delivery latency through the object: logged for the record (make
