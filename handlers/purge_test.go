@@ -1,3 +1,7 @@
+// This test runs natively, against the local home's real SQLite.
+//
+//go:build !js && !wasip1
+
 package handlers
 
 import (
