@@ -127,12 +127,7 @@ func driveToDead(t *testing.T, h *home, clk *storagetest.Clock, key, sub string,
 func TestDeadDeliveryRetried(t *testing.T) {
 	rc := newSwitchable(t)
 	h, clk, tenant, signIn, key := jobHome(t, rc.addr())
-	r := api(t, h, key, "POST", "/v1/webhooks", map[string]any{"url": rc.srv.URL + "/hook", "events": []string{"message.created"}})
-	if r.status != 201 {
-		t.Fatalf("subscribe: %v", r)
-	}
-	var sub subscription
-	decode(t, r.body, &sub)
+	sub := subscribeMessages(t, h, key, rc.srv.URL+"/hook")
 	emit(t, h, tenant, "message.created", "tc_dead", 1)
 	driveToDead(t, h, clk, key, sub.ID, 1)
 	o := signIn()
@@ -195,12 +190,7 @@ func TestDeadDeliveryRetried(t *testing.T) {
 func TestWebhookAutoDisabled(t *testing.T) {
 	rc := newSwitchable(t)
 	h, clk, tenant, signIn, key := jobHome(t, rc.addr())
-	r := api(t, h, key, "POST", "/v1/webhooks", map[string]any{"url": rc.srv.URL + "/hook", "events": []string{"message.created"}})
-	if r.status != 201 {
-		t.Fatalf("subscribe: %v", r)
-	}
-	var sub subscription
-	decode(t, r.body, &sub)
+	sub := subscribeMessages(t, h, key, rc.srv.URL+"/hook")
 	if webhooks.MaxAttempts*(webhooks.DeliveryPolicy.Cap+time.Second) < webhooks.DisableAfter {
 		t.Fatal("one delivery's attempts span less than the rule's day here; the test would prove nothing")
 	}
@@ -258,4 +248,16 @@ func TestWebhookAutoDisabled(t *testing.T) {
 	if n := emit(t, h, tenant, "message.created", "tc_off", 99); n != 0 {
 		t.Fatalf("a disabled subscription got %d new deliveries", n)
 	}
+}
+
+// subscribeMessages subscribes url to message.created.
+func subscribeMessages(t *testing.T, h *home, key, url string) subscription {
+	t.Helper()
+	r := api(t, h, key, "POST", "/v1/webhooks", map[string]any{"url": url, "events": []string{"message.created"}})
+	if r.status != 201 {
+		t.Fatalf("subscribe: %v", r)
+	}
+	var sub subscription
+	decode(t, r.body, &sub)
+	return sub
 }

@@ -245,6 +245,19 @@ func streamLoss(t testing.TB, h *home, o lossOptions) lossResult {
 	var wg sync.WaitGroup
 	seen := make([]map[int64]int, o.clients)
 	lastSeen := make([]int64, o.clients)
+	// count records client i's receipt of seq: a second copy is a
+	// duplicate, a seq not above the last one seen is out of order.
+	count := func(i int, seq int64) {
+		received.Add(1)
+		if seen[i][seq]++; seen[i][seq] > 1 {
+			dups.Add(1)
+		}
+		if seq <= lastSeen[i] {
+			order.Add(1)
+		} else {
+			lastSeen[i] = seq
+		}
+	}
 	settled := make([]chan *sseClient, o.clients)
 	for i := range o.clients {
 		seen[i] = map[int64]int{}
@@ -279,16 +292,7 @@ func streamLoss(t testing.TB, h *home, o lossOptions) lossResult {
 						t.Errorf("client %d: %+v", i, f)
 						return
 					}
-					seq := f.seq(t)
-					received.Add(1)
-					if seen[i][seq]++; seen[i][seq] > 1 {
-						dups.Add(1)
-					}
-					if seq <= lastSeen[i] {
-						order.Add(1)
-					} else {
-						lastSeen[i] = seq
-					}
+					count(i, f.seq(t))
 					if k >= drop {
 						break
 					}
@@ -345,16 +349,7 @@ func streamLoss(t testing.TB, h *home, o lossOptions) lossResult {
 			if !ok || f.event != "test" {
 				t.Fatalf("client %d %s (last seen %d of %d): %+v, open %v (%v); hub %+v", i, phase, lastSeen[i], to, f, ok, c.err, h.host.Stats().Streams)
 			}
-			seq := f.seq(t)
-			received.Add(1)
-			if seen[i][seq]++; seen[i][seq] > 1 {
-				dups.Add(1)
-			}
-			if seq <= lastSeen[i] {
-				order.Add(1)
-			} else {
-				lastSeen[i] = seq
-			}
+			count(i, f.seq(t))
 			if phase == "after the burst" {
 				viaWakeup.Add(1)
 			}

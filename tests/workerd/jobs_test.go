@@ -3,7 +3,6 @@
 package workerd
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -29,17 +28,7 @@ import (
 // it again. The receiver is on loopback over http, which only a test build
 // with POMMY_TEST_WEBHOOK_ALLOW lets a subscription name.
 func TestEdgeJobs(t *testing.T) {
-	if err := wrangler.Available(); err != nil {
-		t.Skip(err)
-	}
-	root, err := wrangler.FindRoot(".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	build := t.TempDir()
-	if err := wrangler.Build(context.Background(), root, build, wrangler.TestTags, t.Logf); err != nil {
-		t.Fatal(err)
-	}
+	root, build := testWorker(t)
 	rc := webhookrecv.Start(t, root)
 	// An endpoint that redirects to another loopback server: the delivery
 	// must log the 302 as a failure and never reach the target.

@@ -36,17 +36,7 @@ const (
 // client's forged Pommy-Stream-Poll, long-poll, and the delivery latency
 // (logged, not asserted).
 func TestRealtime(t *testing.T) {
-	if err := wrangler.Available(); err != nil {
-		t.Skip(err)
-	}
-	root, err := wrangler.FindRoot(".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	build := t.TempDir()
-	if err := wrangler.Build(context.Background(), root, build, wrangler.TestTags, t.Logf); err != nil {
-		t.Fatal(err)
-	}
+	root, build := testWorker(t)
 	w := start(t, wrangler.Options{Root: root, Name: "realtime", SkipBuild: true, BuildDir: build,
 		Vars: []string{"POMMY_TEST_ROUTES:1",
 			"POMMY_STREAM_HEARTBEAT_MS:" + strconv.Itoa(int(rtHeartbeat/time.Millisecond)),
@@ -412,4 +402,23 @@ func pageOf(t *testing.T, status int, body []byte) page {
 		t.Fatalf("long-poll: %v: %s", err, body)
 	}
 	return p
+}
+
+// testWorker skips the test where wrangler cannot run, else builds the
+// worker's test build (-tags testroutes) into a temporary folder; it
+// returns the repository root and that folder.
+func testWorker(t *testing.T) (root, build string) {
+	t.Helper()
+	if err := wrangler.Available(); err != nil {
+		t.Skip(err)
+	}
+	root, err := wrangler.FindRoot(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	build = t.TempDir()
+	if err := wrangler.Build(context.Background(), root, build, wrangler.TestTags, t.Logf); err != nil {
+		t.Fatal(err)
+	}
+	return root, build
 }
