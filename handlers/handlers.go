@@ -30,6 +30,7 @@ import (
 	"pommy.ai/edge/handlers/tenant"
 	"pommy.ai/edge/handlers/web"
 	"pommy.ai/edge/handlers/webhooks"
+	"pommy.ai/edge/handlers/widget"
 	"pommy.ai/edge/storage"
 )
 
@@ -78,6 +79,7 @@ type app struct {
 	// The capabilities whose routes need more than the caller's scope.
 	id  *identity.Service
 	org *tenant.Service
+	wid *widget.Service
 }
 
 // newApp binds the capabilities to a home's platform. The route table's
@@ -89,6 +91,7 @@ func newApp(p storage.Platform, cfg Config) *app {
 		id: identity.New(p, scopeResources),
 		// The audit log's rows go first, the tenants row last (tenant.Delete).
 		org: tenant.New(p, identity.ClearSessionCookie, tenantPurges...),
+		wid: widget.New(p),
 	}
 }
 
@@ -98,7 +101,7 @@ func newApp(p storage.Platform, cfg Config) *app {
 // column is not in them.
 var tenantPurges = []func(tenant string) []storage.Stmt{
 	audit.PurgeTenantStmts, identity.PurgeTenantStmts, conversations.PurgeTenantStmts,
-	jobs.PurgeTenantStmts, webhooks.PurgeTenantStmts,
+	jobs.PurgeTenantStmts, webhooks.PurgeTenantStmts, widget.PurgeTenantStmts,
 }
 
 // New returns the application's HTTP handler bound to a home's platform.

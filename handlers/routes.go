@@ -35,6 +35,11 @@ const (
 	permContactsWrite      perm = "contacts.write"      // create, change, merge contacts
 	permWebhooksManage     perm = "webhooks.manage"     // subscribe endpoints, rotate secrets, read deliveries
 	permJobsManage         perm = "jobs.manage"         // see background jobs, retry dead ones
+
+	// permVisitor is the widget's visitor (a widget token and a visitor
+	// token, package widget): no role holds it and no API key scope
+	// reaches it; a visitor reaches only their own conversations.
+	permVisitor perm = "visitor"
 )
 
 // perms lists every permission in the order docs/permissions.md shows
@@ -63,6 +68,7 @@ var permPhrases = map[perm]string{
 	permContactsWrite:      "create, change or merge contacts",
 	permWebhooksManage:     "manage webhooks",
 	permJobsManage:         "see and retry background jobs",
+	permVisitor:            "chat as a widget visitor",
 }
 
 // Roles, least to most privileged (web.Role*, which identity also uses).
@@ -141,11 +147,22 @@ func (a *app) routes() []route {
 	r := func(m, p string, pm perm, sc *apiScope, sum string, h web.Handler) route {
 		return route{Method: m, Pattern: p, Perm: pm, Scope: sc, Summary: sum, handle: h}
 	}
+	v := func(m, p, sum string, h web.Handler) route {
+		return route{Method: m, Pattern: p, Perm: permVisitor, Summary: sum, handle: h}
+	}
 	return []route{
 		pub("GET", "/healthz", "health and version", a.healthz),
 		pub("POST", "/v1/signup", "create a tenant and its owner; signs the owner in", a.id.Signup),
 		pub("POST", "/v1/login", "sign in with email and password (throttled)", a.id.Login),
 		pub("POST", "/v1/invitations/accept", "accept an invitation with a password; signs in", a.id.AcceptInvitation),
+
+		pub("GET", "/widget.js", "the widget's loader script (one line on the tenant's site)", a.wid.Loader),
+		pub("GET", "/widget/frame/{tenant}", "the widget's iframe page (frame-ancestors: the tenant's allowed origins)", a.wid.Frame),
+		pub("GET", "/widget/assets/{name}", "the widget app's scripts and styles", a.wid.Asset),
+		pub("GET", "/v1/widget/token", "a short-lived widget token for an allowed embedding origin (CORS)", a.wid.Token),
+		pub("GET", "/v1/widget/config", "the widget's greeting, hours, form and look (widget token)", a.wid.Config),
+		pub("POST", "/v1/widget/visitors", "a new anonymous visitor token (widget token)", a.wid.NewVisitor),
+		pub("POST", "/v1/widget/identify", "a verified visitor token for the tenant's identity JWT (widget token)", a.wid.Identify),
 
 		r("POST", "/v1/logout", permSelf, nil, "end the current session", a.id.Logout),
 		r("GET", "/v1/me", permSelf, nil, "the signed-in person and their role", a.id.Me),
@@ -186,6 +203,24 @@ func (a *app) routes() []route {
 
 		r("GET", "/v1/jobs", permJobsManage, scope("jobs", false), "background jobs, newest first, filtered by state and kind (dead ones included)", a.jobsAPI().List),
 		r("POST", "/v1/jobs/{id}/retry", permJobsManage, scope("jobs", true), "send a dead job back to the queue with its attempts reset (audited)", a.jobsAPI().Retry),
+
+		r("GET", "/v1/widget/settings", permSettingsRead, scope("settings", false), "the widget's settings and allowed origins", a.wid.GetSettings),
+		r("PATCH", "/v1/widget/settings", permSettingsWrite, scope("settings", true), "change the widget's settings and allowed origins (audited)", a.wid.UpdateSettings),
+		r("POST", "/v1/widget/identity-secret", permSettingsWrite, nil, "make or replace the identity JWT secret (shown once, audited)", a.wid.RotateIdentitySecret),
+
+		v("PATCH", "/v1/widget/visitor", "set the visitor's attributes", a.convs().VisitorUpdate),
+		v("GET", "/v1/widget/conversations", "the visitor's conversations", a.convs().VisitorConversations),
+		v("POST", "/v1/widget/conversations", "start a conversation (Idempotency-Key)", a.convs().VisitorStart),
+		v("GET", "/v1/widget/conversations/{id}", "one of the visitor's conversations", a.convs().VisitorConversation),
+		v("GET", "/v1/widget/conversations/{id}/messages", "the conversation's messages after a seq (no private notes)", a.convs().VisitorMessages),
+		v("POST", "/v1/widget/conversations/{id}/messages", "send a message (Idempotency-Key)", a.convs().VisitorSend),
+		v("PUT", "/v1/widget/conversations/{id}/messages/{mid}/attachment", "attach a file to one's own message (type by content, tenant's limit)", a.convs().VisitorPutAttachment),
+		v("GET", "/v1/widget/conversations/{id}/messages/{mid}/attachment", "download an attachment of the conversation", a.convs().VisitorGetAttachment),
+		v("POST", "/v1/widget/conversations/{id}/typing", "signal the visitor's typing", a.convs().VisitorTyping),
+		v("POST", "/v1/widget/conversations/{id}/read", "record how far the visitor has read", a.convs().VisitorRead),
+		v("POST", "/v1/widget/conversations/{id}/csat", "rate a resolved conversation", a.convs().VisitorCSAT),
+		v("GET", "/v1/widget/conversations/{id}/events", "the conversation's events for the visitor; long-poll with wait", a.convs().VisitorEvents),
+		v("GET", "/v1/widget/conversations/{id}/events/stream", "the conversation's events for the visitor as SSE", a.convs().VisitorEventStream),
 
 		r("DELETE", "/v1/tenant", permTenantDelete, nil, "delete the tenant; crypto-shreds its data", a.org.Delete),
 
@@ -303,6 +338,9 @@ func (a *app) serveRoute(rt route, w http.ResponseWriter, r *http.Request) error
 			}
 		}
 		return rt.public(w, r)
+	}
+	if rt.Perm == permVisitor {
+		return a.serveVisitor(rt, w, r)
 	}
 	s, err := a.id.Authenticate(r)
 	if err != nil {
@@ -465,4 +503,28 @@ func PermissionsDoc() string {
 	b.WriteString("- API keys are limited per key (exact, per minute, in SQL); over the limit is 429 with `Retry-After`.\n")
 	b.WriteString("- Test-only routes (`/__contract/`, `/__test/`) exist only in test builds (`handlers/testroutes`: the worker and the guest built with `-tags testroutes`) and are mounted only when `Config.TestRoutes` is set.\n")
 	return b.String()
+}
+
+// serveVisitor is the authorization middleware's branch for the widget's
+// visitor routes: the widget capability resolves the widget and visitor
+// tokens into a visitor scope (refusing an anonymous visitor where the
+// tenant enforces identity), then the visitor's and the organization's
+// rates are counted (a home's re-poll of a stream is not, as for people).
+func (a *app) serveVisitor(rt route, w http.ResponseWriter, r *http.Request) error {
+	s, err := a.wid.Authenticate(r)
+	if err != nil {
+		if shed := a.shedIP(r); shed != nil {
+			return shed
+		}
+		return err
+	}
+	if !web.HomePoll(r) {
+		if err := a.wid.ShedVisitor(r, s); err != nil {
+			return err
+		}
+		if err := a.org.ShedRate(r, s); err != nil {
+			return err
+		}
+	}
+	return rt.handle(w, r, s)
 }

@@ -26,8 +26,11 @@ import (
 
 // Actor types.
 const (
-	ActorUser      = "user"
-	ActorAPIKey    = "api_key"
+	ActorUser   = "user"
+	ActorAPIKey = "api_key"
+	// ActorContact is a widget visitor, by the contact id their visitor
+	// token names.
+	ActorContact   = "contact"
 	ActorSystem    = "system"
 	ActorAnonymous = "anonymous"
 )
@@ -47,7 +50,7 @@ const (
 // Event is one audited action.
 type Event struct {
 	TenantID  string
-	ActorType string // ActorUser, ActorAPIKey, ActorSystem, ActorAnonymous
+	ActorType string // ActorUser, ActorAPIKey, ActorContact, ActorSystem, ActorAnonymous
 	ActorID   string
 	// Action names what happened, dotted, e.g. "auth.login.succeeded",
 	// "member.role.changed", "api_key.revoked", "conversation.read".
@@ -170,7 +173,7 @@ func normalize(e Event) (Event, error) {
 		return e, fmt.Errorf("%w: tenant and action are required", ErrInvalidEvent)
 	}
 	switch e.ActorType {
-	case ActorUser, ActorAPIKey, ActorSystem, ActorAnonymous:
+	case ActorUser, ActorAPIKey, ActorContact, ActorSystem, ActorAnonymous:
 	case "":
 		return e, fmt.Errorf("%w: actor type is required", ErrInvalidEvent)
 	default:

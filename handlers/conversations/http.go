@@ -30,6 +30,9 @@ func (rt *Routes) store(s *web.Scope) *Store {
 }
 
 func actorOf(s *web.Scope) Actor {
+	if s.VisitorID != "" {
+		return Actor{Type: "contact", ID: s.VisitorID}
+	}
 	if s.KeyID != "" {
 		return Actor{Type: "api_key", ID: s.KeyID}
 	}

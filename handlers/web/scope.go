@@ -42,10 +42,21 @@ type Scope struct {
 	KeyFirstUsed bool
 	// TenantRate is the organization's requests per minute.
 	TenantRate int64
+
+	// ... or a widget visitor (routes of permission "visitor" only): the
+	// contact their visitor token names, whether the tenant verified them
+	// (an identity JWT), and the embedding origin their widget token is
+	// bound to. A visitor holds no role and no scope.
+	VisitorID       string
+	VisitorVerified bool
+	WidgetOrigin    string
 }
 
 // Actor describes the principal for the audit log.
 func (s *Scope) Actor() (typ, id string) {
+	if s.VisitorID != "" {
+		return audit.ActorContact, s.VisitorID
+	}
 	if s.KeyID != "" {
 		return audit.ActorAPIKey, s.KeyID
 	}
