@@ -50,6 +50,26 @@ type Scope struct {
 	VisitorID       string
 	VisitorVerified bool
 	WidgetOrigin    string
+	// VisitorName and VisitorEmail are the identity JWT's optional claims
+	// (verified visitors only), for the contact the conversations
+	// capability makes when the visitor first writes.
+	VisitorName, VisitorEmail string
+	// Visitor is what the tenant's widget settings say about a visitor's
+	// chat, read by the widget capability when it authenticated them.
+	Visitor VisitorPolicy
+}
+
+// VisitorPolicy is the part of a tenant's widget settings that the
+// conversations capability applies to a visitor, handed over in the scope
+// so that no capability reads another's tables.
+type VisitorPolicy struct {
+	// AgentName is the AI agent's name, shown on its messages.
+	AgentName string
+	// AttachmentMaxBytes is the largest file a visitor may attach.
+	AttachmentMaxBytes int64
+	// CSAT says whether the visitor is asked to rate a resolved
+	// conversation.
+	CSAT bool
 }
 
 // Actor describes the principal for the audit log.
