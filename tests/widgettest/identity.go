@@ -55,7 +55,11 @@ func Identity(t *testing.T, c *apitest.Client) {
 	}{
 		{"good", good},
 		{"same sub again", with(func(s *jwtsign.Spec) { s.Claims["name"] = "Ayşe Y." })},
-		{"another sub", with(func(s *jwtsign.Spec) { s.Claims["sub"] = "user-43"; delete(s.Claims, "name"); delete(s.Claims, "email") })},
+		{"another sub", with(func(s *jwtsign.Spec) {
+			s.Claims["sub"] = "user-43"
+			delete(s.Claims, "name")
+			delete(s.Claims, "email")
+		})},
 		{"exp in 23h", with(func(s *jwtsign.Spec) { s.Exp = "23h" })},
 		{"iat and nbf 20s ahead (leeway)", with(func(s *jwtsign.Spec) { s.Iat = "20s"; s.Nbf = "20s" })},
 		{"sub of 200 characters", with(func(s *jwtsign.Spec) { s.Claims["sub"] = strings.Repeat("s", 200) })},
