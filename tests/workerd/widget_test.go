@@ -71,6 +71,15 @@ func TestWidget(t *testing.T) {
 		if h.Get("Access-Control-Allow-Origin") != shop || !strings.Contains(h.Get("Vary"), "Origin") || h.Get("Cache-Control") != "no-store" {
 			t.Errorf("token for %s: ACAO %q, Vary %q, Cache-Control %q", shop, h.Get("Access-Control-Allow-Origin"), h.Get("Vary"), h.Get("Cache-Control"))
 		}
+		// The loader opens the frame where the token says: this very
+		// platform, reached as the loader was (wrangler dev is plain http).
+		var tok struct {
+			FrameURL string `json:"frame_url"`
+		}
+		json.Unmarshal(ok.Body, &tok)
+		if !strings.HasPrefix(tok.FrameURL, w.URL+"/widget/frame/"+site.Tenant+"?") {
+			t.Errorf("frame_url %q is not on the platform's origin %s", tok.FrameURL, w.URL)
+		}
 		const evil = "https://evil.example"
 		no := site.TokenFrom(t, evil)
 		if no.Status != 403 || no.ErrorCode(t) != "origin_not_allowed" || no.Header.Get("Access-Control-Allow-Origin") != "" {
