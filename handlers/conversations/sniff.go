@@ -175,7 +175,7 @@ func ParseFileName(name string) (string, error) {
 
 // contentDisposition is "attachment" with the file name, if any: RFC 6266
 // filename= as ASCII (others replaced by '_', quotes and backslashes too)
-// for old clients, and filename*=UTF-8'' percent-encoded (RFC 8187) for
+// for old clients, and filename*=UTF-8” percent-encoded (RFC 8187) for
 // the rest, which prefer it.
 func contentDisposition(name string) string {
 	if name == "" {

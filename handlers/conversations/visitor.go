@@ -167,7 +167,7 @@ func (rt *Routes) VisitorMessages(w http.ResponseWriter, r *http.Request, s *web
 // VisitorSendInput is a visitor's message: text, or a file announced (the
 // text may then be empty) and uploaded next to .../attachment.
 type VisitorSendInput struct {
-	Text       string          `json:"text"`
+	Text       string         `json:"text"`
 	Attachment *AnnounceInput `json:"attachment"`
 }
 
