@@ -220,14 +220,14 @@ let cfg = null, booted = false;
 const ui = {};
 function shell() {
   document.body.replaceChildren();
-  ui.title = h("h1", { id: "pw-title", class: "pw-title", text: t("chat") });
-  ui.back = h("button", { type: "button", class: "pw-icon pw-back", "data-testid": "back", "aria-label": t("back"), title: t("back"), hidden: true, onclick: showList }, "‹");
-  ui.close = h("button", { type: "button", class: "pw-icon", "data-testid": "close", "aria-label": t("close"), title: t("close"), onclick: () => toParent({ type: "pommy:close" }) }, "×");
-  ui.conn = h("div", { class: "pw-conn", "data-testid": "connection", "data-state": "connecting", role: "status" });
-  ui.notice = h("div", { class: "pw-notice", "data-testid": "notice", role: "status", hidden: true });
+  ui.title = h("h1", { id: "pw-title", class: "pw-title", "data-pommy": "title", text: t("chat") });
+  ui.back = h("button", { type: "button", class: "pw-icon pw-back", "data-pommy": "back", "aria-label": t("back"), title: t("back"), hidden: true, onclick: showList }, "‹");
+  ui.close = h("button", { type: "button", class: "pw-icon", "data-pommy": "close", "aria-label": t("close"), title: t("close"), onclick: () => toParent({ type: "pommy:close" }) }, "×");
+  ui.conn = h("div", { class: "pw-conn", "data-pommy": "connection", "data-state": "connecting", role: "status" });
+  ui.notice = h("div", { class: "pw-notice", "data-pommy": "notice", role: "status", hidden: true });
   ui.body = h("div", { class: "pw-body" }, h("p", { class: "pw-muted", text: t("loading") }));
   ui.foot = h("div", { class: "pw-foot" });
-  ui.dialog = h("div", { class: "pw", role: "dialog", "aria-modal": "true", "aria-labelledby": "pw-title", "data-testid": "chat" },
+  ui.dialog = h("div", { class: "pw", role: "dialog", "aria-modal": "true", "aria-labelledby": "pw-title", "data-pommy": "dialog" },
     h("header", { class: "pw-head" }, ui.back, ui.title, ui.close), ui.conn, ui.notice, ui.body, ui.foot);
   document.body.append(ui.dialog);
   setConn(conn);
@@ -323,7 +323,7 @@ async function boot() {
     }
     if (cfg.identity === "enforce" && !(visitor && visitor.verified)) {
       visitor = null;
-      ui.body.replaceChildren(h("p", { class: "pw-gate", "data-testid": "identity-required", text: t("identity") }));
+      ui.body.replaceChildren(h("p", { class: "pw-gate", "data-pommy": "identity-required", text: t("identity") }));
       ui.foot.replaceChildren();
       booted = true;
       if (pendingJWT && n === bootN) boot();
@@ -379,12 +379,12 @@ function showList() {
   ui.back.hidden = true;
   setConn(navigator.onLine ? "online" : "offline");
   const items = convs.map((c) => h("li", {},
-    h("button", { type: "button", class: "pw-conv", "data-testid": "conversation-item", "data-id": c.id, onclick: () => openConv(c) },
+    h("button", { type: "button", class: "pw-conv", "data-pommy": "conversation-item", "data-id": c.id, onclick: () => openConv(c) },
       h("span", { class: "pw-st pw-st-" + c.status, text: t(c.status) || c.status }),
       h("span", { class: "pw-muted", text: when(c.last_activity_at) }))));
   ui.body.replaceChildren(h("div", { class: "pw-home" },
-    h("p", { class: "pw-greet", "data-testid": "greeting", text: cfg.greeting || t("greeting") }),
-    h("button", { type: "button", class: "pw-btn", "data-testid": "new-conversation", onclick: () => openDraft() }, t("newConv")),
+    h("p", { class: "pw-greet", "data-pommy": "greeting", text: cfg.greeting || t("greeting") }),
+    h("button", { type: "button", class: "pw-btn", "data-pommy": "new-conversation", onclick: () => openDraft() }, t("newConv")),
     h("h2", { class: "pw-h2", text: t("yourConvs") }),
     items.length ? h("ul", { class: "pw-list" }, items) : h("p", { class: "pw-muted", text: t("noConvs") })));
   ui.foot.replaceChildren();
@@ -400,12 +400,11 @@ let lastSeq = 0;       // the last event seq of cur the widget has applied
 
 function convView() {
   ui.back.hidden = false;
-  ui.log = h("ol", { class: "pw-log", role: "log", "aria-live": "polite", "aria-label": t("message"), "data-testid": "messages" });
-  ui.pendingList = h("ol", { class: "pw-log pw-pending", "aria-label": t("sending") });
-  ui.typing = h("p", { class: "pw-typing", "data-testid": "typing", hidden: true });
+  ui.log = h("ol", { class: "pw-log", role: "log", "aria-live": "polite", "aria-label": t("message"), "data-pommy": "messages" });
+  ui.typing = h("p", { class: "pw-typing", "data-pommy": "typing", hidden: true });
   ui.csat = h("div", { class: "pw-csat-wrap" });
   ui.top = h("div", { class: "pw-top" });
-  ui.scroll = h("div", { class: "pw-scroll" }, ui.top, ui.log, ui.pendingList, ui.typing, ui.csat);
+  ui.scroll = h("div", { class: "pw-scroll" }, ui.top, ui.log, ui.typing, ui.csat);
   ui.body.replaceChildren(ui.scroll);
   ui.foot.replaceChildren(composer());
 }
@@ -416,16 +415,19 @@ function openDraft(id) {
   msgs = new Map();
   lastSeq = 0;
   convView();
-  ui.top.append(h("div", { class: "pw-msg pw-them", "data-testid": "greeting" }, avatar(cfg.agent_name, "agent"),
+  ui.top.append(h("div", { class: "pw-msg pw-them", "data-pommy": "greeting" }, avatar(cfg.agent_name, "agent"),
     h("div", { class: "pw-bubble" }, h("span", { class: "pw-name", text: cfg.agent_name || t("assistant") }),
       h("p", { class: "pw-text", text: cfg.greeting || t("greeting") }))));
-  if (isAway()) ui.top.append(h("p", { class: "pw-away", "data-testid": "offline-message", text: cfg.offline_message || t("away") }));
+  if (isAway()) ui.top.append(h("p", { class: "pw-away", "data-pommy": "offline", text: cfg.offline_message || t("away") }));
   const pc = cfg.pre_chat;
   if (pc && pc.enabled && pc.fields && pc.fields.length && !visitor.verified && !queue.some((q) => q.conv === cur.draft)) {
-    ui.prechat = h("fieldset", { class: "pw-pre", "data-testid": "prechat" }, h("legend", { text: t("prechat") }),
+    // Its own form for the fields; the composer's send starts the chat with
+    // them. Enter in a field moves on to the message.
+    ui.prechat = h("form", { class: "pw-pre", "data-pommy": "prechat", "aria-labelledby": "pw-pre-l", novalidate: true, onsubmit: (e) => { e.preventDefault(); ui.input.focus(); } },
+      h("p", { id: "pw-pre-l", class: "pw-legend", text: t("prechat") }),
       pc.fields.filter((f) => f.name === "name" || f.name === "email").map((f) => h("div", { class: "pw-field" },
         h("label", { for: "pw-f-" + f.name }, t(f.name), f.required ? " *" : h("span", { class: "pw-muted", text: " (" + t("optional") + ")" })),
-        h("input", { id: "pw-f-" + f.name, name: f.name, type: f.name === "email" ? "email" : "text", autocomplete: f.name, required: f.required, maxlength: 200, "data-testid": "prechat-" + f.name, "aria-describedby": "pw-e-" + f.name }),
+        h("input", { id: "pw-f-" + f.name, name: f.name, type: f.name === "email" ? "email" : "text", autocomplete: f.name, required: f.required, maxlength: 200, "data-pommy": "prechat-" + f.name, "aria-describedby": "pw-e-" + f.name }),
         h("p", { id: "pw-e-" + f.name, class: "pw-err", hidden: true }))));
     ui.top.append(ui.prechat);
   } else ui.prechat = null;
@@ -488,7 +490,7 @@ function upsert(m, live) {
   }
   const near = ui.scroll.scrollHeight - ui.scroll.scrollTop - ui.scroll.clientHeight < 80;
   let before = null;
-  for (const li of ui.log.children) if (+li.dataset.seq > m.seq) { before = li; break; }
+  for (const li of ui.log.children) if (!li.dataset.seq || +li.dataset.seq > m.seq) { before = li; break; }
   ui.log.insertBefore(el, before);
   if (m.author_type === "person" || m.author_type === "agent") {
     typingOff();
@@ -510,11 +512,11 @@ function authorName(m) {
 
 function renderMsg(m) {
   const mine = m.author_type === "visitor", sys = m.author_type === "system";
-  const bubble = h("div", { class: "pw-bubble" }, sys ? null : h("span", { class: "pw-name", text: authorName(m) }));
-  if (m.text) bubble.append(h("p", { class: "pw-text" }, richText(m.text)));
+  const bubble = h("div", { class: "pw-bubble" }, sys ? null : h("span", { class: "pw-name", "data-pommy": "author", text: authorName(m) }));
+  if (m.text) bubble.append(h("p", { class: "pw-text", "data-pommy": "text" }, richText(m.text)));
   if (m.attachment) bubble.append(attachmentView(m));
   bubble.append(h("time", { class: "pw-time", datetime: m.created_at, text: when(m.created_at) }));
-  return h("li", { class: "pw-msg " + (sys ? "pw-sys" : mine ? "pw-mine" : "pw-them"), "data-testid": "message", "data-author": m.author_type, "data-id": m.id, "data-seq": m.seq },
+  return h("li", { class: "pw-msg " + (sys ? "pw-sys" : mine ? "pw-mine" : "pw-them"), "data-pommy": "message", "data-author": m.author_type, "data-id": m.id, "data-seq": m.seq, "data-state": mine ? "sent" : null },
     mine || sys ? null : avatar(m.author_name || (m.author_type === "agent" ? cfg.agent_name : ""), m.author_type), bubble);
 }
 
@@ -531,21 +533,21 @@ async function fetchBlob(m) {
 }
 function attachmentView(m) {
   const a = m.attachment, ready = !!a.type;
-  const label = a.name + " · " + size(a.size || 0);
+  const name = h("span", { "data-pommy": "file-name", text: a.name }), label = " · " + size(a.size || 0);
   if (ready && /^image\/(png|jpeg|gif|webp)$/.test(a.type)) {
-    const img = h("img", { class: "pw-img", alt: a.name, "data-testid": "attachment-image" });
-    fetchBlob(m).then((u) => { img.src = u; }, () => { img.replaceWith(h("span", { class: "pw-file", text: label })); });
-    return h("figure", { class: "pw-fig" }, img, h("figcaption", { class: "pw-muted", text: label }));
+    const img = h("img", { class: "pw-img", alt: a.name, "data-pommy": "preview" });
+    fetchBlob(m).then((u) => { img.src = u; }, () => img.remove());
+    return h("figure", { class: "pw-fig", "data-pommy": "attachment" }, img, h("figcaption", { class: "pw-muted" }, name, label));
   }
-  if (!ready) return h("span", { class: "pw-file", "data-testid": "attachment" }, t("uploading", a.name));
-  return h("button", { type: "button", class: "pw-file pw-link", "data-testid": "attachment", "aria-label": t("download", a.name),
+  if (!ready) return h("span", { class: "pw-file", "data-pommy": "attachment" }, "📎 ", name, " · ", t("uploading", "").trim());
+  return h("button", { type: "button", class: "pw-file pw-link", "data-pommy": "attachment", "aria-label": t("download", a.name),
     onclick: async () => {
       try {
         const u = await fetchBlob(m);
         const link = h("a", { href: u, download: a.name, hidden: true });
         document.body.append(link); link.click(); link.remove();
       } catch (e) { notice(e.message); }
-    } }, "📎 ", label);
+    } }, "📎 ", name, label);
 }
 
 function renderSeen() {
@@ -555,20 +557,20 @@ function renderSeen() {
   let last = null;
   for (const m of msgs.values()) if (m.author_type === "visitor" && m.seq <= read && (!last || m.seq > last.seq)) last = m;
   const li = last && ui.log.querySelector(`[data-id="${CSS.escape(last.id)}"] .pw-bubble`);
-  if (li) li.append(h("span", { class: "pw-seen", "data-testid": "seen", text: t("seen") }));
+  if (li) li.append(h("span", { class: "pw-seen", "data-pommy": "seen", text: t("seen") }));
 }
 
 function renderCsat() {
   ui.csat.replaceChildren();
   if (!cur || !cur.id || !cfg.csat || cur.status !== "resolved") return;
-  if (cur.csat) { ui.csat.append(h("p", { class: "pw-muted", "data-testid": "csat-done", text: t("yourRating", cur.csat.rating) })); return; }
+  if (cur.csat) { ui.csat.append(h("p", { class: "pw-muted", "data-pommy": "csat-done", text: t("yourRating", cur.csat.rating) })); return; }
   let rating = 0;
-  const stars = [1, 2, 3, 4, 5].map((n) => h("button", { type: "button", class: "pw-star", "aria-pressed": "false", "aria-label": t("rate", n), "data-testid": "csat-" + n,
+  const stars = [1, 2, 3, 4, 5].map((n) => h("button", { type: "button", class: "pw-star", "aria-pressed": "false", "aria-label": t("rate", n), "data-rating": n,
     onclick: () => { rating = n; stars.forEach((b, i) => b.setAttribute("aria-pressed", String(i < n))); submit.disabled = false; } }, "★"));
-  const comment = h("textarea", { id: "pw-csat-c", class: "pw-input", maxlength: 1000, rows: 2, "data-testid": "csat-comment" });
-  const submit = h("button", { type: "submit", class: "pw-btn", disabled: true, "data-testid": "csat-submit" }, t("submit"));
+  const comment = h("textarea", { id: "pw-csat-c", class: "pw-input", maxlength: 1000, rows: 2, "data-pommy": "csat-comment" });
+  const submit = h("button", { type: "submit", class: "pw-btn", disabled: true, "data-pommy": "csat-submit" }, t("submit"));
   const c = cur;
-  const form = h("form", { class: "pw-csat", "data-testid": "csat", "aria-labelledby": "pw-csat-q",
+  const form = h("form", { class: "pw-csat", "data-pommy": "csat", "aria-labelledby": "pw-csat-q",
     onsubmit: async (e) => {
       e.preventDefault();
       submit.disabled = true;
@@ -576,7 +578,7 @@ function renderCsat() {
         const body = { rating };
         if (comment.value.trim()) body.comment = comment.value.trim();
         c.csat = await api("POST", `/v1/widget/conversations/${c.id}/csat`, { body });
-        ui.csat.replaceChildren(h("p", { class: "pw-thanks", "data-testid": "csat-thanks", role: "status", text: t("thanks") }));
+        ui.csat.replaceChildren(h("p", { class: "pw-thanks", "data-pommy": "csat-thanks", role: "status", text: t("thanks") }));
       } catch (err) {
         if (err.code === "csat_already_given") { c.csat = { rating }; return renderCsat(); }
         submit.disabled = false;
@@ -638,7 +640,7 @@ document.addEventListener("visibilitychange", () => {
 function focusInput() { if (isOpen && ui.input && !ui.input.disabled) ui.input.focus(); }
 
 function composer() {
-  ui.input = h("textarea", { id: "pw-input", class: "pw-input", rows: 1, maxlength: 10000, placeholder: t("placeholder"), "aria-label": t("message"), "data-testid": "composer",
+  ui.input = h("textarea", { id: "pw-input", class: "pw-input", rows: 1, maxlength: 10000, placeholder: t("placeholder"), "aria-label": t("message"), "data-pommy": "composer",
     onkeydown: (e) => {
       if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); sendText(); }
     },
@@ -648,13 +650,13 @@ function composer() {
       const files = [...(e.clipboardData && e.clipboardData.files || [])];
       if (files.length) { e.preventDefault(); files.forEach(upload); }
     } });
-  ui.file = h("input", { type: "file", class: "pw-hide", tabindex: "-1", "aria-hidden": "true", "data-testid": "file-input",
+  ui.file = h("input", { type: "file", class: "pw-hide", tabindex: "-1", "aria-hidden": "true", "data-pommy": "file",
     accept: (cfg.attachments && cfg.attachments.types || []).join(","),
     onchange: () => { [...ui.file.files].forEach(upload); ui.file.value = ""; } });
-  return h("form", { class: "pw-composer", "data-testid": "composer-form", onsubmit: (e) => { e.preventDefault(); sendText(); } },
+  return h("form", { class: "pw-composer", "data-pommy": "composer-form", onsubmit: (e) => { e.preventDefault(); sendText(); } },
     ui.input, ui.file,
-    h("button", { type: "button", class: "pw-icon pw-attach", "data-testid": "attach", "aria-label": t("attach"), title: t("attach"), onclick: () => ui.file.click() }, "📎"),
-    h("button", { type: "submit", class: "pw-send", "data-testid": "send", "aria-label": t("send"), title: t("send") }, "➤"));
+    h("button", { type: "button", class: "pw-icon pw-attach", "data-pommy": "attach", "aria-label": t("attach"), title: t("attach"), onclick: () => ui.file.click() }, "📎"),
+    h("button", { type: "submit", class: "pw-send", "data-pommy": "send", "aria-label": t("send"), title: t("send") }, "➤"));
 }
 function grow() {
   ui.input.style.setProperty("height", "auto");
@@ -702,14 +704,19 @@ function sendText() {
   flush();
 }
 
+// The visitor's queued messages sit at the end of the log, without a seq,
+// data-state "pending" (or "failed"), until the server has them.
 function renderPending() {
-  if (!ui.pendingList || !cur) return;
-  const id = cur.id || cur.draft;
-  ui.pendingList.replaceChildren(...queue.filter((q) => q.conv === id).map((q) =>
-    h("li", { class: "pw-msg pw-mine pw-queued", "data-testid": "pending", "data-key": q.key, "data-state": q.error ? "failed" : navigator.onLine && conn !== "offline" ? "sending" : "queued" },
-      h("div", { class: "pw-bubble" }, h("p", { class: "pw-text" }, richText(q.text)),
-        h("span", { class: "pw-time" }, q.error ? t("failed", q.error) : navigator.onLine && conn !== "offline" ? t("sending") : t("notSent")),
-        q.error ? h("button", { type: "button", class: "pw-link", onclick: () => { queue = queue.filter((x) => x !== q); renderPending(); } }, t("remove")) : null))));
+  if (!ui.log || !cur) return;
+  for (const li of ui.log.querySelectorAll("li[data-key]")) li.remove();
+  const id = cur.id || cur.draft, live = navigator.onLine && conn !== "offline";
+  for (const q of queue.filter((x) => x.conv === id)) {
+    ui.log.append(h("li", { class: "pw-msg pw-mine pw-queued", "data-pommy": "message", "data-author": "visitor", "data-key": q.key, "data-state": q.error ? "failed" : "pending" },
+      h("div", { class: "pw-bubble" }, h("span", { class: "pw-name", "data-pommy": "author", text: t("you") }),
+        h("p", { class: "pw-text", "data-pommy": "text" }, richText(q.text)),
+        h("span", { class: "pw-time", "data-pommy": "status" }, q.error ? t("failed", q.error) : live ? t("sending") : t("notSent")),
+        q.error ? h("button", { type: "button", class: "pw-link", onclick: () => { queue = queue.filter((x) => x !== q); renderPending(); } }, t("remove")) : null)));
+  }
   ui.scroll.scrollTop = ui.scroll.scrollHeight;
 }
 
@@ -756,7 +763,13 @@ async function flush() {
     renderPending();
   }
 }
-function remove(q) { queue = queue.filter((x) => x !== q); saveQueue(); }
+function remove(q) {
+  queue = queue.filter((x) => x !== q);
+  saveQueue();
+  // Gone from the log in the same task the sent copy enters it: never two.
+  const li = ui.log && ui.log.querySelector(`li[data-key="${CSS.escape(q.key)}"]`);
+  if (li) li.remove();
+}
 
 // Attachments are sent at once, not queued: a File cannot be kept in storage.
 async function upload(file) {
@@ -764,10 +777,10 @@ async function upload(file) {
   if (lim.max_bytes && file.size > lim.max_bytes) return notice(t("tooBig", size(lim.max_bytes)));
   if (lim.types && lim.types.length && file.type && !lim.types.includes(file.type)) return notice(t("badType"));
   if (!navigator.onLine || conn === "offline") return notice(t("noFileOffline"));
-  const row = h("li", { class: "pw-msg pw-mine pw-queued", "data-testid": "upload" },
+  const row = h("li", { class: "pw-msg pw-mine pw-queued", "data-pommy": "upload" },
     h("div", { class: "pw-bubble" }, h("p", { class: "pw-text", text: t("uploading", file.name) }),
       h("progress", { max: 100, value: 0, "aria-label": t("uploading", file.name) })));
-  ui.pendingList.append(row);
+  ui.log.append(row);
   ui.scroll.scrollTop = ui.scroll.scrollHeight;
   const bar = row.querySelector("progress");
   try {
@@ -782,7 +795,7 @@ async function upload(file) {
       saveQueue();
       convs.unshift(r.conversation);
       await openConv(r.conversation);
-      ui.pendingList.append(row);
+      ui.log.append(row);
     }
     const c = cur;
     const m = await api("POST", `/v1/widget/conversations/${c.id}/messages`, { body: { text: "", attachment: { name: file.name, size: file.size } }, key: uuid() });

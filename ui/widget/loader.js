@@ -93,7 +93,7 @@
     assign(launcher, { position: "fixed", bottom: "0", [side]: "0", width: "0", height: "0", "z-index": "2147483000" });
     button = document.createElement("button");
     button.type = "button";
-    button.setAttribute("data-testid", "pommy-launcher");
+    button.id = "pommy-launcher";
     button.setAttribute("aria-expanded", "false");
     button.setAttribute("aria-haspopup", "dialog");
     assign(button, {
@@ -112,7 +112,7 @@
     svg.appendChild(path);
     button.appendChild(svg);
     badge = document.createElement("span");
-    badge.setAttribute("data-testid", "pommy-unread");
+    badge.setAttribute("data-pommy", "unread");
     badge.setAttribute("aria-hidden", "true");
     assign(badge, {
       position: "absolute", top: "-4px", [side === "right" ? "left" : "right"]: "-4px", "min-width": "20px", height: "20px",
@@ -160,8 +160,7 @@
 
   function buildFrame() {
     frame = document.createElement("iframe");
-    frame.setAttribute("data-testid", "pommy-frame");
-    frame.id = "pommy-chat-" + tenant;
+    frame.id = "pommy-frame";
     frame.title = T[locale].title;
     frame.setAttribute("allow", "");
     frame.setAttribute("referrerpolicy", "origin");
