@@ -12,7 +12,7 @@ const tenant = root.dataset.tenant || location.pathname.split("/").pop();
 
 const STR = {
   en: {
-    chat: "Chat", close: "Close chat", back: "All conversations", greeting: "Hi! How can we help?",
+    messages: "Messages", chat: "Chat", close: "Close chat", back: "All conversations", greeting: "Hi! How can we help?",
     away: "We're away right now. Leave a message and we'll get back to you.",
     connecting: "Connecting…", online: "Connected", offline: "Offline — messages will be sent when you're back",
     tooFast: "You're sending messages too fast; try again in {n} s.", message: "Message", placeholder: "Type your message…",
@@ -30,7 +30,7 @@ const STR = {
     loading: "Loading…", noFileOffline: "You're offline; attach the file when you're back.", file: "File"
   },
   tr: {
-    chat: "Sohbet", close: "Sohbeti kapat", back: "Tüm konuşmalar", greeting: "Merhaba! Size nasıl yardımcı olabiliriz?",
+    messages: "Mesajlar", chat: "Sohbet", close: "Sohbeti kapat", back: "Tüm konuşmalar", greeting: "Merhaba! Size nasıl yardımcı olabiliriz?",
     away: "Şu anda çevrim dışıyız. Mesajınızı bırakın, size en kısa sürede dönelim.",
     connecting: "Bağlanıyor…", online: "Bağlandı", offline: "Çevrim dışı — bağlantı geri geldiğinde mesajlar gönderilecek",
     tooFast: "Çok hızlı mesaj gönderiyorsunuz; {n} sn sonra tekrar deneyin.", message: "Mesaj", placeholder: "Mesajınızı yazın…",
@@ -411,11 +411,13 @@ let lastSeq = 0;       // the last event seq of cur the widget has applied
 
 function convView() {
   ui.back.hidden = false;
-  ui.log = h("ol", { class: "pw-log", role: "log", "aria-live": "polite", "aria-label": t("message"), "data-pommy": "messages" });
+  ui.log = h("ol", { class: "pw-log" });
+  // The live region is the log's wrapper: an <ol> cannot take role=log.
+  ui.logRegion = h("div", { role: "log", "aria-live": "polite", "aria-relevant": "additions", "aria-label": t("messages"), "data-pommy": "messages" }, ui.log);
   ui.typing = h("p", { class: "pw-typing", "data-pommy": "typing", hidden: true });
   ui.csat = h("div", { class: "pw-csat-wrap" });
   ui.top = h("div", { class: "pw-top" });
-  ui.scroll = h("div", { class: "pw-scroll" }, ui.top, ui.log, ui.typing, ui.csat);
+  ui.scroll = h("div", { class: "pw-scroll" }, ui.top, ui.logRegion, ui.typing, ui.csat);
   ui.body.replaceChildren(ui.scroll);
   ui.foot.replaceChildren(composer());
 }
@@ -551,14 +553,14 @@ function attachmentView(m) {
     return h("figure", { class: "pw-fig", "data-pommy": "attachment" }, img, h("figcaption", { class: "pw-muted" }, name, label));
   }
   if (!ready) return h("span", { class: "pw-file", "data-pommy": "attachment" }, icon(CLIP), name, " · ", t("uploading", "").trim());
-  return h("button", { type: "button", class: "pw-file pw-link", "data-pommy": "attachment", "aria-label": t("download", a.name),
+  return h("button", { type: "button", class: "pw-file pw-link", "data-pommy": "attachment", title: t("download", a.name),
     onclick: async () => {
       try {
         const u = await fetchBlob(m);
         const link = h("a", { href: u, download: a.name, hidden: true });
         document.body.append(link); link.click(); link.remove();
       } catch (e) { notice(e.message); }
-    } }, icon(CLIP), name, label);
+    } }, icon(CLIP), h("span", { class: "pw-sr", text: t("download", "").trim() + " " }), name, label);
 }
 
 function renderSeen() {
@@ -577,7 +579,8 @@ function renderCsat() {
   if (cur.csat) { ui.csat.append(h("p", { class: "pw-muted", "data-pommy": "csat-done", text: t("yourRating", cur.csat.rating) })); return; }
   let rating = 0;
   const stars = [1, 2, 3, 4, 5].map((n) => h("button", { type: "button", class: "pw-star", "aria-pressed": "false", "aria-label": t("rate", n), "data-rating": n,
-    onclick: () => { rating = n; stars.forEach((b, i) => b.setAttribute("aria-pressed", String(i < n))); submit.disabled = false; } }, "★"));
+    onclick: () => { rating = n; stars.forEach((b, i) => b.setAttribute("aria-pressed", String(i < n))); submit.disabled = false; } },
+    icon("M12 2.8l2.8 5.8 6.3.9-4.6 4.4 1.1 6.3L12 17.2l-5.6 3 1.1-6.3-4.6-4.4 6.3-.9z", true)));
   const comment = h("textarea", { id: "pw-csat-c", class: "pw-input", maxlength: 1000, rows: 2, "data-pommy": "csat-comment" });
   const submit = h("button", { type: "submit", class: "pw-btn", disabled: true, "data-pommy": "csat-submit" }, t("submit"));
   const c = cur;
