@@ -459,7 +459,7 @@ func TestVisitorRead(t *testing.T) {
 	f := open(t)
 	ctx := context.Background()
 	v := f.visitor(f.ct)
-	conv := f.start(t, v, "hello") // seq 2
+	conv := f.start(t, v, "hello")                            // seq 2
 	f.s.Send(ctx, f.user, conv, SendInput{Text: "reply"}, "") // seq 3
 	if got := call(t, routes.VisitorRead, v, "POST", base(conv)+"/read", map[string]any{"seq": 2}).want(t, 200).json(t); got["seq"] != 2.0 {
 		t.Fatalf("read to 2: %v", got)
