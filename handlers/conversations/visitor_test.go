@@ -670,7 +670,6 @@ func (f *fixture) attachmentRow(t testing.TB, msg string) (ctype string, named b
 	return ctype, name != nil, true
 }
 
-var pngBytes = append([]byte("\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"), make([]byte, 100)...)
 
 // TestVisitorAttachments: a file goes on the visitor's own message that
 // announced it, once; its type is sniffed from content (HTML named .png
