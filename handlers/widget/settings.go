@@ -213,7 +213,7 @@ func (svc *Service) UpdateSettings(w http.ResponseWriter, r *http.Request, s *we
 		return err
 	}
 	details := map[string]string{"fields": strings.Join(changed, ",")}
-	if added, removed := diff(old.AllowedOrigins, rec.Origins), diff(rec.Origins, old.AllowedOrigins); len(added)+len(removed) > 0 {
+	if added, removed := diff(rec.Origins, old.AllowedOrigins), diff(old.AllowedOrigins, rec.Origins); len(added)+len(removed) > 0 {
 		details["origins_added"] = web.Truncate(strings.Join(added, " "), 2000)
 		details["origins_removed"] = web.Truncate(strings.Join(removed, " "), 2000)
 	}
