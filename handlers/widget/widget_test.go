@@ -817,4 +817,3 @@ func getAssetRawFrame() []byte {
 	b, _ := fs.ReadFile(ui.Widget, "widget/frame.html")
 	return b
 }
-
