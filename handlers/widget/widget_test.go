@@ -817,3 +817,38 @@ func getAssetRawFrame() []byte {
 	b, _ := fs.ReadFile(ui.Widget, "widget/frame.html")
 	return b
 }
+
+func TestShapes(t *testing.T) {
+	for s, want := range map[string]bool{"#a0B1c2": true, "#a0b1c": false, "a0b1c2f": false, "#a0b1cg": false} {
+		if validColor(s) != want {
+			t.Errorf("validColor(%q) != %v", s, want)
+		}
+	}
+	for s, want := range map[string]bool{"UTC": true, "Europe/Istanbul": true, "America/Argentina/Buenos_Aires": true, "Etc/GMT+3": true,
+		"europe/Istanbul": false, "Europe": false, "Europe/../x": false, "Europe//x": false, "A/b/c/d": false, "Europe/Ista nbul": false, "<b>/x": false} {
+		if validZone(s) != want {
+			t.Errorf("validZone(%q) != %v", s, want)
+		}
+	}
+	for s, want := range map[string]bool{"00:00": true, "23:59": true, "24:00": true, "24:01": false, "9:00": false, "12:60": false, "ab:cd": false} {
+		if validTime(s) != want {
+			t.Errorf("validTime(%q) != %v", s, want)
+		}
+	}
+}
+
+func TestRenderFrame(t *testing.T) {
+	got, err := renderFrame(`<html lang="{{.Lang}}"><script src="{{ .AppJS }}"></script><link href="{{.Asset "app.css"}}">{{.Tenant}}`,
+		map[string]string{".Lang": `"><script>`, ".AppJS": "/a.js?v=1", ".Tenant": "t_x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `<html lang="&#34;&gt;&lt;script&gt;"><script src="/a.js?v=1"></script><link href="` + assetURL("app.css") + `">t_x`; got != want {
+		t.Fatalf("got %s\nwant %s", got, want)
+	}
+	for _, bad := range []string{"{{.Nope}}", "{{.Lang", `{{.Asset "missing.js"}}`} {
+		if _, err := renderFrame(bad, map[string]string{".Lang": "en"}); err == nil {
+			t.Errorf("%s rendered", bad)
+		}
+	}
+}
