@@ -690,7 +690,6 @@ func (f *fixture) attachmentRow(t testing.TB, msg string) (ctype string, named b
 	return ctype, name != nil, true
 }
 
-
 // TestVisitorAttachments: a file goes on the visitor's own message that
 // announced it, once; its type is sniffed from content (HTML named .png
 // is 415 and leaves nothing), the tenant's limit holds to the byte (413
