@@ -951,7 +951,11 @@ function onEvent(ev) {
       if (!cur.csat && d.rating) { cur.csat = { rating: d.rating }; renderCsat(); }
       break;
     case "merged": case "conversation.merged":
-      loadList().then(showList, showList);
+      // This conversation went into another: follow it there.
+      loadList().then(() => {
+        const into = convs.find((c) => c.id === d.into);
+        if (into) openConv(into); else showList();
+      }, showList);
       break;
   }
 }
