@@ -149,13 +149,14 @@ function toParent(msg) { if (parentOrigin) parent.postMessage(msg, parentOrigin)
 
 function newToken() {
   // Ask the loader for a fresh widget token; it answers with pommy:token.
+  // One request at a time; false after 10 s without an answer.
   if (!tokenWait) {
-    tokenWait = new Promise((resolve) => {
-      tokenWait.resolve = resolve;
-      toParent({ type: "pommy:token-expired" });
-      setTimeout(() => resolve(false), 10000);
-    });
-    const p = tokenWait;
+    let done;
+    const p = new Promise((resolve) => { done = resolve; });
+    p.resolve = done;
+    tokenWait = p;
+    toParent({ type: "pommy:token-expired" });
+    setTimeout(() => done(false), 10000);
     p.then(() => { if (tokenWait === p) tokenWait = null; });
   }
   return tokenWait;
@@ -372,7 +373,11 @@ async function boot() {
 async function sendAttrs() {
   if (!visitor) return;
   const attributes = {};
-  for (const k in pendingAttrs) attributes[k] = String(pendingAttrs[k]);
+  // Strings, numbers and booleans as given; null removes the attribute.
+  for (const k in pendingAttrs) {
+    const v = pendingAttrs[k];
+    attributes[k] = v === null || ["string", "number", "boolean"].includes(typeof v) ? v : String(v);
+  }
   pendingAttrs = null;
   try { await api("PATCH", "/v1/widget/visitor", { body: { attributes } }); } catch (e) { console.warn("Pommy: attributes refused:", e.code, e.message); }
 }
@@ -528,6 +533,8 @@ function renderMsg(m) {
   const bubble = h("div", { class: "pw-bubble" }, sys ? null : h("span", { class: "pw-name", "data-pommy": "author", text: authorName(m) }));
   if (m.text) bubble.append(h("p", { class: "pw-text", "data-pommy": "text" }, richText(m.text)));
   if (m.attachment) bubble.append(attachmentView(m));
+  // A message that announced a file whose upload has not landed yet.
+  else if (!m.text) bubble.append(h("p", { class: "pw-text pw-muted", text: t("file") + " …" }));
   bubble.append(h("time", { class: "pw-time", datetime: m.created_at, text: when(m.created_at) }));
   return h("li", { class: "pw-msg " + (sys ? "pw-sys" : mine ? "pw-mine" : "pw-them"), "data-pommy": "message", "data-author": m.author_type, "data-id": m.id, "data-seq": m.seq, "data-state": mine ? "sent" : null },
     mine || sys ? null : avatar(m.author_name || (m.author_type === "agent" ? cfg.agent_name : ""), m.author_type), bubble);
