@@ -336,6 +336,7 @@ async function boot() {
     if (cfg.identity === "enforce" && !(visitor && visitor.verified)) {
       visitor = null;
       ui.body.replaceChildren(h("p", { class: "pw-gate", "data-pommy": "identity-required", text: t("identity") }));
+      setConn(navigator.onLine ? "online" : "offline");
       ui.foot.replaceChildren();
       booted = true;
       if (pendingJWT && n === bootN) boot();
@@ -427,15 +428,20 @@ function convView() {
   ui.foot.replaceChildren(composer());
 }
 
+// The tenant's greeting opens every conversation (it is not a message).
+function greet() {
+  ui.top.append(h("div", { class: "pw-msg pw-them", "data-pommy": "greeting" }, avatar(cfg.agent_name, "agent"),
+    h("div", { class: "pw-bubble" }, h("span", { class: "pw-name", text: cfg.agent_name || t("assistant") }),
+      h("p", { class: "pw-text", text: cfg.greeting || t("greeting") }))));
+}
+
 function openDraft(id) {
   stopStream();
   cur = { draft: id || "new:" + uuid(), status: "open" };
   msgs = new Map();
   lastSeq = 0;
   convView();
-  ui.top.append(h("div", { class: "pw-msg pw-them", "data-pommy": "greeting" }, avatar(cfg.agent_name, "agent"),
-    h("div", { class: "pw-bubble" }, h("span", { class: "pw-name", text: cfg.agent_name || t("assistant") }),
-      h("p", { class: "pw-text", text: cfg.greeting || t("greeting") }))));
+  greet();
   if (isAway()) ui.top.append(h("p", { class: "pw-away", "data-pommy": "offline", text: cfg.offline_message || t("away") }));
   const pc = cfg.pre_chat;
   if (pc && pc.enabled && pc.fields && pc.fields.length && !visitor.verified && !queue.some((q) => q.conv === cur.draft)) {
@@ -461,6 +467,7 @@ async function openConv(c) {
   store.set("current", c.id);
   lastSeq = 0;
   convView();
+  greet();
   ui.prechat = null;
   setConn("connecting");
   try {
