@@ -149,13 +149,14 @@ function toParent(msg) { if (parentOrigin) parent.postMessage(msg, parentOrigin)
 
 function newToken() {
   // Ask the loader for a fresh widget token; it answers with pommy:token.
+  // One request at a time; false after 10 s without an answer.
   if (!tokenWait) {
-    tokenWait = new Promise((resolve) => {
-      tokenWait.resolve = resolve;
-      toParent({ type: "pommy:token-expired" });
-      setTimeout(() => resolve(false), 10000);
-    });
-    const p = tokenWait;
+    let done;
+    const p = new Promise((resolve) => { done = resolve; });
+    p.resolve = done;
+    tokenWait = p;
+    toParent({ type: "pommy:token-expired" });
+    setTimeout(() => done(false), 10000);
     p.then(() => { if (tokenWait === p) tokenWait = null; });
   }
   return tokenWait;
@@ -335,6 +336,7 @@ async function boot() {
     if (cfg.identity === "enforce" && !(visitor && visitor.verified)) {
       visitor = null;
       ui.body.replaceChildren(h("p", { class: "pw-gate", "data-pommy": "identity-required", text: t("identity") }));
+      setConn(navigator.onLine ? "online" : "offline");
       ui.foot.replaceChildren();
       booted = true;
       if (pendingJWT && n === bootN) boot();
@@ -372,7 +374,11 @@ async function boot() {
 async function sendAttrs() {
   if (!visitor) return;
   const attributes = {};
-  for (const k in pendingAttrs) attributes[k] = String(pendingAttrs[k]);
+  // Strings, numbers and booleans as given; null removes the attribute.
+  for (const k in pendingAttrs) {
+    const v = pendingAttrs[k];
+    attributes[k] = v === null || ["string", "number", "boolean"].includes(typeof v) ? v : String(v);
+  }
   pendingAttrs = null;
   try { await api("PATCH", "/v1/widget/visitor", { body: { attributes } }); } catch (e) { console.warn("Pommy: attributes refused:", e.code, e.message); }
 }
@@ -422,15 +428,20 @@ function convView() {
   ui.foot.replaceChildren(composer());
 }
 
+// The tenant's greeting opens every conversation (it is not a message).
+function greet() {
+  ui.top.append(h("div", { class: "pw-msg pw-them", "data-pommy": "greeting" }, avatar(cfg.agent_name, "agent"),
+    h("div", { class: "pw-bubble" }, h("span", { class: "pw-name", text: cfg.agent_name || t("assistant") }),
+      h("p", { class: "pw-text", text: cfg.greeting || t("greeting") }))));
+}
+
 function openDraft(id) {
   stopStream();
   cur = { draft: id || "new:" + uuid(), status: "open" };
   msgs = new Map();
   lastSeq = 0;
   convView();
-  ui.top.append(h("div", { class: "pw-msg pw-them", "data-pommy": "greeting" }, avatar(cfg.agent_name, "agent"),
-    h("div", { class: "pw-bubble" }, h("span", { class: "pw-name", text: cfg.agent_name || t("assistant") }),
-      h("p", { class: "pw-text", text: cfg.greeting || t("greeting") }))));
+  greet();
   if (isAway()) ui.top.append(h("p", { class: "pw-away", "data-pommy": "offline", text: cfg.offline_message || t("away") }));
   const pc = cfg.pre_chat;
   if (pc && pc.enabled && pc.fields && pc.fields.length && !visitor.verified && !queue.some((q) => q.conv === cur.draft)) {
@@ -456,6 +467,7 @@ async function openConv(c) {
   store.set("current", c.id);
   lastSeq = 0;
   convView();
+  greet();
   ui.prechat = null;
   setConn("connecting");
   try {
@@ -528,6 +540,8 @@ function renderMsg(m) {
   const bubble = h("div", { class: "pw-bubble" }, sys ? null : h("span", { class: "pw-name", "data-pommy": "author", text: authorName(m) }));
   if (m.text) bubble.append(h("p", { class: "pw-text", "data-pommy": "text" }, richText(m.text)));
   if (m.attachment) bubble.append(attachmentView(m));
+  // A message that announced a file whose upload has not landed yet.
+  else if (!m.text) bubble.append(h("p", { class: "pw-text pw-muted", text: t("file") + " …" }));
   bubble.append(h("time", { class: "pw-time", datetime: m.created_at, text: when(m.created_at) }));
   return h("li", { class: "pw-msg " + (sys ? "pw-sys" : mine ? "pw-mine" : "pw-them"), "data-pommy": "message", "data-author": m.author_type, "data-id": m.id, "data-seq": m.seq, "data-state": mine ? "sent" : null },
     mine || sys ? null : avatar(m.author_name || (m.author_type === "agent" ? cfg.agent_name : ""), m.author_type), bubble);
@@ -951,7 +965,11 @@ function onEvent(ev) {
       if (!cur.csat && d.rating) { cur.csat = { rating: d.rating }; renderCsat(); }
       break;
     case "merged": case "conversation.merged":
-      loadList().then(showList, showList);
+      // This conversation went into another: follow it there.
+      loadList().then(() => {
+        const into = convs.find((c) => c.id === d.into);
+        if (into) openConv(into); else showList();
+      }, showList);
       break;
   }
 }
