@@ -146,3 +146,33 @@ func TestWidgetVisitorIsolation(t *testing.T) {
 		t.Errorf("frame page with no allowed origin: %d, CSP %q", r.Status, r.Header.Get("Content-Security-Policy"))
 	}
 }
+
+// TestWidgetLongClaims: the verifier accepts a name of 200 characters and
+// an email of 254 bytes, so the visitor token it mints for them must be one
+// the platform then accepts. A name the tenant's user chose (a display name
+// of line separators, which JSON writes as six bytes each) must not buy a
+// token that every later request refuses.
+func TestWidgetLongClaims(t *testing.T) {
+	c := &apitest.Client{Base: startHome(t, homeOptions{}).url}
+	site := widgettest.NewSite(t, c, "Long Claims Co", "https://shop.example")
+	secret := site.IdentitySecret(t)
+	site.Settings(t, map[string]any{"identity": "optional"}).Expect(t, 200)
+	// Line separators inside (trimming would take them off the ends).
+	name := "a" + strings.Repeat("\u2028", 198) + "a"
+	email := "a" + strings.Repeat("\u2028", 80) + "a@example.com" // 254 bytes
+	for _, claims := range []map[string]any{
+		{"sub": strings.Repeat("s", 200), "name": name, "email": email},
+		{"sub": strings.Repeat("\u2029", 200), "name": strings.Repeat(`"`, 200)},
+	} {
+		tok := jwtsign.MustSign(t, jwtsign.Spec{Secret: secret, Exp: "10m", Iat: "now", Claims: claims})
+		r := site.Identify(t, tok[0])
+		if r.Status != 200 {
+			t.Logf("identify refused the long claims (%d %s): fine, as long as it does not mint a token it then refuses", r.Status, r.Body)
+			continue
+		}
+		v := widgettest.VisitorFrom(t, r)
+		if l := c.Do(t, "GET", "/v1/widget/conversations", nil, site.As(v)...); l.Status != 200 {
+			t.Errorf("a verified visitor token of %d bytes, minted for the longest claims identify accepts, is refused: %d %s", len(v.Token), l.Status, l.Body)
+		}
+	}
+}
