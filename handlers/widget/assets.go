@@ -236,12 +236,13 @@ func frameCSP(ancestors []string) string {
 func (svc *Service) Frame(w http.ResponseWriter, r *http.Request) error {
 	tenant := r.PathValue("tenant")
 	h := w.Header()
+	// An unknown tenant, or one that lists no origin, gets the one error
+	// shape under the application's default headers (frame-ancestors
+	// 'none', X-Frame-Options DENY): no page may frame it, so no visitor
+	// ever sees it rendered.
 	notFound := func() error {
 		h.Set("Content-Security-Policy", frameCSP(nil))
-		h.Set("Content-Type", "text/html; charset=utf-8")
-		w.WriteHeader(http.StatusNotFound)
-		fmt.Fprint(w, "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Chat unavailable</title><p>This chat is not available.</p></html>\n")
-		return nil
+		return web.Errorf(http.StatusNotFound, "not_found", "this chat is not available")
 	}
 	if !web.ValidID("t", tenant) {
 		return notFound()

@@ -170,6 +170,9 @@ func TestSettingsDefaultsAndValidation(t *testing.T) {
 		{`{"greeting": "bell\u0007"}`, "invalid_greeting"},
 		{`{"business_hours": {"timezone": "Europe/Istanbul", "week": {"mon": [["18:00", "09:00"]]}}}`, "invalid_business_hours"},
 		{`{"business_hours": {"timezone": "Europe/Istanbul", "week": {"someday": []}}}`, "invalid_business_hours"},
+		{`{"business_hours": {"timezone": "Europe/Istanbul", "week": {"mon": [["09:00", "12:00", "13:00"]]}}}`, "invalid_business_hours"},
+		{`{"business_hours": {"timezone": "Europe/Istanbul", "week": {"mon": [["09:00", "12:00"], ["11:00", "13:00"]]}}}`, "invalid_business_hours"},
+		{`{"business_hours": {"timezone": "Europe/Istanbul", "week": {"mon": [["09:00", "10:00"], ["11:00", "12:00"], ["13:00", "14:00"], ["15:00", "16:00"], ["17:00", "18:00"]]}}}`, "invalid_business_hours"},
 		{`{"business_hours": {"timezone": "../etc/passwd", "week": {}}}`, "invalid_business_hours"},
 		{`{"business_hours": {"timezone": "UTC", "week": {}, "extra": 1}}`, "invalid_business_hours"},
 		{`{"pre_chat": {"enabled": true, "fields": [{"name": "phone", "required": true}]}}`, "invalid_pre_chat"},
@@ -779,7 +782,7 @@ func TestAssets(t *testing.T) {
 
 	// The frame: 404 page nobody may frame until the tenant lists origins.
 	w = get(f.svc.Frame, "/widget/frame/"+f.a, false)
-	if w.Code != 404 || !strings.HasSuffix(w.Header().Get("Content-Security-Policy"), "frame-ancestors 'none'") || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/html") {
+	if w.Code != 404 || !strings.HasSuffix(w.Header().Get("Content-Security-Policy"), "frame-ancestors 'none'") || errCode(t, w) != "not_found" {
 		t.Fatalf("frame without origins: %d %v", w.Code, w.Header())
 	}
 	want(t, f.patch(t, f.a, `{"allowed_origins": ["`+shop+`", "http://localhost:8080"], "locale": "tr"}`), 200, "")
