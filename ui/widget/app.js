@@ -544,7 +544,7 @@ function renderMsg(m) {
   else if (!m.text) bubble.append(h("p", { class: "pw-text pw-muted", text: t("file") + " …" }));
   bubble.append(h("time", { class: "pw-time", datetime: m.created_at, text: when(m.created_at) }));
   return h("li", { class: "pw-msg " + (sys ? "pw-sys" : mine ? "pw-mine" : "pw-them"), "data-pommy": "message", "data-author": m.author_type, "data-id": m.id, "data-seq": m.seq, "data-state": mine ? "sent" : null },
-    mine || sys ? null : avatar(m.author_name || (m.author_type === "agent" ? cfg.agent_name : ""), m.author_type), bubble);
+    mine || sys ? null : avatar(authorName(m), m.author_type), bubble);
 }
 
 // Attachments are fetched with the token headers (an <img src> could not
