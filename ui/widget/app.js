@@ -507,6 +507,15 @@ function upsert(m, live) {
   if (!cur || m.conversation_id !== cur.id) return;
   const old = msgs.get(m.id);
   msgs.set(m.id, m);
+  // The stream can bring the visitor's message before its POST answers:
+  // the queued copy leaves the log now (the entry stays queued until the
+  // answer, so a lost answer is still resent with its key).
+  const q = inflight;
+  if (!old && m.author_type === "visitor" && q && q.conv === m.conversation_id && q.text === m.text) {
+    q.shown = true;
+    const li = ui.log.querySelector(`li[data-key="${CSS.escape(q.key)}"]`);
+    if (li) li.remove();
+  }
   maxMsgSeq = Math.max(maxMsgSeq, m.seq);
   const el = renderMsg(m);
   if (old) {
@@ -712,7 +721,7 @@ function prechatValues() {
 }
 
 let queue = []; // [{key, visitor, conv ("c_…" or "new:…"), text, pre_chat?, error?}]
-function saveQueue() { store.set("queue", queue.filter((q) => !q.error)); }
+function saveQueue() { store.set("queue", queue.filter((q) => !q.error).map(({ shown, ...q }) => q)); }
 
 function sendText() {
   const text = ui.input.value.trim();
@@ -739,7 +748,7 @@ function renderPending() {
   if (!ui.log || !cur) return;
   for (const li of ui.log.querySelectorAll("li[data-key]")) li.remove();
   const id = cur.id || cur.draft, live = navigator.onLine && conn !== "offline";
-  for (const q of queue.filter((x) => x.conv === id)) {
+  for (const q of queue.filter((x) => x.conv === id && !x.shown)) {
     ui.log.append(h("li", { class: "pw-msg pw-mine pw-queued", "data-pommy": "message", "data-author": "visitor", "data-key": q.key, "data-state": q.error ? "failed" : "pending" },
       h("div", { class: "pw-bubble" }, h("span", { class: "pw-name", "data-pommy": "author", text: t("you") }),
         h("p", { class: "pw-text", "data-pommy": "text" }, richText(q.text)),
@@ -752,7 +761,7 @@ function renderPending() {
 // flush sends the queue in order, one at a time. A network failure leaves
 // the entry queued (sent again with the same Idempotency-Key, so the server
 // keeps one copy); a refusal (4xx) marks it failed and moves on.
-let flushing = false, flushTimer = 0;
+let flushing = false, flushTimer = 0, inflight = null;
 async function flush() {
   if (flushing || !visitor) return;
   flushing = true;
@@ -761,6 +770,7 @@ async function flush() {
     for (;;) {
       const q = queue.find((x) => !x.error);
       if (!q) break;
+      inflight = q;
       try {
         if (q.conv.startsWith("new:")) {
           const body = { text: q.text };
@@ -790,6 +800,7 @@ async function flush() {
     }
   } finally {
     flushing = false;
+    inflight = null;
     renderPending();
   }
 }
