@@ -91,7 +91,7 @@ func newApp(p storage.Platform, cfg Config) *app {
 		id: identity.New(p, scopeResources),
 		// The audit log's rows go first, the tenants row last (tenant.Delete).
 		org: tenant.New(p, identity.ClearSessionCookie, tenantPurges...),
-		wid: widget.New(p),
+		wid: widget.New(p, normalizedOrigins(cfg.PublicOrigins)),
 	}
 }
 

@@ -1,50 +1,18 @@
 package handlers
 
 import (
-	"fmt"
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
+
+	"pommy.ai/edge/handlers/web"
 )
 
-// ParseOrigin checks and normalizes one public origin as a browser would
-// send it in an Origin header: http or https, a host, an optional port
-// (dropped when it is the scheme's default), and nothing else.
-func ParseOrigin(s string) (string, error) {
-	u, err := url.Parse(strings.TrimSpace(s))
-	switch {
-	case err != nil:
-		return "", fmt.Errorf("origin %q: %v", s, err)
-	case u.Scheme != "http" && u.Scheme != "https":
-		return "", fmt.Errorf("origin %q: the scheme must be http or https", s)
-	case u.Host == "" || u.Hostname() == "":
-		return "", fmt.Errorf("origin %q: no host", s)
-	case u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "":
-		return "", fmt.Errorf("origin %q: only scheme://host[:port], without user, path, query or fragment", s)
-	}
-	host := strings.ToLower(u.Hostname())
-	if strings.Contains(host, ":") {
-		if net.ParseIP(host) == nil { // also refuses zones (fe80::1%eth0)
-			return "", fmt.Errorf("origin %q: bad IPv6 address", s)
-		}
-		host = "[" + host + "]"
-	} else if strings.Trim(host, "abcdefghijklmnopqrstuvwxyz0123456789.-") != "" {
-		return "", fmt.Errorf("origin %q: the host may hold only letters, digits, dots and hyphens (IDNA names in their xn-- form)", s)
-	}
-	port := u.Port()
-	if p, err := strconv.Atoi(port); port != "" && (err != nil || p < 1 || p > 65535 || strconv.Itoa(p) != port) {
-		return "", fmt.Errorf("origin %q: bad port", s)
-	}
-	if (u.Scheme == "http" && port == "80") || (u.Scheme == "https" && port == "443") {
-		port = ""
-	}
-	if port != "" {
-		host += ":" + port
-	}
-	return u.Scheme + "://" + host, nil
-}
+// ParseOrigin checks and normalizes one public origin (web.ParseOrigin,
+// which the widget's allowed origins also go through, so that a home's
+// public origins and a tenant's embedding origins follow one rule).
+func ParseOrigin(s string) (string, error) { return web.ParseOrigin(s) }
 
 // originHosts maps each normalized public origin's Host value, and the
 // origin itself, to true. Origins were checked by the home at start
@@ -93,4 +61,15 @@ func (a *app) sameOrigin(r *http.Request, origin string) bool {
 		return true
 	}
 	return r.TLS == nil && r.URL.Scheme != "https" && origin == "http://"+r.Host
+}
+
+// normalizedOrigins are the valid ones of origins, normalized.
+func normalizedOrigins(origins []string) []string {
+	var out []string
+	for _, o := range origins {
+		if n, err := ParseOrigin(o); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
 }

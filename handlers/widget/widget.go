@@ -9,63 +9,83 @@
 package widget
 
 import (
+	"crypto/rand"
+	"encoding/json"
+	"io"
 	"net/http"
+	"strings"
+	"time"
 
 	"pommy.ai/edge/handlers/web"
 	"pommy.ai/edge/storage"
+	"pommy.ai/edge/storage/envelope"
 )
 
 // Service is the widget capability bound to a home's platform.
 type Service struct {
 	p storage.Platform
+	// publicOrigins are the home's configured public origins (may be
+	// empty), for the absolute frame URL the loader opens.
+	publicOrigins []string
 }
 
-// New returns the widget capability.
-func New(p storage.Platform) *Service { return &Service{p: p} }
-
-func notYet() error {
-	return web.Errorf(http.StatusNotImplemented, "not_implemented", "the widget is not built yet")
+// New returns the widget capability. publicOrigins are the origins the
+// home is reached at (handlers.Config.PublicOrigins, normalized); empty
+// means the request's own Host.
+func New(p storage.Platform, publicOrigins []string) *Service {
+	return &Service{p: p, publicOrigins: publicOrigins}
 }
 
-// Authenticate resolves a visitor route's credential (the Pommy-Widget and
-// Pommy-Visitor headers) into a visitor scope.
-func (svc *Service) Authenticate(r *http.Request) (*web.Scope, error) { return nil, notYet() }
+func (svc *Service) keys() *envelope.Keyring { return envelope.New(svc.p) }
 
-// Loader serves /widget.js.
-func (svc *Service) Loader(w http.ResponseWriter, r *http.Request) error { return notYet() }
-
-// Frame serves the iframe page of a tenant.
-func (svc *Service) Frame(w http.ResponseWriter, r *http.Request) error { return notYet() }
-
-// Asset serves the chat app's files.
-func (svc *Service) Asset(w http.ResponseWriter, r *http.Request) error { return notYet() }
-
-// Token mints a widget token for an allowed embedding origin.
-func (svc *Service) Token(w http.ResponseWriter, r *http.Request) error { return notYet() }
-
-// Config is what the chat shows before the visitor writes.
-func (svc *Service) Config(w http.ResponseWriter, r *http.Request) error { return notYet() }
-
-// NewVisitor mints an anonymous visitor token.
-func (svc *Service) NewVisitor(w http.ResponseWriter, r *http.Request) error { return notYet() }
-
-// Identify exchanges the tenant's identity JWT for a verified visitor token.
-func (svc *Service) Identify(w http.ResponseWriter, r *http.Request) error { return notYet() }
-
-// GetSettings, UpdateSettings and RotateIdentitySecret are the tenant's
-// people's routes.
-func (svc *Service) GetSettings(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
-	return notYet()
-}
-func (svc *Service) UpdateSettings(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
-	return notYet()
-}
-func (svc *Service) RotateIdentitySecret(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
-	return notYet()
+func (svc *Service) now() time.Time {
+	if svc.p.Clock == nil {
+		return time.Now().UTC()
+	}
+	return svc.p.Clock.Now()
 }
 
-// PurgeTenantStmts deletes a tenant's widget rows.
-func PurgeTenantStmts(tenant string) []storage.Stmt { return nil }
+func randRead(b []byte) { rand.Read(b) }
 
-// ShedVisitor counts a visitor's request against LimitWidget, per visitor.
-func (svc *Service) ShedVisitor(r *http.Request, s *web.Scope) error { return nil }
+func jsonEncoder(w io.Writer) *json.Encoder {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc
+}
+
+// platformOrigin is this platform's origin as the browser reaches it: a
+// configured public origin (the one of the request's Host, else the
+// first), else the request's own Host, over https at the edge or when the
+// request came over TLS.
+func (svc *Service) platformOrigin(r *http.Request) string {
+	for _, o := range svc.publicOrigins {
+		if strings.EqualFold(strings.SplitN(o, "://", 2)[1], r.Host) {
+			return o
+		}
+	}
+	if len(svc.publicOrigins) > 0 {
+		return svc.publicOrigins[0]
+	}
+	scheme := "http"
+	if svc.p.Home == "edge" || r.TLS != nil || r.URL.Scheme == "https" {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+// Error codes of the widget's credentials (docs/widget.md).
+func errWidgetToken() error {
+	return web.Errorf(http.StatusUnauthorized, "widget_token_invalid", "the widget token is missing, invalid or expired; get a fresh one from GET /v1/widget/token")
+}
+
+func errVisitorToken() error {
+	return web.Errorf(http.StatusUnauthorized, "visitor_token_invalid", "the visitor token is missing, invalid or expired; mint one with POST /v1/widget/visitors or /v1/widget/identify")
+}
+
+func errOrigin() error {
+	return web.Errorf(http.StatusForbidden, "origin_not_allowed", "this site is not one of the widget's allowed origins")
+}
+
+func errIdentityRequired() error {
+	return web.Errorf(http.StatusForbidden, "identity_required", "this organization chats only with signed-in visitors; the page must identify the visitor (Pommy.identify)")
+}
