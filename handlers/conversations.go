@@ -6,16 +6,18 @@ import (
 	"fmt"
 
 	"pommy.ai/edge/handlers/conversations"
+	"pommy.ai/edge/handlers/identity"
 	"pommy.ai/edge/handlers/jobs"
 	"pommy.ai/edge/handlers/webhooks"
 	"pommy.ai/edge/storage"
 )
 
 // convs is the conversations capability, with the statements of other
-// capabilities that its changes carry in their batches: webhook fan-out
-// and the snooze wake-up job.
+// capabilities that its changes carry in their batches (webhook fan-out
+// and the snooze wake-up job) and the members' names a widget visitor
+// sees on people's messages.
 func (a *app) convs() *conversations.Routes {
-	return &conversations.Routes{Fanout: webhooks.Fanout, ScheduleWake: scheduleWake}
+	return &conversations.Routes{Fanout: webhooks.Fanout, ScheduleWake: scheduleWake, PersonNames: identity.MemberNames}
 }
 
 // scheduleWake enqueues a snoozed conversation's wake-up at its snooze's

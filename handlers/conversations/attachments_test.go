@@ -175,7 +175,11 @@ func TestAttachmentRules(t *testing.T) {
 	}
 	_, err = f.read(t, conv, note.ID, AudienceVisitor)
 	wantCode(t, err, 404, "not_found")
-	evs, _, _, _ := f.s.Events(ctx, conv, 0, AudienceVisitor)
+	f.s.Visitor = f.ct
+	evs, _, _, err := f.s.Events(ctx, conv, 0, AudienceVisitor)
+	if err != nil || len(evs) == 0 {
+		t.Fatalf("the visitor's events: %v %v", evs, err)
+	}
 	for _, e := range evs {
 		if strings.Contains(string(e.Data), note.ID) {
 			t.Fatalf("a visitor's stream shows the private note's attachment: %+v", e)

@@ -39,25 +39,26 @@ func (s *Store) cacheConv(ctx context.Context, c *convRow) {
 	s.KV.Put(ctx, convCacheKey(s.Tenant, c.ID), b, storage.KVPutOptions{TTL: convCacheTTL})
 }
 
-// exists says whether conversation id is the tenant's: from the cache if
-// it has the answer (cached reports that), else from the row, which it
-// then caches. An unknown or malformed id is errNoConversation.
-func (s *Store) exists(ctx context.Context, id string) (cached bool, err error) {
+// exists says whether conversation id is the tenant's, and whose it is
+// (its contact, which never changes): from the cache if it has the answer
+// (cached reports that), else from the row, which it then caches. An
+// unknown or malformed id is errNoConversation.
+func (s *Store) exists(ctx context.Context, id string) (contact string, cached bool, err error) {
 	if !validID("c", id) {
-		return false, errNoConversation
+		return "", false, errNoConversation
 	}
 	if s.KV != nil {
 		if b, err := s.KV.Get(ctx, convCacheKey(s.Tenant, id)); err == nil {
 			var f convFacts
 			if json.Unmarshal(b, &f) == nil && f.ContactID != "" {
-				return true, nil
+				return f.ContactID, true, nil
 			}
 		}
 	}
 	cv, err := s.load(ctx, id)
 	if err != nil {
-		return false, err
+		return "", false, err
 	}
 	s.cacheConv(ctx, cv)
-	return false, nil
+	return cv.ContactID, false, nil
 }

@@ -30,6 +30,9 @@ type Conversation struct {
 	Unread         int64    `json:"unread"`
 	CreatedAt      string   `json:"created_at"`
 	UpdatedAt      string   `json:"updated_at"`
+	// CSAT is the newest satisfaction rating the contact gave (csat.go),
+	// null when none.
+	CSAT *CSAT `json:"csat"`
 }
 
 const kindSubject = "conversation.subject"
@@ -57,6 +60,12 @@ func (s *Store) render(ctx context.Context, c *convRow) (*Conversation, error) {
 			return nil, err
 		}
 		out.Subject = string(b)
+	}
+	if c.CSATSeq != nil {
+		var err error
+		if out.CSAT, err = s.csatOf(ctx, c); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
@@ -430,6 +439,11 @@ func (s *Store) UpdateConversation(ctx context.Context, actor Actor, id string, 
 				}
 			}
 			set("snoozed_until", u)
+			if status == StatusResolved {
+				// The status event is this change's first: its seq names
+				// the resolution a rating belongs to (csat.go).
+				set("resolved_seq", cv.LastSeq+1)
+			}
 			c.events = append(c.events, event{Type: EvStatusChanged, Data: data, Inbox: true})
 			changed = append(changed, "status")
 		}

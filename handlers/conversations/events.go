@@ -28,7 +28,7 @@ func visible(aud Audience, typ string, private bool) bool {
 		return false
 	}
 	switch typ {
-	case EvMessageCreated, EvAttachmentAdded, EvCreated, EvStatusChanged, EvMerged, EvTyping, EvRead:
+	case EvMessageCreated, EvAttachmentAdded, EvCreated, EvStatusChanged, EvMerged, EvTyping, EvRead, EvCSATSubmitted:
 		return true
 	}
 	return false
@@ -66,9 +66,14 @@ func (s *Store) Events(ctx context.Context, convID string, after int64, aud Audi
 }
 
 func (s *Store) events(ctx context.Context, convID string, after int64, page int, aud Audience) ([]Event, int64, bool, error) {
-	cached, err := s.exists(ctx, convID)
+	contact, cached, err := s.exists(ctx, convID)
 	if err != nil {
 		return nil, 0, false, err
+	}
+	// A visitor reads only their own conversations; another's is the
+	// same 404 as an unknown one.
+	if aud == AudienceVisitor && (s.Visitor == "" || contact != s.Visitor) {
+		return nil, 0, false, errNoConversation
 	}
 	s.cacheHit = cached
 	rows, err := s.SQL.Query(ctx, `SELECT seq, type, ref, actor, private, data, at FROM conversation_events WHERE tenant_id = ? AND conversation_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
@@ -91,13 +96,17 @@ func (s *Store) events(ctx context.Context, convID string, after int64, page int
 			continue
 		}
 		evs = append(evs, e)
-		if e.typ == EvMessageCreated {
+		if e.typ == EvMessageCreated || aud == AudienceVisitor && e.typ == EvAttachmentAdded {
 			refs = append(refs, e.ref)
 		}
 	}
 	msgs, err := s.messagesByID(ctx, refs)
 	if err != nil {
 		return nil, 0, false, err
+	}
+	if aud == AudienceVisitor {
+		out, err := s.visitorEvents(ctx, convID, evs, msgs)
+		return out, cursor, more, err
 	}
 	out := make([]Event, 0, len(evs))
 	for _, e := range evs {

@@ -1,10 +1,10 @@
 package conversations
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -19,13 +19,21 @@ import (
 type Routes struct {
 	Fanout       func(tenant, eventType, convID string, seq, now int64) storage.Stmt
 	ScheduleWake func(tenant, convID string, until, now int64) storage.Stmt
+	// PersonNames reads members' display names by user id (package
+	// identity's), for the names the visitor sees on people's messages.
+	PersonNames func(ctx context.Context, p storage.Platform, tenant string, ids []string) (map[string]string, error)
 }
 
 func (rt *Routes) store(s *web.Scope) *Store {
 	st := NewStore(s.P, s.Keys, s.Tenant)
 	if rt != nil {
 		st.Fanout, st.ScheduleWake = rt.Fanout, rt.ScheduleWake
+		if rt.PersonNames != nil {
+			names, p, tenant := rt.PersonNames, s.P, s.Tenant
+			st.PersonNames = func(ctx context.Context, ids []string) (map[string]string, error) { return names(ctx, p, tenant, ids) }
+		}
 	}
+	st.Visitor, st.AgentName = s.VisitorID, s.Visitor.AgentName
 	return st
 }
 
@@ -363,8 +371,15 @@ func (rt *Routes) PutAttachment(w http.ResponseWriter, r *http.Request, s *web.S
 	if r.ContentLength > MaxAttachment {
 		return errAttachmentTooLarge
 	}
+	var o attachOpts
+	if q := r.URL.Query(); q.Has("name") {
+		var err error
+		if o.name, err = ParseFileName(q.Get("name")); err != nil {
+			return err
+		}
+	}
 	body := http.MaxBytesReader(w, r.Body, MaxAttachment)
-	m, err := rt.store(s).Attach(r.Context(), s.P.Blobs, actorOf(s), r.PathValue("id"), r.PathValue("mid"), body, r.ContentLength)
+	m, err := rt.store(s).attach(r.Context(), s.P.Blobs, actorOf(s), r.PathValue("id"), r.PathValue("mid"), body, r.ContentLength, o)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -380,11 +395,13 @@ func (rt *Routes) PutAttachment(w http.ResponseWriter, r *http.Request, s *web.S
 }
 
 // GetAttachment streams a message's attachment back, opened chunk by
-// chunk. It is data access, audited. It is served as an opaque download
-// (octet-stream, attachment disposition), never rendered by a browser.
+// chunk. It is data access, audited. It is served as a download
+// (attachment disposition with its file name, nosniff), never rendered by
+// a browser, typed application/octet-stream unless its content is on the
+// allow-list (serveAttachment).
 func (rt *Routes) GetAttachment(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
 	conv, msg := r.PathValue("id"), r.PathValue("mid")
-	rc, size, err := rt.store(s).OpenAttachment(r.Context(), s.P.Blobs, conv, msg, AudienceTeam)
+	rc, m, err := rt.store(s).openAttachment(r.Context(), s.P.Blobs, conv, msg, AudienceTeam)
 	if err != nil {
 		return err
 	}
@@ -392,13 +409,7 @@ func (rt *Routes) GetAttachment(w http.ResponseWriter, r *http.Request, s *web.S
 	if err := s.Record(r, "message.attachment.read", "conversation:"+conv, map[string]string{"message": msg}); err != nil {
 		return err
 	}
-	h := w.Header()
-	h.Set("Content-Type", "application/octet-stream")
-	h.Set("Content-Disposition", "attachment")
-	h.Set("Content-Length", strconv.FormatInt(size, 10))
-	// Once the first byte is sent a failure can only cut the stream short.
-	_, err = io.Copy(w, rc)
-	logEarlyEnd(msg, err)
+	serveAttachment(w, rc, m)
 	return nil
 }
 

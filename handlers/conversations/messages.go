@@ -24,6 +24,17 @@ type SendInput struct {
 	// default) or "system". "agent" is the AI agent's, written by the
 	// application itself.
 	AuthorType string `json:"author_type"`
+
+	// announce: a visitor's message that announces a file (the widget's
+	// send); its text may then be empty.
+	announce *Announcement
+}
+
+// Announcement is the file a visitor's message says it carries, uploaded
+// next (visitor.go).
+type Announcement struct {
+	Name string `json:"name"`
+	Size int64  `json:"size"`
 }
 
 // Message is a message as the API shows it.
@@ -44,6 +55,11 @@ type Message struct {
 	// AttachmentSize is the size in bytes of the message's attachment
 	// (GET .../messages/{id}/attachment), absent when it has none.
 	AttachmentSize *int64 `json:"attachment_size,omitempty"`
+	// AttachmentName is the file name its sender gave (sanitized), absent
+	// when none was given; AttachmentType is the type sniffed from its
+	// content (an allow-listed type, else application/octet-stream).
+	AttachmentName *string `json:"attachment_name,omitempty"`
+	AttachmentType string  `json:"attachment_type,omitempty"`
 }
 
 // Origin is where a merged message was first written.
@@ -60,6 +76,7 @@ type newMessage struct {
 	private                  bool
 	text                     string
 	sealed                   []byte
+	announced                []byte // sealed Announcement, nil for none
 }
 
 // checkText applies the text rules; field prefixes the field name.
@@ -75,8 +92,12 @@ func checkText(text, field string) error {
 
 // prepareMessage decides the author and seals the text.
 func (s *Store) prepareMessage(ctx context.Context, actor Actor, contact string, in SendInput, field string) (*newMessage, error) {
-	if err := checkText(in.Text, field); err != nil {
-		return nil, err
+	if in.announce == nil {
+		if err := checkText(in.Text, field); err != nil {
+			return nil, err
+		}
+	} else if n := utf8.RuneCountInString(in.Text); n > MaxText {
+		return nil, fail(http.StatusUnprocessableEntity, "text_too_long", field+"text", "text is at most %d characters; this one has %d", MaxText, n)
 	}
 	m := &newMessage{id: newID("m"), private: in.Private, text: in.Text}
 	switch actor.Type {
@@ -110,13 +131,23 @@ func (s *Store) prepareMessage(ctx context.Context, actor Actor, contact string,
 		return nil, err
 	}
 	m.sealed = sealed
+	if in.announce != nil {
+		b, _ := json.Marshal(in.announce)
+		if m.announced, err = s.Keys.Seal(ctx, s.Tenant, kindAnnounced, m.id, b); err != nil {
+			return nil, err
+		}
+	}
 	return m, nil
 }
 
 func (m *newMessage) insert(tenant, conv string, seq, now int64) storage.Stmt {
+	var announced any // NULL, not an empty blob, when there is none
+	if m.announced != nil {
+		announced = m.announced
+	}
 	return storage.Stmt{
-		Query: `INSERT INTO messages (tenant_id, id, conversation_id, seq, author_type, author_id, private, text_sealed, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		Args:  []any{tenant, m.id, conv, seq, m.authorType, m.authorID, m.private, m.sealed, now}}
+		Query: `INSERT INTO messages (tenant_id, id, conversation_id, seq, author_type, author_id, private, text_sealed, created_at, announced_sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		Args:  []any{tenant, m.id, conv, seq, m.authorType, m.authorID, m.private, m.sealed, now, announced}}
 }
 
 func (m *newMessage) event() event {
@@ -140,6 +171,12 @@ func (s *Store) Send(ctx context.Context, actor Actor, convID string, in SendInp
 		return nil, false, fail(http.StatusBadRequest, "invalid_idempotency_key", "", "Idempotency-Key is 1 to %d visible ASCII characters", MaxIdemKey)
 	}
 	hash := requestHash("send", convID, in)
+	if in.announce != nil {
+		hash = requestHash("send", convID, struct {
+			SendInput
+			Attachment *Announcement `json:"attachment"`
+		}{in, in.announce})
+	}
 	var m *newMessage
 	err = retry(func() error {
 		cv, err := s.load(ctx, convID)
@@ -258,16 +295,17 @@ func PruneIdempotencyKeys(ctx context.Context, p storage.Platform) error {
 
 // msgCols are a message's columns as scanMessage reads them, from messages
 // m joined with msgJoin.
-const msgCols = `m.id, m.conversation_id, m.seq, m.author_type, m.author_id, m.private, m.text_sealed, m.created_at, a.size`
+const msgCols = `m.id, m.conversation_id, m.seq, m.author_type, m.author_id, m.private, m.text_sealed, m.created_at, a.size, a.name_sealed, a.content_type`
 
 // msgJoin adds a message's attachment, if any, to a query of messages m.
 const msgJoin = ` LEFT JOIN message_attachments a ON a.tenant_id = m.tenant_id AND a.message_id = m.id`
 
 func (s *Store) scanMessage(ctx context.Context, rows *storage.Rows, i int, prefix ...any) (*Message, error) {
 	m := &Message{}
-	var sealed []byte
+	var sealed, name []byte
 	var created int64
-	dest := append(prefix, &m.ID, &m.ConversationID, &m.Seq, &m.AuthorType, &m.AuthorID, &m.Private, &sealed, &created, &m.AttachmentSize)
+	dest := append(prefix, &m.ID, &m.ConversationID, &m.Seq, &m.AuthorType, &m.AuthorID, &m.Private, &sealed, &created, &m.AttachmentSize,
+		&name, &m.AttachmentType)
 	if err := rows.Scan(i, dest...); err != nil {
 		return nil, err
 	}
@@ -276,6 +314,14 @@ func (s *Store) scanMessage(ctx context.Context, rows *storage.Rows, i int, pref
 		return nil, err
 	}
 	m.Text, m.CreatedAt = string(text), millis(created)
+	if name != nil {
+		n, err := s.Keys.Open(ctx, s.Tenant, kindAttachmentName, m.ID, name)
+		if err != nil {
+			return nil, err
+		}
+		ns := string(n)
+		m.AttachmentName = &ns
+	}
 	return m, nil
 }
 

@@ -71,7 +71,7 @@ func RunWake(ctx context.Context, p storage.Platform, tenant string, payload jso
 func PurgeTenantStmts(tenant string) []storage.Stmt {
 	var out []storage.Stmt
 	for _, t := range []string{"contacts", "conversations", "messages", "conversation_events", "inbox_heads", "inbox_events",
-		"idempotency_keys", "conversation_merges", "canned_responses", "message_attachments"} {
+		"idempotency_keys", "conversation_merges", "canned_responses", "message_attachments", "conversation_csat"} {
 		out = append(out, storage.Stmt{Query: `DELETE FROM ` + t + ` WHERE tenant_id = ?`, Args: []any{tenant}})
 	}
 	return out

@@ -34,6 +34,15 @@ type Store struct {
 	// and one that schedules a snoozed conversation's wake-up.
 	Fanout       func(tenant, eventType, convID string, seq, now int64) storage.Stmt
 	ScheduleWake func(tenant, convID string, until, now int64) storage.Stmt
+
+	// For the visitor's view (visitor.go): people's display names by user
+	// id (nil: none known, every person is shown without a name) and the
+	// AI agent's name from the tenant's widget settings.
+	PersonNames func(ctx context.Context, ids []string) (map[string]string, error)
+	AgentName   string
+	// Visitor is the contact id of the widget's visitor this store serves
+	// ("" for the team): what AudienceVisitor reads must be theirs.
+	Visitor string
 }
 
 // NewStore is the store over a home's platform for tenant.
@@ -102,16 +111,23 @@ type convRow struct {
 	LastActivity          int64
 	Unread, ReadSeq       int64
 	Created, Updated      int64
+	VisitorReadSeq        int64
+	ResolvedSeq           int64
+	// The latest rating (csat.go); CSATSeq is nil when there is none.
+	CSATRating, CSATSeq, CSATAt *int64
+	CSATComment                 []byte // sealed
 }
 
-const convCols = `id, contact_id, status, snoozed_until, assignee_id, labels, priority, subject_sealed, merged_into, last_seq, last_activity_at, unread, read_seq, created_at, updated_at`
+const convCols = `id, contact_id, status, snoozed_until, assignee_id, labels, priority, subject_sealed, merged_into, last_seq, last_activity_at, unread, read_seq, created_at, updated_at, ` +
+	`visitor_read_seq, resolved_seq, csat_rating, csat_seq, csat_at, csat_comment_sealed`
 
 func scanConv(rows *storage.Rows, i int) (*convRow, error) {
 	c := &convRow{}
 	var labels, assignee, merged string
 	var assigneeV, mergedV any
 	if err := rows.Scan(i, &c.ID, &c.ContactID, &c.Status, &c.SnoozedUntil, &assigneeV, &labels, &c.Priority, &c.Subject,
-		&mergedV, &c.LastSeq, &c.LastActivity, &c.Unread, &c.ReadSeq, &c.Created, &c.Updated); err != nil {
+		&mergedV, &c.LastSeq, &c.LastActivity, &c.Unread, &c.ReadSeq, &c.Created, &c.Updated,
+		&c.VisitorReadSeq, &c.ResolvedSeq, &c.CSATRating, &c.CSATSeq, &c.CSATAt, &c.CSATComment); err != nil {
 		return nil, err
 	}
 	assignee, _ = assigneeV.(string)

@@ -450,13 +450,17 @@ func TestMerge(t *testing.T) {
 	if len(vm) != 3 {
 		t.Fatalf("visitor sees %d messages", len(vm))
 	}
-	evs, cursor, _, _ := f.s.Events(ctx, target, 0, AudienceVisitor)
+	f.s.Visitor = f.ct
+	evs, cursor, _, err := f.s.Events(ctx, target, 0, AudienceVisitor)
+	if err != nil || len(evs) == 0 {
+		t.Fatalf("the visitor's events: %v %v", evs, err)
+	}
 	for _, e := range evs {
 		if strings.Contains(string(e.Data), "s2 note") {
 			t.Fatal("visitor stream carries a private note")
 		}
 	}
-	if cursor != 6 || evs[len(evs)-1].Type != EvMerged {
+	if cursor != 6 || evs[len(evs)-1].Type != "merged" {
 		t.Fatalf("visitor events end at %d with %s", cursor, evs[len(evs)-1].Type)
 	}
 	sc, _ := f.s.Conversation(ctx, source)
