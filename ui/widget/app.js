@@ -12,7 +12,7 @@ const tenant = root.dataset.tenant || location.pathname.split("/").pop();
 
 const STR = {
   en: {
-    chat: "Chat", close: "Close chat", back: "All conversations", greeting: "Hi! How can we help?",
+    messages: "Messages", chat: "Chat", close: "Close chat", back: "All conversations", greeting: "Hi! How can we help?",
     away: "We're away right now. Leave a message and we'll get back to you.",
     connecting: "Connecting…", online: "Connected", offline: "Offline — messages will be sent when you're back",
     tooFast: "You're sending messages too fast; try again in {n} s.", message: "Message", placeholder: "Type your message…",
@@ -30,7 +30,7 @@ const STR = {
     loading: "Loading…", noFileOffline: "You're offline; attach the file when you're back.", file: "File"
   },
   tr: {
-    chat: "Sohbet", close: "Sohbeti kapat", back: "Tüm konuşmalar", greeting: "Merhaba! Size nasıl yardımcı olabiliriz?",
+    messages: "Mesajlar", chat: "Sohbet", close: "Sohbeti kapat", back: "Tüm konuşmalar", greeting: "Merhaba! Size nasıl yardımcı olabiliriz?",
     away: "Şu anda çevrim dışıyız. Mesajınızı bırakın, size en kısa sürede dönelim.",
     connecting: "Bağlanıyor…", online: "Bağlandı", offline: "Çevrim dışı — bağlantı geri geldiğinde mesajlar gönderilecek",
     tooFast: "Çok hızlı mesaj gönderiyorsunuz; {n} sn sonra tekrar deneyin.", message: "Mesaj", placeholder: "Mesajınızı yazın…",
@@ -67,6 +67,17 @@ function h(tag, props, ...kids) {
   return el;
 }
 const $ = (id) => document.getElementById(id);
+// Icons as SVG elements (no icon font, no emoji font needed); decorative.
+function icon(d, fill) {
+  const NS = "http://www.w3.org/2000/svg", svg = document.createElementNS(NS, "svg"), p = document.createElementNS(NS, "path");
+  for (const [k, v] of [["viewBox", "0 0 24 24"], ["width", "20"], ["height", "20"], ["aria-hidden", "true"], ["focusable", "false"]]) svg.setAttribute(k, v);
+  p.setAttribute("d", d);
+  if (fill) p.setAttribute("fill", "currentColor");
+  else for (const [k, v] of [["fill", "none"], ["stroke", "currentColor"], ["stroke-width", "2.2"], ["stroke-linecap", "round"], ["stroke-linejoin", "round"]]) p.setAttribute(k, v);
+  svg.append(p);
+  return svg;
+}
+const CLIP = "M20.5 11.5l-8.2 8.2a5 5 0 0 1-7.1-7.1l8.6-8.6a3.4 3.4 0 0 1 4.8 4.8l-8.5 8.5a1.7 1.7 0 0 1-2.4-2.4l7.7-7.7";
 const store = {
   get(k) { try { return JSON.parse(localStorage.getItem("pommy:" + tenant + ":" + k)); } catch { return null; } },
   set(k, v) { try { localStorage.setItem("pommy:" + tenant + ":" + k, JSON.stringify(v)); } catch { /* storage blocked: memory only */ } },
@@ -221,8 +232,8 @@ const ui = {};
 function shell() {
   document.body.replaceChildren();
   ui.title = h("h1", { id: "pw-title", class: "pw-title", "data-pommy": "title", text: t("chat") });
-  ui.back = h("button", { type: "button", class: "pw-icon pw-back", "data-pommy": "back", "aria-label": t("back"), title: t("back"), hidden: true, onclick: showList }, "‹");
-  ui.close = h("button", { type: "button", class: "pw-icon", "data-pommy": "close", "aria-label": t("close"), title: t("close"), onclick: () => toParent({ type: "pommy:close" }) }, "×");
+  ui.back = h("button", { type: "button", class: "pw-icon pw-back", "data-pommy": "back", "aria-label": t("back"), title: t("back"), hidden: true, onclick: showList }, icon("M15 5l-7 7 7 7"));
+  ui.close = h("button", { type: "button", class: "pw-icon", "data-pommy": "close", "aria-label": t("close"), title: t("close"), onclick: () => toParent({ type: "pommy:close" }) }, icon("M6 6l12 12M18 6L6 18"));
   ui.conn = h("div", { class: "pw-conn", "data-pommy": "connection", "data-state": "connecting", role: "status" });
   ui.notice = h("div", { class: "pw-notice", "data-pommy": "notice", role: "status", hidden: true });
   ui.body = h("div", { class: "pw-body" }, h("p", { class: "pw-muted", text: t("loading") }));
@@ -400,11 +411,13 @@ let lastSeq = 0;       // the last event seq of cur the widget has applied
 
 function convView() {
   ui.back.hidden = false;
-  ui.log = h("ol", { class: "pw-log", role: "log", "aria-live": "polite", "aria-label": t("message"), "data-pommy": "messages" });
+  ui.log = h("ol", { class: "pw-log" });
+  // The live region is the log's wrapper: an <ol> cannot take role=log.
+  ui.logRegion = h("div", { role: "log", "aria-live": "polite", "aria-relevant": "additions", "aria-label": t("messages"), "data-pommy": "messages" }, ui.log);
   ui.typing = h("p", { class: "pw-typing", "data-pommy": "typing", hidden: true });
   ui.csat = h("div", { class: "pw-csat-wrap" });
   ui.top = h("div", { class: "pw-top" });
-  ui.scroll = h("div", { class: "pw-scroll" }, ui.top, ui.log, ui.typing, ui.csat);
+  ui.scroll = h("div", { class: "pw-scroll" }, ui.top, ui.logRegion, ui.typing, ui.csat);
   ui.body.replaceChildren(ui.scroll);
   ui.foot.replaceChildren(composer());
 }
@@ -539,15 +552,15 @@ function attachmentView(m) {
     fetchBlob(m).then((u) => { img.src = u; }, () => img.remove());
     return h("figure", { class: "pw-fig", "data-pommy": "attachment" }, img, h("figcaption", { class: "pw-muted" }, name, label));
   }
-  if (!ready) return h("span", { class: "pw-file", "data-pommy": "attachment" }, "📎 ", name, " · ", t("uploading", "").trim());
-  return h("button", { type: "button", class: "pw-file pw-link", "data-pommy": "attachment", "aria-label": t("download", a.name),
+  if (!ready) return h("span", { class: "pw-file", "data-pommy": "attachment" }, icon(CLIP), name, " · ", t("uploading", "").trim());
+  return h("button", { type: "button", class: "pw-file pw-link", "data-pommy": "attachment", title: t("download", a.name),
     onclick: async () => {
       try {
         const u = await fetchBlob(m);
         const link = h("a", { href: u, download: a.name, hidden: true });
         document.body.append(link); link.click(); link.remove();
       } catch (e) { notice(e.message); }
-    } }, "📎 ", name, label);
+    } }, icon(CLIP), h("span", { class: "pw-sr", text: t("download", "").trim() + " " }), name, label);
 }
 
 function renderSeen() {
@@ -566,7 +579,8 @@ function renderCsat() {
   if (cur.csat) { ui.csat.append(h("p", { class: "pw-muted", "data-pommy": "csat-done", text: t("yourRating", cur.csat.rating) })); return; }
   let rating = 0;
   const stars = [1, 2, 3, 4, 5].map((n) => h("button", { type: "button", class: "pw-star", "aria-pressed": "false", "aria-label": t("rate", n), "data-rating": n,
-    onclick: () => { rating = n; stars.forEach((b, i) => b.setAttribute("aria-pressed", String(i < n))); submit.disabled = false; } }, "★"));
+    onclick: () => { rating = n; stars.forEach((b, i) => b.setAttribute("aria-pressed", String(i < n))); submit.disabled = false; } },
+    icon("M12 2.8l2.8 5.8 6.3.9-4.6 4.4 1.1 6.3L12 17.2l-5.6 3 1.1-6.3-4.6-4.4 6.3-.9z", true)));
   const comment = h("textarea", { id: "pw-csat-c", class: "pw-input", maxlength: 1000, rows: 2, "data-pommy": "csat-comment" });
   const submit = h("button", { type: "submit", class: "pw-btn", disabled: true, "data-pommy": "csat-submit" }, t("submit"));
   const c = cur;
@@ -655,8 +669,8 @@ function composer() {
     onchange: () => { [...ui.file.files].forEach(upload); ui.file.value = ""; } });
   return h("form", { class: "pw-composer", "data-pommy": "composer-form", onsubmit: (e) => { e.preventDefault(); sendText(); } },
     ui.input, ui.file,
-    h("button", { type: "button", class: "pw-icon pw-attach", "data-pommy": "attach", "aria-label": t("attach"), title: t("attach"), onclick: () => ui.file.click() }, "📎"),
-    h("button", { type: "submit", class: "pw-send", "data-pommy": "send", "aria-label": t("send"), title: t("send") }, "➤"));
+    h("button", { type: "button", class: "pw-icon pw-attach", "data-pommy": "attach", "aria-label": t("attach"), title: t("attach"), onclick: () => ui.file.click() }, icon(CLIP)),
+    h("button", { type: "submit", class: "pw-send", "data-pommy": "send", "aria-label": t("send"), title: t("send") }, icon("M3 20.5l18.5-8.5L3 3.5v6.8l12.5 1.7L3 13.7z", true)));
 }
 function grow() {
   ui.input.style.setProperty("height", "auto");
@@ -737,10 +751,11 @@ async function flush() {
           const body = { text: q.text };
           if (q.pre_chat) body.pre_chat = q.pre_chat;
           const r = await api("POST", "/v1/widget/conversations", { body, key: q.key });
-          for (const x of queue) if (x.conv === q.conv) x.conv = r.conversation.id;
+          const draft = q.conv;
+          for (const x of queue) if (x.conv === draft) x.conv = r.conversation.id;
           remove(q);
           convs.unshift(r.conversation);
-          if (cur && cur.draft === q.conv) {
+          if (cur && cur.draft === draft) {
             await openConv(r.conversation);
             if (r.message) upsert(r.message, false);
           }

@@ -173,8 +173,10 @@
       frame.contentWindow.postMessage({ type: "pommy:init", token: token.token, origin: location.origin, locale: locale }, base);
     });
     button.setAttribute("aria-controls", frame.id);
-    launcher.appendChild(frame);
+    // src before insertion: an iframe inserted without one loads about:blank
+    // (of the page's origin) first and fires a load event for it.
     frame.src = token.frame_url + (token.frame_url.indexOf("?") < 0 ? "?" : "&") + "locale=" + locale;
+    launcher.appendChild(frame);
   }
 
   window.addEventListener("message", function (e) {
