@@ -47,8 +47,19 @@ export const SEL = {
   prechat: 'form[data-pommy=prechat]',
 };
 
+// Playwright starts Chromium with ThirdPartyStoragePartitioning disabled
+// (its issue 32230), which makes localStorage throw in a cross-site iframe:
+// the widget would forget its visitor on reload, unlike in Chrome, which
+// partitions third-party storage by top-level site and lets the widget use
+// it. A later --disable-features replaces Playwright's list, so this is
+// that list (playwright-core 1.65.1, chromiumSwitches.ts) without it.
+const disabledFeatures = ['AvoidUnnecessaryBeforeUnloadCheckSync', 'DestroyProfileOnBrowserClose', 'HttpsUpgrades',
+  'HttpsFirstBalancedModeAutoEnable', 'LensOverlay', 'MediaRouter', 'PaintHolding', 'AvoidCorsURLLoaderRestartOnRedirect',
+  'TcpPortRandomizationWin', 'OptimizationHints', 'NetworkTimeServiceQuerying', 'AimEnabled', 'PreconnectToSearch'];
+
 export async function launch() {
-  return chromium.launch({ executablePath: env.chromium, args: ['--no-sandbox'] });
+  // --no-sandbox: the tests run as root, where Chromium's sandbox cannot start.
+  return chromium.launch({ executablePath: env.chromium, args: ['--no-sandbox', '--disable-features=' + disabledFeatures.join(',')] });
 }
 
 export function uid() {

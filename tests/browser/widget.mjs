@@ -116,8 +116,8 @@ const scenarios = {
     while (Date.now() < deadline && !(typing && read)) {
       const ev = await api('GET', `/v1/conversations/${conv}/events?after=${after}&wait=5`, { want: 200 });
       for (const e of ev.events) {
-        if (e.type === 'typing' && e.data?.typing === true && JSON.stringify(e.data).includes('visitor')) typing = true;
-        if (e.type === 'read' && JSON.stringify(e.data).includes('visitor') && e.data.seq >= r.seq) read = true;
+        if (e.type === 'typing' && e.data?.typing === true && e.actor?.startsWith('contact:')) typing = true;
+        if (e.type === 'read' && e.data?.by === 'visitor' && e.data.seq >= r.seq) read = true;
       }
       after = ev.cursor;
     }
@@ -247,7 +247,9 @@ const scenarios = {
     const frame = await openWidget(page);
     const id = uid();
     await send(frame, `a picture follows ${id}`);
-    const { conv } = await waitVisitorMessage(head, `a picture follows ${id}`);
+    const { conv, msg } = await waitVisitorMessage(head, `a picture follows ${id}`);
+    // As a person would: pick the file once the first message shows as sent.
+    await frame.waitForSelector(`${SEL.message}[data-author=visitor][data-seq="${msg.seq}"]`);
     const bytes = png(120, 80, [20, 120, 220]);
     await frame.setInputFiles(SEL.file, { name: `teapot-${id}.png`, mimeType: 'image/png', buffer: bytes });
     const preview = frame.locator(`${SEL.message} ${SEL.preview}`).last();
@@ -261,11 +263,12 @@ const scenarios = {
     const deadline = Date.now() + 15000;
     let m;
     while (Date.now() < deadline) {
-      m = (await messagesOf(conv)).find((x) => x.attachment && x.attachment.name === `teapot-${id}.png`);
-      if (m && m.attachment.size === bytes.length) break;
+      m = (await messagesOf(conv)).find((x) => x.attachment_name === `teapot-${id}.png`);
+      if (m && m.attachment_size === bytes.length) break;
       await new Promise((r) => setTimeout(r, 200));
     }
-    assert.ok(m, 'the team never saw the attachment');
+    assert.ok(m && m.attachment_size === bytes.length, `the team never saw the attachment: ${JSON.stringify(m)}`);
+    assert.equal(m.attachment_type, 'image/png');
     const got = await api('GET', `/v1/conversations/${conv}/messages/${m.id}/attachment`, { raw: true, want: 200 });
     assert.ok(Buffer.compare(got.body, bytes) === 0, 'the downloaded file is not the uploaded one');
     assert.equal(got.headers.get('x-content-type-options'), 'nosniff');
