@@ -401,6 +401,7 @@ function showList() {
       h("span", { class: "pw-muted", text: when(c.last_activity_at) }))));
   ui.body.replaceChildren(h("div", { class: "pw-home" },
     h("p", { class: "pw-greet", "data-pommy": "greeting", text: cfg.greeting || t("greeting") }),
+    isAway() ? h("p", { class: "pw-away", "data-pommy": "offline", text: cfg.offline_message || t("away") }) : null,
     h("button", { type: "button", class: "pw-btn", "data-pommy": "new-conversation", onclick: () => openDraft() }, t("newConv")),
     h("h2", { class: "pw-h2", text: t("yourConvs") }),
     items.length ? h("ul", { class: "pw-list" }, items) : h("p", { class: "pw-muted", text: t("noConvs") })));
@@ -670,6 +671,9 @@ function readSoon() {
 document.addEventListener("visibilitychange", () => {
   if (document.hidden) return;
   if (isOpen) onShown();
+  // After sleep a stream can look alive and be dead: catch up at once
+  // (the watchdog ends it later); a dead one is reconnected now.
+  if (stream && cur && cur.id === stream.conv.id) catchUp().catch(() => {});
   reconnectNow();
 });
 
