@@ -8,7 +8,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 export GOFLAGS := -trimpath
 
-.PHONY: all run guest host test test-js test-cross vet fuzz bench clean help
+.PHONY: all run guest host test test-js test-cross vet fuzz bench clean help browser-deps
 
 all: guest host
 
@@ -60,8 +60,34 @@ test-cross: deps
 	@if $(GO) list -deps ./handlers/... ./storage/... | grep -E 'syumai/workers|tetratelabs/wazero'; then \
 		echo "handlers/ or storage/ imports platform code"; exit 1; fi
 
-test: vet test-cross worker-deps test-js
-	@echo "==> go test ./... (unit, contract suites, e2e in wazero, S3 against a real server, smoke in workerd)"
+# The widget's browser tests (tests/e2e/widget_browser_test.go running
+# tests/browser/*.mjs) drive Debian's chromium with playwright-core; axe-core
+# scans the open widget, jose signs the tenant's identity JWTs. make run needs
+# none of it. On a machine without chromium, root installs it (apt-get update
+# only when the install fails on a stale package list); anyone else is told
+# how: the tests never skip silently.
+CHROMIUM ?= chromium
+export CHROMIUM
+browser-deps: worker-deps
+	@if ! command -v $(CHROMIUM) >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "==> the browser tests need Debian's chromium, which is not installed, and only root can install it: run 'sudo apt-get install -y chromium' (or set CHROMIUM=/path/to/chromium)"; exit 1; \
+	  fi; \
+	  echo "==> installing Debian's chromium for the widget's browser tests (apt-get install -y chromium)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $(PROGRESS) "installing chromium" apt-get install -y -q chromium </dev/null || { \
+	    echo "==> apt-get install failed: refreshing the package lists (apt-get update) and trying again"; \
+	    $(PROGRESS) "updating the package lists" apt-get update -q </dev/null && \
+	    $(PROGRESS) "installing chromium" apt-get install -y -q chromium </dev/null; } || exit 1; \
+	fi
+	@if [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/axe-core ] || [ ! -d node_modules/jose ]; then \
+	  echo "==> installing playwright-core, axe-core and jose with npm ci (versions pinned in package-lock.json)"; \
+	  $(PROGRESS) "installing the browser tests' npm packages" npm ci --no-audit --no-fund; \
+	fi
+	@echo "==> browser tests use $$(command -v $(CHROMIUM)) ($$($(CHROMIUM) --version 2>/dev/null))"
+
+test: vet test-cross worker-deps browser-deps test-js
+	@echo "==> go test ./... (unit, contract suites, e2e in wazero and real Chromium, S3 against a real server, smoke in workerd)"
 	@$(GO) test -count=1 -timeout 30m ./...
 
 # Edge packages whose tests need a JavaScript runtime (WebCrypto interop, a
@@ -87,7 +113,7 @@ fuzz: deps
 		fi; rm -f "$$out"; \
 	done
 
-bench: guest host worker
+bench: guest host worker browser-deps
 	@echo "==> measuring into BENCHMARKS.md"
 	@$(GO) run ./tests/bench -out BENCHMARKS.md
 

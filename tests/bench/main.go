@@ -33,7 +33,12 @@
 //     with Last-Event-ID), and an audit record's cost per message;
 //   - the session check (GET /v1/me) natively and through the host, and as
 //     the sessions table grows to a million rows, with the lookup's query
-//     plan; a login's cost with argon2id in the host and in the guest.
+//     plan; a login's cost with argon2id in the host and in the guest;
+//   - the widget in Chromium (widget.go, tests/browser/bench.mjs): the
+//     loader's size and everything a visitor downloads to open the chat,
+//     the time from the launcher's click to an interactive composer, and
+//     the message round trip visitor -> person -> visitor against the same
+//     round trip between two API clients.
 //
 // Nothing here asserts a time: the report says which targets were met.
 package main
@@ -79,7 +84,7 @@ var (
 	aeadMiB  = flag.Int("aead-mib", 64, "MiB sealed by the software-AES route in the guest")
 	blobMiB  = flag.Int("blob-mib", 16, "MiB of the attachment uploaded and downloaded")
 	noWorker = flag.Bool("no-workerd", false, "skip the workerd measurements")
-	only     = flag.String("only", "", "measure only this part (identity, overload, chat) and write it to -out (default: a file in the temporary directory)")
+	only     = flag.String("only", "", "measure only this part (identity, overload, chat, widget) and write it to -out (default: a file in the temporary directory)")
 )
 
 var began = time.Now()
@@ -182,6 +187,9 @@ func bench() error {
 	if err := x.chat(); err != nil {
 		return err
 	}
+	if err := x.widget(); err != nil {
+		return err
+	}
 	x.workerd()
 
 	x.rep.para("_The whole run took %s._", time.Since(start).Round(time.Second))
@@ -216,8 +224,10 @@ func (x *b) onlyPart(start time.Time, head string) error {
 		if err = x.chat(); err == nil && !*noWorker {
 			err = x.workerdChatAlone()
 		}
+	case "widget":
+		err = x.widget()
 	default:
-		err = fmt.Errorf("-only %q: the parts are: identity, overload, chat", *only)
+		err = fmt.Errorf("-only %q: the parts are: identity, overload, chat, widget", *only)
 	}
 	if err != nil {
 		return err

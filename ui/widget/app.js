@@ -401,6 +401,7 @@ function showList() {
       h("span", { class: "pw-muted", text: when(c.last_activity_at) }))));
   ui.body.replaceChildren(h("div", { class: "pw-home" },
     h("p", { class: "pw-greet", "data-pommy": "greeting", text: cfg.greeting || t("greeting") }),
+    isAway() ? h("p", { class: "pw-away", "data-pommy": "offline", text: cfg.offline_message || t("away") }) : null,
     h("button", { type: "button", class: "pw-btn", "data-pommy": "new-conversation", onclick: () => openDraft() }, t("newConv")),
     h("h2", { class: "pw-h2", text: t("yourConvs") }),
     items.length ? h("ul", { class: "pw-list" }, items) : h("p", { class: "pw-muted", text: t("noConvs") })));
@@ -507,6 +508,15 @@ function upsert(m, live) {
   if (!cur || m.conversation_id !== cur.id) return;
   const old = msgs.get(m.id);
   msgs.set(m.id, m);
+  // The stream can bring the visitor's message before its POST answers:
+  // the queued copy leaves the log now (the entry stays queued until the
+  // answer, so a lost answer is still resent with its key).
+  const q = inflight;
+  if (!old && m.author_type === "visitor" && q && q.conv === m.conversation_id && q.text === m.text) {
+    q.shown = true;
+    const li = ui.log.querySelector(`li[data-key="${CSS.escape(q.key)}"]`);
+    if (li) li.remove();
+  }
   maxMsgSeq = Math.max(maxMsgSeq, m.seq);
   const el = renderMsg(m);
   if (old) {
@@ -544,7 +554,7 @@ function renderMsg(m) {
   else if (!m.text) bubble.append(h("p", { class: "pw-text pw-muted", text: t("file") + " …" }));
   bubble.append(h("time", { class: "pw-time", datetime: m.created_at, text: when(m.created_at) }));
   return h("li", { class: "pw-msg " + (sys ? "pw-sys" : mine ? "pw-mine" : "pw-them"), "data-pommy": "message", "data-author": m.author_type, "data-id": m.id, "data-seq": m.seq, "data-state": mine ? "sent" : null },
-    mine || sys ? null : avatar(m.author_name || (m.author_type === "agent" ? cfg.agent_name : ""), m.author_type), bubble);
+    mine || sys ? null : avatar(authorName(m), m.author_type), bubble);
 }
 
 // Attachments are fetched with the token headers (an <img src> could not
@@ -661,6 +671,9 @@ function readSoon() {
 document.addEventListener("visibilitychange", () => {
   if (document.hidden) return;
   if (isOpen) onShown();
+  // After sleep a stream can look alive and be dead: catch up at once
+  // (the watchdog ends it later); a dead one is reconnected now.
+  if (stream && cur && cur.id === stream.conv.id) catchUp().catch(() => {});
   reconnectNow();
 });
 
@@ -712,7 +725,7 @@ function prechatValues() {
 }
 
 let queue = []; // [{key, visitor, conv ("c_…" or "new:…"), text, pre_chat?, error?}]
-function saveQueue() { store.set("queue", queue.filter((q) => !q.error)); }
+function saveQueue() { store.set("queue", queue.filter((q) => !q.error).map(({ shown, ...q }) => q)); }
 
 function sendText() {
   const text = ui.input.value.trim();
@@ -739,7 +752,7 @@ function renderPending() {
   if (!ui.log || !cur) return;
   for (const li of ui.log.querySelectorAll("li[data-key]")) li.remove();
   const id = cur.id || cur.draft, live = navigator.onLine && conn !== "offline";
-  for (const q of queue.filter((x) => x.conv === id)) {
+  for (const q of queue.filter((x) => x.conv === id && !x.shown)) {
     ui.log.append(h("li", { class: "pw-msg pw-mine pw-queued", "data-pommy": "message", "data-author": "visitor", "data-key": q.key, "data-state": q.error ? "failed" : "pending" },
       h("div", { class: "pw-bubble" }, h("span", { class: "pw-name", "data-pommy": "author", text: t("you") }),
         h("p", { class: "pw-text", "data-pommy": "text" }, richText(q.text)),
@@ -752,7 +765,7 @@ function renderPending() {
 // flush sends the queue in order, one at a time. A network failure leaves
 // the entry queued (sent again with the same Idempotency-Key, so the server
 // keeps one copy); a refusal (4xx) marks it failed and moves on.
-let flushing = false, flushTimer = 0;
+let flushing = false, flushTimer = 0, inflight = null;
 async function flush() {
   if (flushing || !visitor) return;
   flushing = true;
@@ -761,6 +774,7 @@ async function flush() {
     for (;;) {
       const q = queue.find((x) => !x.error);
       if (!q) break;
+      inflight = q;
       try {
         if (q.conv.startsWith("new:")) {
           const body = { text: q.text };
@@ -790,6 +804,7 @@ async function flush() {
     }
   } finally {
     flushing = false;
+    inflight = null;
     renderPending();
   }
 }
