@@ -602,6 +602,7 @@ function renderCsat() {
     h("p", { id: "pw-csat-q", class: "pw-h2", text: t("csatQ") }), h("div", { class: "pw-stars", role: "group", "aria-labelledby": "pw-csat-q" }, stars),
     h("label", { for: "pw-csat-c", text: t("comment") }), comment, submit);
   ui.csat.append(form);
+  ui.scroll.scrollTop = ui.scroll.scrollHeight;
 }
 
 // ---- typing and read state ---------------------------------------------------
