@@ -149,13 +149,14 @@ function toParent(msg) { if (parentOrigin) parent.postMessage(msg, parentOrigin)
 
 function newToken() {
   // Ask the loader for a fresh widget token; it answers with pommy:token.
+  // One request at a time; false after 10 s without an answer.
   if (!tokenWait) {
-    tokenWait = new Promise((resolve) => {
-      tokenWait.resolve = resolve;
-      toParent({ type: "pommy:token-expired" });
-      setTimeout(() => resolve(false), 10000);
-    });
-    const p = tokenWait;
+    let done;
+    const p = new Promise((resolve) => { done = resolve; });
+    p.resolve = done;
+    tokenWait = p;
+    toParent({ type: "pommy:token-expired" });
+    setTimeout(() => done(false), 10000);
     p.then(() => { if (tokenWait === p) tokenWait = null; });
   }
   return tokenWait;
@@ -335,6 +336,7 @@ async function boot() {
     if (cfg.identity === "enforce" && !(visitor && visitor.verified)) {
       visitor = null;
       ui.body.replaceChildren(h("p", { class: "pw-gate", "data-pommy": "identity-required", text: t("identity") }));
+      setConn(navigator.onLine ? "online" : "offline");
       ui.foot.replaceChildren();
       booted = true;
       if (pendingJWT && n === bootN) boot();
@@ -372,7 +374,11 @@ async function boot() {
 async function sendAttrs() {
   if (!visitor) return;
   const attributes = {};
-  for (const k in pendingAttrs) attributes[k] = String(pendingAttrs[k]);
+  // Strings, numbers and booleans as given; null removes the attribute.
+  for (const k in pendingAttrs) {
+    const v = pendingAttrs[k];
+    attributes[k] = v === null || ["string", "number", "boolean"].includes(typeof v) ? v : String(v);
+  }
   pendingAttrs = null;
   try { await api("PATCH", "/v1/widget/visitor", { body: { attributes } }); } catch (e) { console.warn("Pommy: attributes refused:", e.code, e.message); }
 }
@@ -395,6 +401,7 @@ function showList() {
       h("span", { class: "pw-muted", text: when(c.last_activity_at) }))));
   ui.body.replaceChildren(h("div", { class: "pw-home" },
     h("p", { class: "pw-greet", "data-pommy": "greeting", text: cfg.greeting || t("greeting") }),
+    isAway() ? h("p", { class: "pw-away", "data-pommy": "offline", text: cfg.offline_message || t("away") }) : null,
     h("button", { type: "button", class: "pw-btn", "data-pommy": "new-conversation", onclick: () => openDraft() }, t("newConv")),
     h("h2", { class: "pw-h2", text: t("yourConvs") }),
     items.length ? h("ul", { class: "pw-list" }, items) : h("p", { class: "pw-muted", text: t("noConvs") })));
@@ -422,15 +429,20 @@ function convView() {
   ui.foot.replaceChildren(composer());
 }
 
+// The tenant's greeting opens every conversation (it is not a message).
+function greet() {
+  ui.top.append(h("div", { class: "pw-msg pw-them", "data-pommy": "greeting" }, avatar(cfg.agent_name, "agent"),
+    h("div", { class: "pw-bubble" }, h("span", { class: "pw-name", text: cfg.agent_name || t("assistant") }),
+      h("p", { class: "pw-text", text: cfg.greeting || t("greeting") }))));
+}
+
 function openDraft(id) {
   stopStream();
   cur = { draft: id || "new:" + uuid(), status: "open" };
   msgs = new Map();
   lastSeq = 0;
   convView();
-  ui.top.append(h("div", { class: "pw-msg pw-them", "data-pommy": "greeting" }, avatar(cfg.agent_name, "agent"),
-    h("div", { class: "pw-bubble" }, h("span", { class: "pw-name", text: cfg.agent_name || t("assistant") }),
-      h("p", { class: "pw-text", text: cfg.greeting || t("greeting") }))));
+  greet();
   if (isAway()) ui.top.append(h("p", { class: "pw-away", "data-pommy": "offline", text: cfg.offline_message || t("away") }));
   const pc = cfg.pre_chat;
   if (pc && pc.enabled && pc.fields && pc.fields.length && !visitor.verified && !queue.some((q) => q.conv === cur.draft)) {
@@ -456,6 +468,7 @@ async function openConv(c) {
   store.set("current", c.id);
   lastSeq = 0;
   convView();
+  greet();
   ui.prechat = null;
   setConn("connecting");
   try {
@@ -495,6 +508,15 @@ function upsert(m, live) {
   if (!cur || m.conversation_id !== cur.id) return;
   const old = msgs.get(m.id);
   msgs.set(m.id, m);
+  // The stream can bring the visitor's message before its POST answers:
+  // the queued copy leaves the log now (the entry stays queued until the
+  // answer, so a lost answer is still resent with its key).
+  const q = inflight;
+  if (!old && m.author_type === "visitor" && q && q.conv === m.conversation_id && q.text === m.text) {
+    q.shown = true;
+    const li = ui.log.querySelector(`li[data-key="${CSS.escape(q.key)}"]`);
+    if (li) li.remove();
+  }
   maxMsgSeq = Math.max(maxMsgSeq, m.seq);
   const el = renderMsg(m);
   if (old) {
@@ -528,9 +550,11 @@ function renderMsg(m) {
   const bubble = h("div", { class: "pw-bubble" }, sys ? null : h("span", { class: "pw-name", "data-pommy": "author", text: authorName(m) }));
   if (m.text) bubble.append(h("p", { class: "pw-text", "data-pommy": "text" }, richText(m.text)));
   if (m.attachment) bubble.append(attachmentView(m));
+  // A message that announced a file whose upload has not landed yet.
+  else if (!m.text) bubble.append(h("p", { class: "pw-text pw-muted", text: t("file") + " …" }));
   bubble.append(h("time", { class: "pw-time", datetime: m.created_at, text: when(m.created_at) }));
   return h("li", { class: "pw-msg " + (sys ? "pw-sys" : mine ? "pw-mine" : "pw-them"), "data-pommy": "message", "data-author": m.author_type, "data-id": m.id, "data-seq": m.seq, "data-state": mine ? "sent" : null },
-    mine || sys ? null : avatar(m.author_name || (m.author_type === "agent" ? cfg.agent_name : ""), m.author_type), bubble);
+    mine || sys ? null : avatar(authorName(m), m.author_type), bubble);
 }
 
 // Attachments are fetched with the token headers (an <img src> could not
@@ -647,6 +671,9 @@ function readSoon() {
 document.addEventListener("visibilitychange", () => {
   if (document.hidden) return;
   if (isOpen) onShown();
+  // After sleep a stream can look alive and be dead: catch up at once
+  // (the watchdog ends it later); a dead one is reconnected now.
+  if (stream && cur && cur.id === stream.conv.id) catchUp().catch(() => {});
   reconnectNow();
 });
 
@@ -698,7 +725,7 @@ function prechatValues() {
 }
 
 let queue = []; // [{key, visitor, conv ("c_…" or "new:…"), text, pre_chat?, error?}]
-function saveQueue() { store.set("queue", queue.filter((q) => !q.error)); }
+function saveQueue() { store.set("queue", queue.filter((q) => !q.error).map(({ shown, ...q }) => q)); }
 
 function sendText() {
   const text = ui.input.value.trim();
@@ -725,7 +752,7 @@ function renderPending() {
   if (!ui.log || !cur) return;
   for (const li of ui.log.querySelectorAll("li[data-key]")) li.remove();
   const id = cur.id || cur.draft, live = navigator.onLine && conn !== "offline";
-  for (const q of queue.filter((x) => x.conv === id)) {
+  for (const q of queue.filter((x) => x.conv === id && !x.shown)) {
     ui.log.append(h("li", { class: "pw-msg pw-mine pw-queued", "data-pommy": "message", "data-author": "visitor", "data-key": q.key, "data-state": q.error ? "failed" : "pending" },
       h("div", { class: "pw-bubble" }, h("span", { class: "pw-name", "data-pommy": "author", text: t("you") }),
         h("p", { class: "pw-text", "data-pommy": "text" }, richText(q.text)),
@@ -738,7 +765,7 @@ function renderPending() {
 // flush sends the queue in order, one at a time. A network failure leaves
 // the entry queued (sent again with the same Idempotency-Key, so the server
 // keeps one copy); a refusal (4xx) marks it failed and moves on.
-let flushing = false, flushTimer = 0;
+let flushing = false, flushTimer = 0, inflight = null;
 async function flush() {
   if (flushing || !visitor) return;
   flushing = true;
@@ -747,6 +774,7 @@ async function flush() {
     for (;;) {
       const q = queue.find((x) => !x.error);
       if (!q) break;
+      inflight = q;
       try {
         if (q.conv.startsWith("new:")) {
           const body = { text: q.text };
@@ -776,6 +804,7 @@ async function flush() {
     }
   } finally {
     flushing = false;
+    inflight = null;
     renderPending();
   }
 }
@@ -951,7 +980,11 @@ function onEvent(ev) {
       if (!cur.csat && d.rating) { cur.csat = { rating: d.rating }; renderCsat(); }
       break;
     case "merged": case "conversation.merged":
-      loadList().then(showList, showList);
+      // This conversation went into another: follow it there.
+      loadList().then(() => {
+        const into = convs.find((c) => c.id === d.into);
+        if (into) openConv(into); else showList();
+      }, showList);
       break;
   }
 }

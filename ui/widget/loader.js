@@ -247,7 +247,8 @@
       buildLauncher(t.launcher || {});
       queued.forEach(run);
     }, function (e) {
-      warn(e.status === 403 ? "this site's origin is not allowed for this tenant" : e.status === 404 ? "unknown tenant" : "could not reach the platform (" + e.message + ")");
+      // A refused origin gets no CORS header, so the page sees only a failed fetch.
+      warn(e.status === 404 ? "unknown tenant" : "no widget: this site's origin is not allowed for the tenant, or the platform could not be reached");
     });
   }
   if (document.body) start(); else document.addEventListener("DOMContentLoaded", start);
