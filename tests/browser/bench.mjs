@@ -113,7 +113,7 @@ for (let i = 0; i < OPENINGS; i++) {
     await page.waitForLoadState('networkidle');
     const onLoad = reqs.slice(0, loaded);
     const onOpen = reqs.slice(loaded);
-    out.requests = reqs.map(({ url, status, raw, gzip, wire, encoding, type }) => ({ url: url.replace(/([?&](v|tenant)=)[^&]+/g, '$1…'), status, raw, gzip, wire, encoding, type }));
+    out.requests = reqs.map(({ url, status, raw, gzip, wire, encoding, type }) => ({ url: url.replace(/([?&](v|tenant)=)[^&]+/g, '$1…').replace(/\/widget\/frame\/t_[a-z0-9]+/, '/widget/frame/{tenant}'), status, raw, gzip, wire, encoding, type }));
     out.onLoad = { n: onLoad.length, raw: sum(onLoad, 'raw'), gzip: sum(onLoad, 'gzip'), wire: sum(onLoad, 'wire') };
     out.onOpen = { n: onOpen.length, raw: sum(onOpen, 'raw'), gzip: sum(onOpen, 'gzip'), wire: sum(onOpen, 'wire') };
     for (const r of reqs) if (r.error) failures.push(`reading ${r.url}: ${r.error}`);
