@@ -10,12 +10,36 @@ import (
 
 	"pommy.ai/edge/tests/apitest"
 	"pommy.ai/edge/tests/jwtsign"
+	"pommy.ai/edge/tests/openapi"
 	"pommy.ai/edge/tests/widgettest"
 )
 
 // The visitor's side of conversations through the compiled guest in the
 // wazero host: the real middleware (widget and visitor tokens, limits),
 // the real stream hand-off, the real blob store.
+
+// chatClient is a client whose exchanges with the visitor routes and the
+// people's conversation routes are held to docs/openapi.yaml (the widget
+// capability's own routes are the server's to describe).
+func chatClient(t *testing.T) *apitest.Client {
+	t.Helper()
+	c := &apitest.Client{Base: startHome(t, homeOptions{}).url}
+	v, err := openapi.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Check = chatCheck{v}
+	return c
+}
+
+type chatCheck struct{ v *openapi.Validator }
+
+func (c chatCheck) Check(t testing.TB, x *apitest.Exchange) {
+	p := x.Request.URL.Path
+	if strings.HasPrefix(p, "/v1/widget/conversations") || p == "/v1/widget/visitor" || strings.HasPrefix(p, "/v1/conversations") || strings.HasPrefix(p, "/v1/contacts") {
+		c.v.Check(t, x)
+	}
+}
 
 type visitorEvents struct {
 	Events []struct {
@@ -31,7 +55,7 @@ type visitorEvents struct {
 // team's; read positions travel both ways; a private note never reaches
 // the visitor; the conversation is rated once resolved.
 func TestWidgetChat(t *testing.T) {
-	c := &apitest.Client{Base: startHome(t, homeOptions{}).url}
+	c := chatClient(t)
 	site := widgettest.NewSite(t, c, "Chat Co", "https://shop.example")
 	v := site.Anonymous(t)
 	conv := site.StartID(t, v, "Merhaba, <b>siparişim</b> nerede?")
@@ -133,7 +157,7 @@ func TestWidgetChat(t *testing.T) {
 // store sealed, typed by its content; HTML named .png is refused; the
 // team downloads it named; another visitor cannot.
 func TestWidgetAttachments(t *testing.T) {
-	c := &apitest.Client{Base: startHome(t, homeOptions{}).url}
+	c := chatClient(t)
 	site := widgettest.NewSite(t, c, "Files Co", "https://shop.example")
 	site.Settings(t, map[string]any{"attachment_max_bytes": 4096}).Expect(t, 200)
 	v := site.Anonymous(t)
@@ -182,7 +206,7 @@ func TestWidgetAttachments(t *testing.T) {
 // made then, with the claims), and the same sub later finds the same
 // conversations.
 func TestWidgetVerifiedVisitorChats(t *testing.T) {
-	c := &apitest.Client{Base: startHome(t, homeOptions{}).url}
+	c := chatClient(t)
 	site := widgettest.NewSite(t, c, "Verified Co", "https://shop.example")
 	secret := site.IdentitySecret(t)
 	site.Settings(t, map[string]any{"identity": "optional"}).Expect(t, 200)
@@ -207,7 +231,7 @@ func TestWidgetVerifiedVisitorChats(t *testing.T) {
 // TestWidgetSendsRaceOnce: concurrent retries of one send (the widget's
 // offline queue flushing twice) make one message.
 func TestWidgetSendsRaceOnce(t *testing.T) {
-	c := &apitest.Client{Base: startHome(t, homeOptions{}).url}
+	c := chatClient(t)
 	site := widgettest.NewSite(t, c, "Race Co", "https://shop.example")
 	v := site.Anonymous(t)
 	conv := site.StartID(t, v, "first")
