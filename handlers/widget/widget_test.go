@@ -170,6 +170,9 @@ func TestSettingsDefaultsAndValidation(t *testing.T) {
 		{`{"greeting": "bell\u0007"}`, "invalid_greeting"},
 		{`{"business_hours": {"timezone": "Europe/Istanbul", "week": {"mon": [["18:00", "09:00"]]}}}`, "invalid_business_hours"},
 		{`{"business_hours": {"timezone": "Europe/Istanbul", "week": {"someday": []}}}`, "invalid_business_hours"},
+		{`{"business_hours": {"timezone": "Europe/Istanbul", "week": {"mon": [["09:00", "12:00", "13:00"]]}}}`, "invalid_business_hours"},
+		{`{"business_hours": {"timezone": "Europe/Istanbul", "week": {"mon": [["09:00", "12:00"], ["11:00", "13:00"]]}}}`, "invalid_business_hours"},
+		{`{"business_hours": {"timezone": "Europe/Istanbul", "week": {"mon": [["09:00", "10:00"], ["11:00", "12:00"], ["13:00", "14:00"], ["15:00", "16:00"], ["17:00", "18:00"]]}}}`, "invalid_business_hours"},
 		{`{"business_hours": {"timezone": "../etc/passwd", "week": {}}}`, "invalid_business_hours"},
 		{`{"business_hours": {"timezone": "UTC", "week": {}, "extra": 1}}`, "invalid_business_hours"},
 		{`{"pre_chat": {"enabled": true, "fields": [{"name": "phone", "required": true}]}}`, "invalid_pre_chat"},
@@ -779,7 +782,7 @@ func TestAssets(t *testing.T) {
 
 	// The frame: 404 page nobody may frame until the tenant lists origins.
 	w = get(f.svc.Frame, "/widget/frame/"+f.a, false)
-	if w.Code != 404 || !strings.HasSuffix(w.Header().Get("Content-Security-Policy"), "frame-ancestors 'none'") || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/html") {
+	if w.Code != 404 || !strings.HasSuffix(w.Header().Get("Content-Security-Policy"), "frame-ancestors 'none'") || errCode(t, w) != "not_found" {
 		t.Fatalf("frame without origins: %d %v", w.Code, w.Header())
 	}
 	want(t, f.patch(t, f.a, `{"allowed_origins": ["`+shop+`", "http://localhost:8080"], "locale": "tr"}`), 200, "")
@@ -816,4 +819,39 @@ func TestAssets(t *testing.T) {
 func getAssetRawFrame() []byte {
 	b, _ := fs.ReadFile(ui.Widget, "widget/frame.html")
 	return b
+}
+
+func TestShapes(t *testing.T) {
+	for s, want := range map[string]bool{"#a0B1c2": true, "#a0b1c": false, "a0b1c2f": false, "#a0b1cg": false} {
+		if validColor(s) != want {
+			t.Errorf("validColor(%q) != %v", s, want)
+		}
+	}
+	for s, want := range map[string]bool{"UTC": true, "Europe/Istanbul": true, "America/Argentina/Buenos_Aires": true, "Etc/GMT+3": true,
+		"europe/Istanbul": false, "Europe": false, "Europe/../x": false, "Europe//x": false, "A/b/c/d": false, "Europe/Ista nbul": false, "<b>/x": false} {
+		if validZone(s) != want {
+			t.Errorf("validZone(%q) != %v", s, want)
+		}
+	}
+	for s, want := range map[string]bool{"00:00": true, "23:59": true, "24:00": true, "24:01": false, "9:00": false, "12:60": false, "ab:cd": false} {
+		if validTime(s) != want {
+			t.Errorf("validTime(%q) != %v", s, want)
+		}
+	}
+}
+
+func TestRenderFrame(t *testing.T) {
+	got, err := renderFrame(`<html lang="{{.Lang}}"><script src="{{ .AppJS }}"></script><link href="{{.Asset "app.css"}}">{{.Tenant}}`,
+		map[string]string{".Lang": `"><script>`, ".AppJS": "/a.js?v=1", ".Tenant": "t_x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `<html lang="&#34;&gt;&lt;script&gt;"><script src="/a.js?v=1"></script><link href="` + assetURL("app.css") + `">t_x`; got != want {
+		t.Fatalf("got %s\nwant %s", got, want)
+	}
+	for _, bad := range []string{"{{.Nope}}", "{{.Lang", `{{.Asset "missing.js"}}`} {
+		if _, err := renderFrame(bad, map[string]string{".Lang": "en"}); err == nil {
+			t.Errorf("%s rendered", bad)
+		}
+	}
 }
