@@ -22,27 +22,12 @@ import (
 // wazero host: the real middleware (widget and visitor tokens, limits),
 // the real stream hand-off, the real blob store.
 
-// chatClient is a client whose exchanges with the visitor routes and the
-// people's conversation routes are held to docs/openapi.yaml (the widget
-// capability's own routes are the server's to describe).
+// chatClient is a client whose every exchange is held to docs/openapi.yaml.
 func chatClient(t *testing.T) *apitest.Client {
 	t.Helper()
 	c := &apitest.Client{Base: startHome(t, homeOptions{}).url}
-	v, err := openapi.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Check = chatCheck{v}
+	openapi.Attach(t, c)
 	return c
-}
-
-type chatCheck struct{ v *openapi.Validator }
-
-func (c chatCheck) Check(t testing.TB, x *apitest.Exchange) {
-	p := x.Request.URL.Path
-	if strings.HasPrefix(p, "/v1/widget/conversations") || p == "/v1/widget/visitor" || strings.HasPrefix(p, "/v1/conversations") || strings.HasPrefix(p, "/v1/contacts") {
-		c.v.Check(t, x)
-	}
 }
 
 type visitorEvents struct {
