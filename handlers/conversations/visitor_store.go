@@ -262,12 +262,13 @@ func (s *Store) VisitorStart(ctx context.Context, v Visitor, text string, pre *P
 }
 
 // VisitorSend sends the visitor's message; announce, if not nil, is the
-// file the message carries (uploaded next, VisitorAttach).
+// file the message carries (uploaded next, VisitorAttach). A resolved or
+// snoozed conversation opens again: the visitor is writing.
 func (s *Store) VisitorSend(ctx context.Context, v Visitor, convID, text string, announce *Announcement, idemKey string) (*VMessage, bool, error) {
 	if _, err := s.visitorConv(ctx, v.ID, convID); err != nil {
 		return nil, false, err
 	}
-	m, replay, err := s.Send(ctx, v.actor(), convID, SendInput{Text: text, announce: announce}, idemKey)
+	m, replay, err := s.Send(ctx, v.actor(), convID, SendInput{Text: text, announce: announce, reopen: true}, idemKey)
 	if err != nil {
 		return nil, false, err
 	}
