@@ -872,3 +872,25 @@ func TestVisitorMessageReopens(t *testing.T) {
 		t.Fatalf("snoozed conversation after the visitor wrote: %+v", c)
 	}
 }
+
+// TestVisitorPreChatFillsAnExistingContact: a contact made earlier by
+// setting attributes gets the pre-chat name and email of the visitor's
+// first conversation; what a contact has is never overwritten.
+func TestVisitorPreChatFillsAnExistingContact(t *testing.T) {
+	f := open(t)
+	ctx := context.Background()
+	v := f.visitor("ct_" + strings.Repeat("k", 26))
+	call(t, routes.VisitorUpdate, v, "PATCH", "/v1/widget/visitor", map[string]any{"attributes": map[string]any{"plan": "pro"}}).want(t, 200)
+	call(t, routes.VisitorStart, v, "POST", "/v1/widget/conversations", map[string]any{"pre_chat": map[string]any{"name": "Deniz", "email": "deniz@example.com"}}, idem()...).want(t, 201)
+	c, err := f.s.Contact(ctx, v.VisitorID)
+	if err != nil || c.Name != "Deniz" || c.Email != "deniz@example.com" || string(c.Attributes) != `{"plan":"pro"}` {
+		t.Fatalf("contact %+v %v", c, err)
+	}
+	call(t, routes.VisitorStart, v, "POST", "/v1/widget/conversations", map[string]any{"pre_chat": map[string]any{"name": "Someone", "email": "other@example.com"}}, idem()...).want(t, 201)
+	if c, _ := f.s.Contact(ctx, v.VisitorID); c.Name != "Deniz" || c.Email != "deniz@example.com" {
+		t.Fatalf("a later pre-chat overwrote the contact: %+v", c)
+	}
+	if _, err := f.s.ContactByEmail(ctx, "deniz@example.com"); err == nil {
+		t.Fatal("a typed email was indexed")
+	}
+}
