@@ -302,7 +302,7 @@ func (s *Store) VisitorStart(ctx context.Context, v Visitor, text string, pre *P
 	in := CreateInput{ContactID: v.ID}
 	if text != "" {
 		in.Message = &SendInput{Text: text}
-		if err := checkText(text, "message."); err != nil {
+		if err := checkText(text, ""); err != nil {
 			return nil, nil, false, err
 		}
 	}

@@ -284,11 +284,14 @@ func TestVisitorStart(t *testing.T) {
 	}
 	call(t, routes.VisitorStart, x, "POST", "/v1/widget/conversations", map[string]any{"pre_chat": map[string]any{"name": strings.Repeat("n", MaxName+1)}}, idem()...).
 		wantErr(t, 422, "name_too_long")
-	call(t, routes.VisitorStart, x, "POST", "/v1/widget/conversations", map[string]any{"text": strings.Repeat("x", MaxText+1)}, idem()...).
-		wantErr(t, 422, "text_too_long")
+	long := call(t, routes.VisitorStart, x, "POST", "/v1/widget/conversations", map[string]any{"text": strings.Repeat("x", MaxText+1)}, idem()...)
+	if long.wantErr(t, 422, "text_too_long").json(t)["error"].(map[string]any)["field"] != "text" {
+		t.Errorf("text too long: %s", long.body)
+	}
 	if _, err := f.s.Contact(ctx, x.VisitorID); err == nil {
 		t.Fatal("a refused start made the contact")
 	}
+	call(t, routes.VisitorStart, x, "POST", "/v1/widget/conversations", map[string]any{"text": strings.Repeat("x", MaxText)}, idem()...).want(t, 201)
 }
 
 // TestVisitorSend: Idempotency-Key required; a retry is 200 with the
