@@ -134,7 +134,8 @@ function richText(text) {
 const PALETTE = ["#1f5f8b", "#7a3e9d", "#2e7d32", "#a1451b", "#00695c", "#ad1457", "#4e5b6e", "#5d4037"];
 function avatar(name, type) {
   const n = (name || (type === "agent" ? "AI" : "?")).trim();
-  const ini = type === "agent" && !name ? "AI" : n.split(/\s+/).slice(0, 2).map((w) => Array.from(w)[0] || "").join("").toLocaleUpperCase(lang);
+  // Initials of the words that start with a letter or digit ("Ayşe <b>" → "A").
+  const ini = type === "agent" && !name ? "AI" : n.split(/\s+/).filter((w) => /^[\p{L}\p{N}]/u.test(w)).slice(0, 2).map((w) => Array.from(w)[0]).join("").toLocaleUpperCase(lang);
   let hsh = 0;
   for (const c of n) hsh = (hsh * 31 + c.codePointAt(0)) >>> 0;
   const el = h("span", { class: "pw-av", "aria-hidden": "true", text: ini || "?" });
