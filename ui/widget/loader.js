@@ -59,7 +59,9 @@
         // Refresh a minute before it expires, so the chat rarely sees a stale one.
         clearTimeout(refreshTimer);
         var ms = Date.parse(t.expires_at) - Date.now() - 60000;
-        refreshTimer = setTimeout(refresh, Math.max(ms, 10000));
+        // Only a chat that was opened needs a fresh token in the background:
+        // idle pages ask again when (if ever) the visitor opens it.
+        refreshTimer = setTimeout(function () { if (frame) refresh(); }, Math.max(ms, 10000));
         return t;
       });
   }
@@ -204,6 +206,9 @@
 
   function open() {
     if (!launcher) return;
+    if (!frame && Date.parse(token.expires_at) - Date.now() < 60000) {
+      return fetchToken().then(open, function () { warn("the platform could not be reached"); });
+    }
     if (!frame) buildFrame();
     if (isOpen) return;
     isOpen = true;
