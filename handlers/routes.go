@@ -450,7 +450,10 @@ func PermissionsDoc() string {
 	b.WriteString("(or `POMMY_UPDATE_DOCS=1 go test ./handlers -run TestPermissionsDoc`). Do not edit by hand.\n\n")
 	b.WriteString("The tenant always comes from the credential (session cookie or API key), never from the request.\n")
 	b.WriteString("`yes` means the role may call the route; `—` means 403. An API key needs the scope shown;\n")
-	b.WriteString("`session only` means API keys get 403 `session_required`. Public routes need no credential.\n\n")
+	b.WriteString("`session only` means API keys get 403 `session_required`. Public routes need no credential.\n")
+	b.WriteString("`widget visitor only` routes are the chat widget's: they need a widget token and a visitor token\n")
+	b.WriteString("(headers `Pommy-Widget`, `Pommy-Visitor`; docs/widget.md) and reach only that visitor's own conversations;\n")
+	b.WriteString("no role and no API key may call them (401 `widget_token_invalid`).\n\n")
 	b.WriteString("| method | path | permission | owner | admin | agent | API key scope | what |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|\n")
 	for _, rt := range (&app{}).routes() {
@@ -470,14 +473,21 @@ func PermissionsDoc() string {
 		if rt.Scope != nil {
 			sc = "`" + rt.Scope.String() + "`"
 		}
-		if rt.Perm == permPublic {
+		switch rt.Perm {
+		case permPublic:
 			p, sc = "public", "public"
+		case permVisitor:
+			// No role and no key reaches a visitor route: people and
+			// keys get 401 widget_token_invalid there.
+			cells = []string{"—", "—", "—"}
+			p, sc = "widget visitor only", "—"
 		}
 		fmt.Fprintf(&b, "| %s | `%s` | %s | %s | %s | %s | %s | %s |\n", rt.Method, rt.Pattern, p, cells[0], cells[1], cells[2], sc, rt.Summary)
 	}
 	b.WriteString("\n## What each permission allows\n\n")
 	b.WriteString("Errors name a permission by its phrase (`the agent role may not manage API keys`), never by its internal name.\n\n")
 	b.WriteString("| permission | allows a role to | roles |\n|---|---|---|\n")
+	fmt.Fprintf(&b, "| %s | %s | %s |\n", permVisitor, permPhrases[permVisitor], "none: the widget's visitors only")
 	for _, p := range perms {
 		var who []string
 		for _, role := range roles {

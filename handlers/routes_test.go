@@ -63,6 +63,18 @@ func TestRouteTable(t *testing.T) {
 		if rt.handle == nil || rt.public != nil {
 			t.Errorf("%s: tenant route must have a scoped handler", k)
 		}
+		if rt.Perm == permVisitor {
+			// The widget's visitor: no role, no API key scope.
+			for _, role := range roles {
+				if roleAllows(role, rt.Perm) {
+					t.Errorf("%s: the %s role holds the visitor permission", k, role)
+				}
+			}
+			if rt.Scope != nil {
+				t.Errorf("%s: a visitor route must not be reachable with an API key scope", k)
+			}
+			continue
+		}
 		if !roleAllows(roleOwner, rt.Perm) {
 			t.Errorf("%s: permission %q is granted to no role", k, rt.Perm)
 		}

@@ -86,6 +86,9 @@ type config struct {
 	clientIPHdr     string
 	origins         []string
 	logLevel        slog.Level
+	// widgetDemo is the loopback address of the widget's demo host page
+	// (demo.go); empty: none.
+	widgetDemo string
 
 	// The HTTP server's limits (host.ServerOptions, host.Options).
 	readHeaderTimeout time.Duration
@@ -154,6 +157,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.BoolVar(&c.egressPriv, "egress-private", parsed("POMMY_EGRESS_PRIVATE", false, parseBool).(bool), "let outbound HTTP reach loopback and private addresses (an AI model or a tool on the operator's own network) when --egress-allow names them; off: refused, so a tenant's tool URL cannot probe the network around the server (POMMY_EGRESS_PRIVATE)")
 	fs.StringVar(&origins, "public-origin", str("POMMY_PUBLIC_ORIGIN", ""), "comma-separated `origins` (scheme://host[:port]) people reach this server at, e.g. https://support.example.com; requests for any other Host get 421. Default on a loopback --addr: its http://127.0.0.1, localhost and [::1] origins; required on any other address (POMMY_PUBLIC_ORIGIN)")
 	fs.StringVar(&c.clientIPHdr, "client-ip-header", str("POMMY_CLIENT_IP_HEADER", ""), "`header` a trusted reverse proxy sets to the client's address (e.g. X-Real-IP); empty: the peer address. Set it behind a proxy, or every client shares the proxy's login and abuse limits (POMMY_CLIENT_IP_HEADER)")
+	fs.StringVar(&c.widgetDemo, "widget-demo", str("POMMY_WIDGET_DEMO", ""), "also serve, on this loopback `address` (e.g. 127.0.0.1:8790), a demo host page that embeds the widget of the tenant named by its ?tenant= query; add its origin to the tenant's allowed origins (POMMY_WIDGET_DEMO)")
 	fs.StringVar(&level, "log-level", str("POMMY_LOG_LEVEL", "info"), "debug, info, warn or error (POMMY_LOG_LEVEL)")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: pommy [flags]\n\nRuns the Pommy Edge local home: the application's guest in a wazero host,\non embedded stores under --data. Every flag can also be set through the\nenvironment variable named with it; a flag wins over its variable.\n\nFlags:\n")
@@ -213,6 +217,11 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 			c.origins = append(c.origins, n)
 		}
 	}
+	if c.widgetDemo != "" {
+		if err := checkDemoAddr(c.widgetDemo); err != nil {
+			return c, err
+		}
+	}
 	if err := c.logLevel.UnmarshalText([]byte(level)); err != nil {
 		return c, fmt.Errorf("--log-level: %q is not debug, info, warn or error", level)
 	}
@@ -235,6 +244,13 @@ func run(ctx context.Context, c config, log *slog.Logger, ready func(addr string
 	origins, err := publicOrigins(c.origins, ln.Addr())
 	if err != nil {
 		return err
+	}
+	var demoLn net.Listener
+	if c.widgetDemo != "" {
+		if demoLn, err = net.Listen("tcp", c.widgetDemo); err != nil {
+			return fmt.Errorf("--widget-demo: %w", err)
+		}
+		defer demoLn.Close()
 	}
 	p, err := local.Open(ctx, local.Config{Dir: c.data, S3: c.s3, Egress: egress.Options{Allow: c.egressAllow, AllowPrivateNetworks: c.egressPriv}})
 	if err != nil {
@@ -297,6 +313,11 @@ func run(ctx context.Context, c config, log *slog.Logger, ready func(addr string
 	if c.scheduleEvry > 0 {
 		go h.Schedule(ctx, c.scheduleEvry)
 		go sweepKV(ctx, p, c.scheduleEvry, log)
+	}
+	if demoLn != nil {
+		demo := serveDemo(demoLn, origins[0], log)
+		defer demo.Close()
+		log.Info("widget demo page", "url", "http://"+demoLn.Addr().String()+"/?tenant=", "allowed_origin", "http://"+demoLn.Addr().String())
 	}
 	ready(ln.Addr().String())
 

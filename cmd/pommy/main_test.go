@@ -228,7 +228,8 @@ func TestRunRestartKeepsData(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building the guest: %v\n%s", err, out)
 	}
-	cfg, err := parseConfig([]string{"--addr", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--module", module}, func(string) string { return "" }, io.Discard)
+	// The widget's demo page rides along (demo.go), on a port of its own.
+	cfg, err := parseConfig([]string{"--addr", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--module", module, "--widget-demo", "127.0.0.1:0"}, func(string) string { return "" }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,8 +238,9 @@ func TestRunRestartKeepsData(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		addrc := make(chan string, 1)
 		done := make(chan error, 1)
+		logs := &syncLog{}
 		go func() {
-			done <- run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), func(a string) { addrc <- a })
+			done <- run(ctx, cfg, slog.New(slog.NewJSONHandler(logs, nil)), func(a string) { addrc <- a })
 		}()
 		var base string
 		select {
@@ -246,6 +248,9 @@ func TestRunRestartKeepsData(t *testing.T) {
 			base = "http://" + a
 		case err := <-done:
 			t.Fatalf("run %d ended before listening: %v", i, err)
+		}
+		if i == 0 {
+			checkDemoServed(t, logs.String(), base)
 		}
 		if i == 0 {
 			_, key = (&apitest.Client{Base: base}).Tenant(t, "Acme")

@@ -147,10 +147,14 @@ type PreChat struct {
 // ensureContact makes the visitor's contact row the first time they start
 // a conversation or set attributes: a visitor token names a contact id
 // that may not exist yet (minting one writes nothing). Its PII is the
-// verified claims, else what the pre-chat form gave. If the email's blind
-// index is already another contact's, the contact is made without it: two
-// contacts are never merged silently, and a visitor cannot take over the
-// history of whoever owns an email by typing it.
+// verified claims, else what the pre-chat form gave. Only an email the
+// tenant vouched for (the identity JWT's claim) enters the blind index
+// that finds a contact by email: an email typed into the pre-chat form is
+// kept, sealed, but unindexed, so a visitor who types someone else's
+// address never becomes the contact the team finds for it (and the real
+// owner, arriving verified later, does). If a verified email's index is
+// already another contact's, the contact is made without it: two contacts
+// are never merged silently.
 func (s *Store) ensureContact(ctx context.Context, v Visitor, pre *PreChat) error {
 	if !validID("ct", v.ID) {
 		return errNoContact
@@ -164,13 +168,14 @@ func (s *Store) ensureContact(ctx context.Context, v Visitor, pre *PreChat) erro
 	}
 	var p pii
 	p.Attributes = json.RawMessage("{}")
+	vouched := false
 	if v.Verified {
 		p.Name = truncate(strings.TrimSpace(v.Name), MaxName*4)
 		if utf8.RuneCountInString(p.Name) > MaxName {
 			p.Name = string([]rune(p.Name)[:MaxName])
 		}
 		if e, err := NormalizeEmail(v.Email); err == nil {
-			p.Email = e
+			p.Email, vouched = e, true
 		}
 	}
 	if pre != nil {
@@ -188,6 +193,9 @@ func (s *Store) ensureContact(ctx context.Context, v Visitor, pre *PreChat) erro
 	sealed, idx, err := s.sealContact(ctx, v.ID, p)
 	if err != nil {
 		return err
+	}
+	if !vouched {
+		idx = nil
 	}
 	now := s.now()
 	_, err = s.SQL.Exec(ctx, `INSERT INTO contacts (tenant_id, id, pii_sealed, email_index, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)`,
@@ -362,18 +370,14 @@ func (s *Store) VisitorAttributes(ctx context.Context, v Visitor, attrs json.Raw
 		if p.Attributes, err = ParseAttributes(merged); err != nil {
 			return err // the merged set crosses a limit
 		}
-		sealed, idx, err := s.sealContact(ctx, v.ID, p)
+		sealed, _, err := s.sealContact(ctx, v.ID, p)
 		if err != nil {
 			return err
 		}
-		res, err := s.SQL.Exec(ctx, `UPDATE contacts SET pii_sealed = ?, email_index = ?, version = version + 1, updated_at = ? WHERE tenant_id = ? AND id = ? AND version = ?`,
-			sealed, idx, s.now(), s.Tenant, v.ID, c.Version)
-		if errors.Is(err, storage.ErrConflict) {
-			// The contact was made without its email's index (taken):
-			// keep it so.
-			res, err = s.SQL.Exec(ctx, `UPDATE contacts SET pii_sealed = ?, version = version + 1, updated_at = ? WHERE tenant_id = ? AND id = ? AND version = ?`,
-				sealed, s.now(), s.Tenant, v.ID, c.Version)
-		}
+		// Attributes never change the email, so its index (or its
+		// absence: unvouched, or taken) stays as it is.
+		res, err := s.SQL.Exec(ctx, `UPDATE contacts SET pii_sealed = ?, version = version + 1, updated_at = ? WHERE tenant_id = ? AND id = ? AND version = ?`,
+			sealed, s.now(), s.Tenant, v.ID, c.Version)
 		if err != nil {
 			return err
 		}

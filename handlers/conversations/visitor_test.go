@@ -226,8 +226,10 @@ func TestVisitorStart(t *testing.T) {
 	if err != nil || ct.Name != "Zeynep" || ct.Email != "zeynep@example.com" {
 		t.Fatalf("contact %+v %v", ct, err)
 	}
-	if byEmail, err := f.s.ContactByEmail(ctx, "zeynep@example.com"); err != nil || byEmail.ID != v.VisitorID {
-		t.Fatalf("the pre-chat email is not indexed: %+v %v", byEmail, err)
+	// A typed email is nobody's word: it is not indexed (the team does not
+	// find this contact by it; a verified owner of the address would be).
+	if byEmail, err := f.s.ContactByEmail(ctx, "zeynep@example.com"); err == nil {
+		t.Fatalf("an anonymous visitor's typed email is indexed: %+v", byEmail)
 	}
 	// A second conversation: the contact stays as it was.
 	f.start(t, v, "")
@@ -246,12 +248,30 @@ func TestVisitorStart(t *testing.T) {
 		t.Fatalf("the visitor's contact %+v %v", c, err)
 	}
 
-	// A verified visitor: the claims are the contact's name and email.
+	// A verified visitor: the claims are the contact's name and email, and
+	// the email is indexed, even though an anonymous visitor typed it
+	// first (no squatting).
+	squatter := f.visitor("ct_" + strings.Repeat("g", 26))
+	call(t, routes.VisitorStart, squatter, "POST", "/v1/widget/conversations", map[string]any{"pre_chat": map[string]any{"email": "mehmet@example.com"}}, idem()...).want(t, 201)
 	vv := f.visitor("ct_" + strings.Repeat("e", 26))
 	vv.VisitorVerified, vv.VisitorName, vv.VisitorEmail = true, "Mehmet Yılmaz", "mehmet@example.com"
 	call(t, routes.VisitorStart, vv, "POST", "/v1/widget/conversations", map[string]any{"pre_chat": map[string]any{"name": "Someone Else"}}, idem()...).want(t, 201)
 	if c, err := f.s.Contact(ctx, vv.VisitorID); err != nil || c.Name != "Mehmet Yılmaz" || c.Email != "mehmet@example.com" {
 		t.Fatalf("verified contact %+v %v", c, err)
+	}
+	if c, err := f.s.ContactByEmail(ctx, "mehmet@example.com"); err != nil || c.ID != vv.VisitorID {
+		t.Fatalf("the verified email finds %+v %v", c, err)
+	}
+	// A verified email another contact already holds: a contact of its
+	// own, without the index (never merged).
+	ann := f.visitor("ct_" + strings.Repeat("h", 26))
+	ann.VisitorVerified, ann.VisitorEmail = true, "ann@example.com"
+	call(t, routes.VisitorUpdate, ann, "PATCH", "/v1/widget/visitor", map[string]any{"attributes": map[string]any{"plan": "pro"}}).want(t, 200)
+	if c, err := f.s.ContactByEmail(ctx, "ann@example.com"); err != nil || c.ID != f.ct {
+		t.Fatalf("ann@example.com now finds %+v %v", c, err)
+	}
+	if c, err := f.s.Contact(ctx, ann.VisitorID); err != nil || c.Email != "ann@example.com" {
+		t.Fatalf("the verified visitor's contact %+v %v", c, err)
 	}
 
 	// Bad pre-chat input is refused with its field, and writes nothing.
@@ -669,7 +689,6 @@ func (f *fixture) attachmentRow(t testing.TB, msg string) (ctype string, named b
 	rows.Scan(0, &ctype, &name)
 	return ctype, name != nil, true
 }
-
 
 // TestVisitorAttachments: a file goes on the visitor's own message that
 // announced it, once; its type is sniffed from content (HTML named .png

@@ -7,7 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"html/template"
+	"html"
 	"io/fs"
 	"net/http"
 	"path"
@@ -47,8 +47,7 @@ type asset struct {
 var (
 	assetsOnce sync.Once
 	assets     map[string]*asset
-	frameTmpl  *template.Template
-	frameErr   error
+	frameTmpl  string
 	frameVer   string
 )
 
@@ -71,7 +70,7 @@ func loadAssets() {
 		all.Write(raw)
 		ct := contentTypes[path.Ext(name)]
 		if name == frameFile {
-			frameTmpl, frameErr = template.New(frameFile).Parse(string(raw))
+			frameTmpl = string(raw)
 			continue
 		}
 		if ct == "" {
@@ -180,16 +179,44 @@ func (svc *Service) Asset(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// frameData is what frame.html's template gets.
-type frameData struct {
-	AppJS, AppCSS string
-	Lang          string
-	Tenant        string
+// renderFrame fills frame.html's placeholders: {{.AppJS}}, {{.AppCSS}},
+// {{.Lang}}, {{.Tenant}} and {{.Asset "name"}} (any asset's versioned
+// URL), each HTML-escaped. Not html/template: its reflection
+// (MethodByName) keeps every exported method of the binary alive, which
+// cost the worker about 5 MB (docs/decisions.md); the page has no logic,
+// only these values, all of them ours or checked (lang is en or tr, the
+// tenant id of web.ValidID's shape).
+func renderFrame(tmpl string, vals map[string]string) (string, error) {
+	var b strings.Builder
+	for {
+		i := strings.Index(tmpl, "{{")
+		if i < 0 {
+			b.WriteString(tmpl)
+			return b.String(), nil
+		}
+		b.WriteString(tmpl[:i])
+		j := strings.Index(tmpl[i:], "}}")
+		if j < 0 {
+			return "", errors.New("frame.html: unclosed {{")
+		}
+		key := strings.TrimSpace(tmpl[i+2 : i+j])
+		tmpl = tmpl[i+j+2:]
+		if name, ok := strings.CutPrefix(key, ".Asset "); ok {
+			name = strings.Trim(strings.TrimSpace(name), `"`)
+			u := assetURL(name)
+			if u == "" {
+				return "", fmt.Errorf("frame.html: no asset %q", name)
+			}
+			b.WriteString(html.EscapeString(u))
+			continue
+		}
+		v, ok := vals[key]
+		if !ok {
+			return "", fmt.Errorf("frame.html: unknown placeholder %q", key)
+		}
+		b.WriteString(html.EscapeString(v))
+	}
 }
-
-// Asset is the versioned URL of any widget asset, for the template:
-// {{.Asset "icon.svg"}}.
-func (frameData) Asset(name string) string { return assetURL(name) }
 
 // frameCSP is the iframe page's policy: nothing but our own scripts,
 // styles, API and images (blob: and data: for previews of attachments),
@@ -209,12 +236,13 @@ func frameCSP(ancestors []string) string {
 func (svc *Service) Frame(w http.ResponseWriter, r *http.Request) error {
 	tenant := r.PathValue("tenant")
 	h := w.Header()
+	// An unknown tenant, or one that lists no origin, gets the one error
+	// shape under the application's default headers (frame-ancestors
+	// 'none', X-Frame-Options DENY): no page may frame it, so no visitor
+	// ever sees it rendered.
 	notFound := func() error {
 		h.Set("Content-Security-Policy", frameCSP(nil))
-		h.Set("Content-Type", "text/html; charset=utf-8")
-		w.WriteHeader(http.StatusNotFound)
-		fmt.Fprint(w, "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Chat unavailable</title><p>This chat is not available.</p></html>\n")
-		return nil
+		return web.Errorf(http.StatusNotFound, "not_found", "this chat is not available")
 	}
 	if !web.ValidID("t", tenant) {
 		return notFound()
@@ -227,17 +255,15 @@ func (svc *Service) Frame(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	assetsOnce.Do(loadAssets)
-	if frameTmpl == nil || frameErr != nil {
-		return fmt.Errorf("widget: frame template: %v", frameErr)
-	}
 	lang := r.URL.Query().Get("locale")
 	if !slices.Contains([]string{"en", "tr"}, lang) {
 		lang = rec.Locale
 	}
-	var b bytes.Buffer
-	if err := frameTmpl.Execute(&b, frameData{AppJS: assetURL("app.js"), AppCSS: assetURL("app.css"), Lang: lang, Tenant: tenant}); err != nil {
-		return fmt.Errorf("widget: frame template: %w", err)
+	page, err := renderFrame(frameTmpl, map[string]string{".AppJS": assetURL("app.js"), ".AppCSS": assetURL("app.css"), ".Lang": lang, ".Tenant": tenant})
+	if err != nil {
+		return fmt.Errorf("widget: %w", err)
 	}
+	b := bytes.NewBufferString(page)
 	h.Set("Content-Security-Policy", frameCSP(rec.Origins))
 	h.Del("X-Frame-Options")
 	h.Set("Content-Type", "text/html; charset=utf-8")

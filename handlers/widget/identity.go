@@ -55,16 +55,21 @@ func verifyIdentity(tok string, secret []byte, now time.Time) (*identity, error)
 		jwt.WithTimeFunc(func() time.Time { return now }),
 	)
 	var c identityClaims
-	_, err := p.ParseWithClaims(tok, &c, func(t *jwt.Token) (any, error) {
+	parsed, err := p.ParseWithClaims(tok, &c, func(t *jwt.Token) (any, error) {
 		if _, ok := t.Method.(*jwt.SigningMethodHMAC); !ok || t.Method.Alg() != "HS256" {
 			return nil, errors.New("alg")
 		}
 		return secret, nil
 	})
+	// The parser reports a pinned-out algorithm as a bad signature; say
+	// which rule it was.
+	if err != nil && parsed != nil && parsed.Header["alg"] != "HS256" && !errors.Is(err, jwt.ErrTokenMalformed) {
+		return nil, errors.New("the identity token must be signed with HS256 (alg is pinned)")
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, jwt.ErrTokenMalformed):
-		return nil, errors.New("the identity token is not a well-formed JWT")
+		return nil, errors.New("the identity token is not a well-formed JWT (three base64url parts; claims with string sub, name, email and numeric exp, iat, nbf)")
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
 		return nil, errors.New("the identity token's signature does not verify with the tenant's identity secret")
 	case errors.Is(err, jwt.ErrTokenUnverifiable):

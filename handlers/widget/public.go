@@ -216,7 +216,7 @@ func (svc *Service) Identify(w http.ResponseWriter, r *http.Request) error {
 	var body struct {
 		JWT string `json:"jwt"`
 	}
-	if err := web.DecodeJSON(w, r, maxIdentityJWT+1<<10, &body); err != nil {
+	if err := web.DecodeJSON(w, r, 4*maxIdentityJWT, &body); err != nil {
 		return err
 	}
 	ctx := r.Context()

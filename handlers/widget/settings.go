@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -213,7 +212,7 @@ func (svc *Service) UpdateSettings(w http.ResponseWriter, r *http.Request, s *we
 		return err
 	}
 	details := map[string]string{"fields": strings.Join(changed, ",")}
-	if added, removed := diff(old.AllowedOrigins, rec.Origins), diff(rec.Origins, old.AllowedOrigins); len(added)+len(removed) > 0 {
+	if added, removed := diff(rec.Origins, old.AllowedOrigins), diff(old.AllowedOrigins, rec.Origins); len(added)+len(removed) > 0 {
 		details["origins_added"] = web.Truncate(strings.Join(added, " "), 2000)
 		details["origins_removed"] = web.Truncate(strings.Join(removed, " "), 2000)
 	}
@@ -307,7 +306,7 @@ func apply(rec *record, req *settingsUpdate) error {
 		rec.PreChat = *v
 	}
 	if v := req.Color; v != nil {
-		if !colorRE.MatchString(*v) {
+		if !validColor(*v) {
 			return web.Errorf(http.StatusBadRequest, "invalid_color", "color must be #rrggbb")
 		}
 		rec.Color = strings.ToLower(*v)
@@ -346,14 +345,63 @@ func apply(rec *record, req *settingsUpdate) error {
 	return nil
 }
 
-var (
-	colorRE = regexp.MustCompile(`^#[0-9a-fA-F]{6}$`)
-	// An IANA zone name's shape (Area/Location[/Sub], or UTC); the
-	// browser's Intl decides whether it exists.
-	zoneRE = regexp.MustCompile(`^(UTC|[A-Z][A-Za-z_]+(/[A-Za-z0-9_+\-]+){1,2})$`)
-	timeRE = regexp.MustCompile(`^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$`)
-	days   = []string{"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
-)
+// days are the keys of BusinessHours.Week.
+var days = []string{"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
+
+// The checks below are written out rather than as regular expressions:
+// package regexp costs the worker about 300 KB for three small shapes.
+
+// validColor: #rrggbb.
+func validColor(s string) bool {
+	if len(s) != 7 || s[0] != '#' {
+		return false
+	}
+	for i := 1; i < 7; i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+// validZone: an IANA zone name's shape (Area/Location[/Sub], or UTC); the
+// browser's Intl decides whether it exists.
+func validZone(s string) bool {
+	if s == "UTC" {
+		return true
+	}
+	parts := strings.Split(s, "/")
+	if len(s) > 64 || len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[0][0] < 'A' || parts[0][0] > 'Z' {
+		return false
+	}
+	for i, p := range parts {
+		if p == "" || p == "." || p == ".." {
+			return false
+		}
+		for _, c := range p {
+			ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || (i > 0 && (c >= '0' && c <= '9' || c == '+' || c == '-'))
+			if !ok {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// validTime: HH:MM from 00:00 to 24:00.
+func validTime(s string) bool {
+	if len(s) != 5 || s[2] != ':' {
+		return false
+	}
+	for _, i := range []int{0, 1, 3, 4} {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	h, m := int(s[0]-'0')*10+int(s[1]-'0'), int(s[3]-'0')*10+int(s[4]-'0')
+	return (h < 24 && m < 60) || (h == 24 && m == 0)
+}
 
 // checkOrigins normalizes each origin with the platform's one rule
 // (web.ParseOrigin) and drops repeats.
@@ -400,34 +448,44 @@ func checkHours(raw json.RawMessage) (*BusinessHours, error) {
 		e.Field = "business_hours"
 		return e
 	}
-	var bh BusinessHours
-	if err := strictjson.Decode(raw, &bh); err != nil {
+	// Intervals are decoded as lists, not [2]string: encoding/json drops
+	// a third element of a fixed array without a word.
+	var in struct {
+		Timezone string                `json:"timezone"`
+		Week     map[string][][]string `json:"week"`
+	}
+	if err := strictjson.Decode(raw, &in); err != nil {
 		return nil, bad("business_hours must be null or {\"timezone\": \"Europe/Istanbul\", \"week\": {\"mon\": [[\"09:00\", \"18:00\"]], …}}")
 	}
-	if len(bh.Timezone) > 64 || !zoneRE.MatchString(bh.Timezone) {
+	bh := BusinessHours{Timezone: in.Timezone}
+	if !validZone(bh.Timezone) {
 		return nil, bad("business_hours.timezone must be an IANA time zone name such as Europe/Istanbul, or UTC")
 	}
 	week := map[string][][2]string{}
 	for _, d := range days {
 		week[d] = [][2]string{}
 	}
-	for d, ivs := range bh.Week {
+	for d, list := range in.Week {
 		if _, ok := week[d]; !ok {
 			return nil, bad("business_hours.week has %q; the days are mon, tue, wed, thu, fri, sat, sun", web.Truncate(d, 10))
 		}
-		if len(ivs) > maxIntervalsPerDay {
+		if len(list) > maxIntervalsPerDay {
 			return nil, bad("business_hours.week.%s: at most %d intervals a day", d, maxIntervalsPerDay)
 		}
 		prev := ""
-		for _, iv := range ivs {
-			if !timeRE.MatchString(iv[0]) || !timeRE.MatchString(iv[1]) || iv[0] >= iv[1] || iv[0] < prev {
+		ivs := [][2]string{}
+		for _, l := range list {
+			if len(l) != 2 {
+				return nil, bad("business_hours.week.%s: an interval is [\"HH:MM\", \"HH:MM\"]", d)
+			}
+			iv := [2]string{l[0], l[1]}
+			ivs = append(ivs, iv)
+			if !validTime(iv[0]) || !validTime(iv[1]) || iv[0] >= iv[1] || iv[0] < prev {
 				return nil, bad("business_hours.week.%s: intervals are [\"HH:MM\", \"HH:MM\"], start before end, in order, not overlapping", d)
 			}
 			prev = iv[1]
 		}
-		if ivs != nil {
-			week[d] = ivs
-		}
+		week[d] = ivs
 	}
 	bh.Week = week
 	return &bh, nil

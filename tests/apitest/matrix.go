@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"pommy.ai/edge/handlers"
 )
 
@@ -121,6 +123,10 @@ type mxTenant struct {
 	webhook                      string // a subscription
 
 	deadJob string // a dead background job (of a kind no build runs)
+
+	// The widget: the one allowed origin, and the identity secret (kept
+	// current by the identity-secret route's recipe).
+	widgetOrigin, widgetSecret string
 }
 
 type matrix struct {
@@ -179,6 +185,7 @@ func Matrix(t *testing.T, c *Client) {
 			diff(t, "tenant A's victim objects", baseA, m.snapshot(t, m.a, false))
 		})
 	}
+	m.visitorMatrix(t)
 	// B's audit log names none of A's people.
 	exp := b.owner.Do(t, "GET", "/v1/audit/export", nil).Expect(t, 200)
 	for _, id := range []string{m.a.id, m.a.owner.UserID, m.a.admin.UserID, m.a.agent.UserID} {
@@ -204,6 +211,9 @@ func (m *matrix) cell(t *testing.T, rt handlers.RouteInfo, rc mxRecipe, p *mxPri
 	switch {
 	case rt.Public:
 		x.allowed = true
+	case rt.Permission == "visitor":
+		// No person, key or anonymous caller is a widget visitor.
+		want, code = 401, "widget_token_invalid"
 	case p.sess == nil && key == "":
 		want, code = 401, "unauthenticated"
 	case key != "" && rt.Scope == "":
@@ -339,7 +349,25 @@ func (m *matrix) tenant(t *testing.T, name string, full bool) *mxTenant {
 	tn.canned = newCanned(t, o)
 	tn.webhook = newWebhook(t, o)
 	tn.deadJob = newDeadJob(t, m.c, tn.id)
+	tn.widgetOrigin = "https://" + randomHex(6) + ".shop.example"
+	tn.widgetSecret = o.Do(t, "POST", "/v1/widget/identity-secret", nil).Expect(t, 201).JSON(t)["secret"].(string)
+	o.Do(t, "PATCH", "/v1/widget/settings", map[string]any{"allowed_origins": []string{tn.widgetOrigin}, "identity": "optional"}).Expect(t, 200)
 	return tn
+}
+
+// widgetToken is a widget token of tn for its allowed origin, as the
+// loader gets it.
+func (m *matrix) widgetToken(t testing.TB, tn *mxTenant) string {
+	t.Helper()
+	return m.c.Do(t, "GET", "/v1/widget/token?tenant="+tn.id, nil, "Origin", tn.widgetOrigin).Expect(t, 200).JSON(t)["token"].(string)
+}
+
+// visitor is a new anonymous visitor of tn: the two headers the iframe sends.
+func (m *matrix) visitor(t testing.TB, tn *mxTenant) []string {
+	t.Helper()
+	wt := m.widgetToken(t, tn)
+	vt := m.c.Do(t, "POST", "/v1/widget/visitors", map[string]any{}, "Pommy-Widget", wt).Expect(t, 201).JSON(t)["visitor_token"].(string)
+	return []string{"Pommy-Widget", wt, "Pommy-Visitor", vt}
 }
 
 // matrixJobKind is the kind of the matrix's dead jobs: no build runs it,
@@ -478,6 +506,8 @@ func (m *matrix) snapshot(t testing.TB, tn *mxTenant, all bool) map[string]strin
 		s["inbox cursor"] = fmt.Sprint(in["cursor"])
 		st := o.Do(t, "GET", "/v1/settings", nil).Expect(t, 200)
 		s["settings"] = string(bytes.TrimSpace(st.Body))
+		ws := o.Do(t, "GET", "/v1/widget/settings", nil).Expect(t, 200)
+		s["widget settings"] = string(bytes.TrimSpace(ws.Body))
 	}
 	return s
 }
@@ -531,8 +561,184 @@ func idOr(x mxCase, fresh func() string, stable string) string {
 	return stable
 }
 
+// visitorRoute fills a visitor route's path with conv and msg and gives a
+// valid body, so that what decides the answer is who asks for what.
+func visitorRoute(method, pattern, conv, msg string) (string, any, []string) {
+	path := strings.ReplaceAll(strings.ReplaceAll(pattern, "{id}", conv), "{mid}", msg)
+	var body any
+	var hdr []string
+	switch {
+	case method == "PUT":
+		body = []byte("a visitor's file")
+	case strings.HasSuffix(pattern, "/typing"):
+		body = map[string]any{"typing": true}
+	case strings.HasSuffix(pattern, "/read"):
+		body = map[string]any{"seq": 1}
+	case strings.HasSuffix(pattern, "/csat"):
+		body = map[string]any{"rating": 5}
+	case method == "POST" && strings.HasSuffix(pattern, "/messages"):
+		body, hdr = map[string]any{"text": "from a visitor"}, idem()
+	case method == "POST":
+		body, hdr = map[string]any{"text": "hello"}, idem()
+	case method == "PATCH":
+		body = map[string]any{"attributes": map[string]any{"plan": "pro"}}
+	case strings.HasSuffix(pattern, "/events"):
+		path += "?after=0"
+	}
+	return path, body, hdr
+}
+
+// visitorRecipe: people, keys and anonymous callers are all refused on a
+// visitor route (the cell's rule); the path names A's objects.
+func visitorRecipe(method, pattern string) mxRecipe {
+	return mxRecipe{build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		path, body, hdr := visitorRoute(method, pattern, x.target.conv, x.target.msg)
+		return mxCall{path: path, body: body, hdr: hdr}
+	}}
+}
+
+// visitorMatrix: a widget visitor of A reaches none of B's conversations
+// (404, as for one that does not exist), and a visitor token of A with a
+// widget token of B (or the reverse) is refused on every visitor route.
+func (m *matrix) visitorMatrix(t *testing.T) {
+	va, vb := m.visitor(t, m.a), m.visitor(t, m.b)
+	t.Run("visitor's own", func(t *testing.T) { m.visitorOwn(t, va) })
+	mixed := [][]string{
+		{"Pommy-Widget", vb[1], "Pommy-Visitor", va[3]},
+		{"Pommy-Widget", va[1], "Pommy-Visitor", vb[3]},
+	}
+	baseB := m.snapshot(t, m.b, true)
+	for _, rt := range handlers.Routes() {
+		if rt.Permission != "visitor" {
+			continue
+		}
+		t.Run("visitor "+rt.Method+" "+rt.Pattern, func(t *testing.T) {
+			if strings.Contains(rt.Pattern, "{id}") {
+				path, body, hdr := visitorRoute(rt.Method, rt.Pattern, m.b.conv, m.b.msg)
+				r := m.c.Do(t, rt.Method, path, body, append(slices.Clone(va), hdr...)...)
+				m.calls++
+				if r.Status != 404 || errCode(r) != "not_found" {
+					t.Errorf("%s %s as tenant A's visitor with B's ids: %d %s, want 404 not_found", rt.Method, path, r.Status, trunc(r.Body))
+				}
+			}
+			for i, h := range mixed {
+				path, body, hdr := visitorRoute(rt.Method, rt.Pattern, m.a.conv, m.a.msg)
+				r := m.c.Do(t, rt.Method, path, body, append(slices.Clone(h), hdr...)...)
+				m.calls++
+				if r.Status != 401 || errCode(r) != "visitor_token_invalid" {
+					t.Errorf("%s %s with one tenant's widget token and the other's visitor token (%d): %d %s, want 401 visitor_token_invalid", rt.Method, path, i, r.Status, trunc(r.Body))
+				}
+				for _, sec := range m.secrets {
+					if sec != "" && bytes.Contains(r.Body, []byte(sec)) {
+						t.Errorf("%s %s: the response leaks tenant B's id %s", rt.Method, path, sec)
+					}
+				}
+			}
+		})
+	}
+	diff(t, "tenant B after A's visitor", baseB, m.snapshot(t, m.b, true))
+}
+
+// visitorOwn walks every visitor route as tenant A's visitor on their own
+// conversation: each is allowed (2xx), so the matrix proves the refusals
+// above are about whose objects, not a route that refuses everyone.
+func (m *matrix) visitorOwn(t *testing.T, v []string) {
+	do := func(method, path string, body any, status int, hdr ...string) *Response {
+		t.Helper()
+		m.calls++
+		return m.c.Do(t, method, path, body, append(slices.Clone(v), hdr...)...).Expect(t, status)
+	}
+	seen := map[string]bool{}
+	mark := func(method, pattern string) { seen[method+" "+pattern] = true }
+	do("PATCH", "/v1/widget/visitor", map[string]any{"attributes": map[string]any{"plan": "pro"}}, 200)
+	mark("PATCH", "/v1/widget/visitor")
+	started := do("POST", "/v1/widget/conversations", map[string]any{"text": "hello from the matrix's visitor"}, 201, idem()...).JSON(t)
+	mark("POST", "/v1/widget/conversations")
+	conv := started["conversation"].(map[string]any)["id"].(string)
+	base := "/v1/widget/conversations/" + conv
+	do("GET", "/v1/widget/conversations", nil, 200)
+	mark("GET", "/v1/widget/conversations")
+	do("GET", base, nil, 200)
+	mark("GET", "/v1/widget/conversations/{id}")
+	do("GET", base+"/messages", nil, 200)
+	mark("GET", "/v1/widget/conversations/{id}/messages")
+	file := []byte("the visitor's notes\n")
+	msg := do("POST", base+"/messages", map[string]any{"text": "", "attachment": map[string]any{"name": "notes.txt", "size": len(file)}}, 201, idem()...).JSON(t)["id"].(string)
+	mark("POST", "/v1/widget/conversations/{id}/messages")
+	do("PUT", base+"/messages/"+msg+"/attachment", file, 200)
+	mark("PUT", "/v1/widget/conversations/{id}/messages/{mid}/attachment")
+	if got := do("GET", base+"/messages/"+msg+"/attachment", nil, 200).Body; !bytes.Equal(got, file) {
+		t.Errorf("the visitor's attachment came back as %q", got)
+	}
+	mark("GET", "/v1/widget/conversations/{id}/messages/{mid}/attachment")
+	do("POST", base+"/typing", map[string]any{"typing": true}, 200)
+	mark("POST", "/v1/widget/conversations/{id}/typing")
+	do("POST", base+"/read", map[string]any{"seq": 1}, 200)
+	mark("POST", "/v1/widget/conversations/{id}/read")
+	do("GET", base+"/events?after=0", nil, 200)
+	mark("GET", "/v1/widget/conversations/{id}/events")
+	m.calls++
+	m.c.Stream(t, base+"/events/stream?after=0", 1, v...).Expect(t, 200)
+	mark("GET", "/v1/widget/conversations/{id}/events/stream")
+	m.a.owner.Do(t, "PATCH", "/v1/conversations/"+conv, map[string]any{"status": "resolved"}).Expect(t, 200)
+	do("POST", base+"/csat", map[string]any{"rating": 5}, 201)
+	mark("POST", "/v1/widget/conversations/{id}/csat")
+	for _, rt := range handlers.Routes() {
+		if rt.Permission == "visitor" && !seen[rt.Method+" "+rt.Pattern] {
+			t.Errorf("visitor route %s %s is not walked by the matrix's visitor (visitorOwn)", rt.Method, rt.Pattern)
+		}
+	}
+}
+
 // mxRecipes: one per route of handlers.Routes(), keyed "METHOD pattern".
 var mxRecipes = map[string]mxRecipe{
+	// The widget's public routes: the loader and the app's files, the
+	// frame of A (its id in the path, which no header can change), a widget
+	// token for A's allowed origin, and with it A's config and visitors.
+	"GET /widget.js": {ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall { return mxCall{path: "/widget.js"} }},
+	"GET /widget/frame/{tenant}": {ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/widget/frame/" + x.own.id}
+	}},
+	"GET /widget/assets/{name}": {ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall { return mxCall{path: "/widget/assets/app.js"} }},
+	"GET /v1/widget/token": {ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/widget/token?tenant=" + x.own.id, hdr: []string{"Origin", x.own.widgetOrigin}}
+	}},
+	"GET /v1/widget/config": {ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/widget/config", hdr: []string{"Pommy-Widget", m.widgetToken(t, x.own)}}
+	}},
+	"POST /v1/widget/visitors": {ok: 201, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/widget/visitors", body: map[string]any{}, hdr: []string{"Pommy-Widget", m.widgetToken(t, x.own)}}
+	}},
+	"POST /v1/widget/identify": {ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "matrix-user", "exp": time.Now().Add(5 * time.Minute).Unix()}).SignedString([]byte(x.own.widgetSecret))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mxCall{path: "/v1/widget/identify", body: map[string]any{"jwt": tok}, hdr: []string{"Pommy-Widget", m.widgetToken(t, x.own)}}
+	}},
+	"GET /v1/widget/settings": {ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall { return mxCall{path: "/v1/widget/settings"} }},
+	"PATCH /v1/widget/settings": {never: []string{"agent"}, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/widget/settings", body: map[string]any{"greeting": "matrix " + randomHex(4)}}
+	}},
+	"POST /v1/widget/identity-secret": {never: []string{"agent", "key"}, ok: 201, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/widget/identity-secret", after: func(t testing.TB, r *Response) {
+			x.own.widgetSecret = r.JSON(t)["secret"].(string)
+		}}
+	}},
+	"PATCH /v1/widget/visitor":                                    visitorRecipe("PATCH", "/v1/widget/visitor"),
+	"GET /v1/widget/conversations":                                visitorRecipe("GET", "/v1/widget/conversations"),
+	"POST /v1/widget/conversations":                               visitorRecipe("POST", "/v1/widget/conversations"),
+	"GET /v1/widget/conversations/{id}":                           visitorRecipe("GET", "/v1/widget/conversations/{id}"),
+	"GET /v1/widget/conversations/{id}/messages":                  visitorRecipe("GET", "/v1/widget/conversations/{id}/messages"),
+	"POST /v1/widget/conversations/{id}/messages":                 visitorRecipe("POST", "/v1/widget/conversations/{id}/messages"),
+	"PUT /v1/widget/conversations/{id}/messages/{mid}/attachment": visitorRecipe("PUT", "/v1/widget/conversations/{id}/messages/{mid}/attachment"),
+	"GET /v1/widget/conversations/{id}/messages/{mid}/attachment": visitorRecipe("GET", "/v1/widget/conversations/{id}/messages/{mid}/attachment"),
+	"POST /v1/widget/conversations/{id}/typing":                   visitorRecipe("POST", "/v1/widget/conversations/{id}/typing"),
+	"POST /v1/widget/conversations/{id}/read":                     visitorRecipe("POST", "/v1/widget/conversations/{id}/read"),
+	"POST /v1/widget/conversations/{id}/csat":                     visitorRecipe("POST", "/v1/widget/conversations/{id}/csat"),
+	"GET /v1/widget/conversations/{id}/events":                    visitorRecipe("GET", "/v1/widget/conversations/{id}/events"),
+	"GET /v1/widget/conversations/{id}/events/stream":             visitorRecipe("GET", "/v1/widget/conversations/{id}/events/stream"),
+
 	"GET /healthz": {ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall { return mxCall{path: "/healthz"} }},
 
 	// Public sign-in routes start a session, ending the cookie the request

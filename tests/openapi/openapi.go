@@ -387,6 +387,10 @@ func credentialPresent(_ context.Context, in *openapi3filter.AuthenticationInput
 		if c, err := r.Cookie(s.Name); err == nil && c.Value != "" {
 			return nil
 		}
+	case s.Type == "apiKey" && s.In == "header":
+		if strings.TrimSpace(r.Header.Get(s.Name)) != "" {
+			return nil
+		}
 	case s.Type == "http" && strings.EqualFold(s.Scheme, "bearer"):
 		scheme, cred, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 		if strings.EqualFold(scheme, "bearer") && strings.TrimSpace(cred) != "" {

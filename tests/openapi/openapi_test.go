@@ -71,6 +71,14 @@ func TestEveryRouteIsDescribed(t *testing.T) {
 			t.Errorf("%s: no security: say it explicitly (security: [] when public)", key)
 			continue
 		}
+		// A widget visitor presents two credentials at once, the widget
+		// token and the visitor token: one requirement naming both.
+		if rt.Permission == "visitor" {
+			if sec := *op.Security; len(sec) != 1 || len(sec[0]) != 2 || sec[0]["widgetToken"] == nil || sec[0]["visitorToken"] == nil {
+				t.Errorf("%s: a visitor route's security is the one requirement {widgetToken, visitorToken}", key)
+			}
+			continue
+		}
 		var want []string
 		if !rt.Public {
 			want = append(want, "session")
