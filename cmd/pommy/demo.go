@@ -86,6 +86,8 @@ func demoHandler(platform string) http.Handler {
 	}
 	mux.HandleFunc("GET /demo.js", static("text/javascript; charset=utf-8", demoJS))
 	mux.HandleFunc("GET /demo.css", static("text/css; charset=utf-8", demoCSS))
+	// Browsers ask for one; a 404 would be the console's only complaint.
+	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	return mux
 }
 

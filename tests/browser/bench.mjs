@@ -113,7 +113,7 @@ for (let i = 0; i < OPENINGS; i++) {
     await page.waitForLoadState('networkidle');
     const onLoad = reqs.slice(0, loaded);
     const onOpen = reqs.slice(loaded);
-    out.requests = reqs.map(({ url, status, raw, gzip, wire, encoding, type }) => ({ url: url.replace(/([?&](v|tenant)=)[^&]+/g, '$1…'), status, raw, gzip, wire, encoding, type }));
+    out.requests = reqs.map(({ url, status, raw, gzip, wire, encoding, type }) => ({ url: url.replace(/([?&](v|tenant)=)[^&]+/g, '$1…').replace(/\/widget\/frame\/t_[a-z0-9]+/, '/widget/frame/{tenant}'), status, raw, gzip, wire, encoding, type }));
     out.onLoad = { n: onLoad.length, raw: sum(onLoad, 'raw'), gzip: sum(onLoad, 'gzip'), wire: sum(onLoad, 'wire') };
     out.onOpen = { n: onOpen.length, raw: sum(onOpen, 'raw'), gzip: sum(onOpen, 'gzip'), wire: sum(onOpen, 'wire') };
     for (const r of reqs) if (r.error) failures.push(`reading ${r.url}: ${r.error}`);
@@ -121,6 +121,7 @@ for (let i = 0; i < OPENINGS; i++) {
   await ctx.close();
 }
 out.coldMs = cold;
+console.log(`${cold.length} openings by new visitors done`);
 
 // 2. A returning visitor: the same browser (cache, storage), the page
 // reloaded, the widget opened again.
@@ -140,6 +141,7 @@ const warm = [];
   await ctx.close();
 }
 out.warmMs = warm;
+console.log(`${warm.length} openings by a returning visitor done`);
 
 // A person's API client holding a conversation's stream (people's SSE),
 // answering each visitor message "rt-…" with "re: rt-…" at once.
@@ -186,15 +188,15 @@ async function readSSE(res, on) {
 const rtBrowser = [];
 while (rtBrowser.length < ROUNDTRIPS) {
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  await ctx.addInitScript(composerClock);
   const page = await ctx.newPage();
   watchRequests(page);
   await page.goto(env.site + '/');
-  const { frame } = await open(page).catch(async () => ({ frame: await frameOf(page) }));
-  await frame.waitForSelector(`${SEL.composer}:not([disabled])`);
+  const { frame } = await open(page);
   const head = await inboxHead();
   const first = `round trips ${uid()}`;
   await send(frame, first);
-  const { conv, cursor } = await waitVisitorMessage(head, first);
+  const { conv } = await waitVisitorMessage(head, first);
   const msgs = await api('GET', `/v1/conversations/${conv}/messages`, { want: 200 });
   const r = responder(conv, msgs.messages[msgs.messages.length - 1].seq);
   for (let i = 0; i < PER_VISITOR && rtBrowser.length < ROUNDTRIPS; i++) {
@@ -216,8 +218,8 @@ while (rtBrowser.length < ROUNDTRIPS) {
     rtBrowser.push(ms);
   }
   await r.stop();
-  void cursor;
   await ctx.close();
+  console.log(`${rtBrowser.length} round trips in Chromium done`);
 }
 out.browserRtMs = rtBrowser;
 await browser.close();
@@ -267,6 +269,7 @@ while (rtAPI.length < ROUNDTRIPS) {
   ac.abort();
   await stream;
   await r.stop();
+  console.log(`${rtAPI.length} round trips between API clients done`);
 }
 out.apiRtMs = rtAPI;
 

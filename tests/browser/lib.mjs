@@ -69,10 +69,10 @@ export function uid() {
 // api calls the platform as the tenant's owner (the session cookie, as
 // the console would) or as an integration (the API key). It returns the
 // parsed body and fails on a status other than want.
-export async function api(method, path, { body, as = 'person', want, headers = {}, raw = false } = {}) {
+export async function api(method, path, { body, as = 'person', session = env.session, want, headers = {}, raw = false } = {}) {
   const h = { ...headers };
   if (as === 'person') {
-    h.Cookie = `__Host-pommy_session=${env.session}`;
+    h.Cookie = `__Host-pommy_session=${session}`;
     h['Sec-Fetch-Site'] = 'same-origin';
   } else {
     h.Authorization = `Bearer ${env.key}`;
@@ -119,9 +119,25 @@ export async function waitVisitorMessage(after, text, timeoutMs = 20000) {
   throw new Error(`the tenant's people never saw the visitor's message ${JSON.stringify(text)}`);
 }
 
-// reply sends a person's message to a conversation.
-export async function reply(conv, text) {
-  return api('POST', `/v1/conversations/${conv}/messages`, { body: { text }, want: 201 });
+// reply sends a person's message to a conversation (by default as the
+// owner; session: another person's).
+export async function reply(conv, text, session = env.session) {
+  return api('POST', `/v1/conversations/${conv}/messages`, { body: { text }, session, want: 201 });
+}
+
+// newPerson invites a person with this display name as an agent and has
+// them accept; it returns their session token.
+export async function newPerson(name) {
+  const email = `agent-${uid()}@example.com`;
+  const inv = await api('POST', '/v1/invitations', { body: { email, role: 'agent' }, want: 201 });
+  const res = await fetch(env.platform + '/v1/invitations/accept', {
+    method: 'POST', headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ token: inv.token, password: 'correct horse battery staple', name }),
+  });
+  assert.equal(res.status, 201, `accepting the invitation: ${await res.clone().text()}`);
+  const ck = res.headers.getSetCookie().find((c) => c.startsWith('__Host-pommy_session='));
+  assert.ok(ck, 'no session cookie');
+  return ck.split(';')[0].split('=')[1];
 }
 
 // messagesOf is the conversation as the tenant's people read it.

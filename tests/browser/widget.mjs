@@ -7,9 +7,10 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { SignJWT } from 'jose';
 import {
   SEL, env, launch, uid, api, inboxHead, waitVisitorMessage, reply, messagesOf, watch, frameOf,
-  openWidget, send, messagesIn, waitText, png,
+  openWidget, send, messagesIn, waitText, png, newPerson,
 } from './lib.mjs';
 
 const require = createRequire(import.meta.url);
@@ -366,35 +367,177 @@ const scenarios = {
   async screenshots(_ctx, browser) {
     mkdirSync(env.screenshots, { recursive: true });
     const placeholders = {};
-    for (const [size, viewport, mobile] of [['desktop', { width: 1280, height: 800 }, false], ['phone', { width: 360, height: 740 }, true]]) {
-      for (const locale of ['en', 'tr']) {
-        const ctx = await browser.newContext({ viewport, isMobile: mobile, hasTouch: mobile, deviceScaleFactor: mobile ? 2 : 1, locale: locale === 'tr' ? 'tr-TR' : 'en-US' });
-        const page = await ctx.newPage();
-        const w = watch(page);
-        const head = await inboxHead();
-        const frame = await openWidget(page, env.site + (locale === 'tr' ? '/?lang=tr' : '/'));
-        assert.equal(await frame.evaluate(() => document.documentElement.lang), locale, 'the widget\'s language');
-        const id = uid();
-        const mine = locale === 'tr' ? `Merhaba, siparişim nerede? (${id})` : `Hello, where is my order? (${id})`;
-        await send(frame, mine);
-        const { conv } = await waitVisitorMessage(head, mine);
-        const theirs = locale === 'tr' ? 'Hemen bakıyorum, bir dakika lütfen.' : 'Let me check that for you, one moment.';
-        await reply(conv, theirs);
-        await waitText(frame, theirs);
-        placeholders[`${size}-${locale}`] = await frame.getAttribute(SEL.composer, 'placeholder');
-        const noHScroll = await frame.evaluate(() => document.documentElement.scrollWidth <= document.documentElement.clientWidth);
-        assert.ok(noHScroll, `${size} ${locale}: the widget scrolls sideways`);
-        const box = await page.locator(SEL.frame).boundingBox();
-        assert.ok(box.x >= 0 && box.x + box.width <= viewport.width + 0.5, `${size} ${locale}: the widget leaves the viewport: ${JSON.stringify(box)}`);
-        await page.waitForTimeout(400); // let the opening transition end before the picture (not an assertion)
-        const file = path.join(env.screenshots, `widget-${size}-${locale}.png`);
-        await page.screenshot({ path: file });
-        console.log(`  screenshot: ${file}`);
-        w.check();
-        await ctx.close();
+    // For the pictures, the names a real shop would have (the markup names
+    // are the hostile scenario's).
+    const ayse = await newPerson('Ayşe Yılmaz');
+    const before = await api('GET', '/v1/settings', { want: 200 });
+    await api('PATCH', '/v1/settings', { body: { name: 'Teapot Shop' }, want: 200 });
+    try {
+      for (const [size, viewport, mobile] of [['desktop', { width: 1280, height: 800 }, false], ['phone', { width: 360, height: 740 }, true]]) {
+        for (const locale of ['en', 'tr']) {
+          const ctx = await browser.newContext({ viewport, isMobile: mobile, hasTouch: mobile, deviceScaleFactor: mobile ? 2 : 1, locale: locale === 'tr' ? 'tr-TR' : 'en-US' });
+          const page = await ctx.newPage();
+          const w = watch(page);
+          const head = await inboxHead();
+          const frame = await openWidget(page, env.site + (locale === 'tr' ? '/?lang=tr' : '/'));
+          assert.equal(await frame.evaluate(() => document.documentElement.lang), locale, 'the widget\'s language');
+          const id = uid();
+          const mine = locale === 'tr' ? `Merhaba, siparişim nerede? (${id})` : `Hello, where is my order? (${id})`;
+          await send(frame, mine);
+          const { conv } = await waitVisitorMessage(head, mine);
+          const theirs = locale === 'tr' ? 'Hemen bakıyorum, bir dakika lütfen.' : 'Let me check that for you, one moment.';
+          await reply(conv, theirs, ayse);
+          await waitText(frame, theirs);
+          placeholders[`${size}-${locale}`] = await frame.getAttribute(SEL.composer, 'placeholder');
+          const noHScroll = await frame.evaluate(() => document.documentElement.scrollWidth <= document.documentElement.clientWidth);
+          assert.ok(noHScroll, `${size} ${locale}: the widget scrolls sideways`);
+          const box = await page.locator(SEL.frame).boundingBox();
+          assert.ok(box.x >= 0 && box.x + box.width <= viewport.width + 0.5, `${size} ${locale}: the widget leaves the viewport: ${JSON.stringify(box)}`);
+          await page.waitForTimeout(400); // let the opening transition end before the picture (not an assertion)
+          const file = path.join(env.screenshots, `widget-${size}-${locale}.png`);
+          await page.screenshot({ path: file });
+          console.log(`  screenshot: ${file}`);
+          w.check();
+          await ctx.close();
+        }
       }
+    } finally {
+      await api('PATCH', '/v1/settings', { body: { name: before.name }, want: 200 });
     }
     assert.notEqual(placeholders['desktop-en'], placeholders['desktop-tr'], 'the Turkish widget has the English composer text');
+  },
+
+  // A resolved conversation asks for a rating; the visitor gives one with
+  // a comment; the team sees it.
+  async csat(ctx) {
+    const page = await ctx.newPage();
+    const w = watch(page);
+    const head = await inboxHead();
+    const frame = await openWidget(page);
+    const id = uid();
+    await send(frame, `thanks, solved ${id}`);
+    const { conv } = await waitVisitorMessage(head, `thanks, solved ${id}`);
+    await reply(conv, `Glad to help ${id}`);
+    await waitText(frame, `Glad to help ${id}`);
+    await api('PATCH', `/v1/conversations/${conv}`, { body: { status: 'resolved' }, want: 200 });
+    await frame.waitForSelector('[data-pommy=csat]', { timeout: 15000 });
+    await frame.click('[data-pommy=csat] [data-rating="4"]');
+    await frame.fill('[data-pommy=csat-comment]', `<b>quick</b> ${id}`);
+    await frame.click('[data-pommy=csat-submit]');
+    await frame.waitForSelector('[data-pommy=csat-thanks]');
+    const ev = await api('GET', `/v1/conversations/${conv}/events?after=0`, { want: 200 });
+    const got = ev.events.find((e) => e.type === 'csat.submitted');
+    assert.ok(got, `the team has no csat.submitted event: ${JSON.stringify(ev.events.map((e) => e.type))}`);
+    assert.equal(got.data.rating, 4);
+    // The comment is sealed and read with the conversation.
+    const c = await api('GET', `/v1/conversations/${conv}`, { want: 200 });
+    assert.equal(c.csat?.rating, 4, `the conversation's csat: ${JSON.stringify(c.csat)}`);
+    assert.equal(c.csat.comment, `<b>quick</b> ${id}`);
+    w.check();
+  },
+
+  // The tenant's site identifies its logged-in user with a JWT signed by
+  // its backend (jose, HS256, the secret shown once): the same user on two
+  // browsers is one contact with one history, named by the JWT; in
+  // enforce mode an anonymous visitor gets no composer.
+  async identify(ctx, browser) {
+    const { secret } = await api('POST', '/v1/widget/identity-secret', { body: {}, want: 201 });
+    const before = await api('GET', '/v1/widget/settings', { want: 200 });
+    await api('PATCH', '/v1/widget/settings', { body: { identity: 'optional' }, want: 200 });
+    const key = new TextEncoder().encode(secret);
+    const sub = `user-${uid()}`;
+    const jwt = () => new SignJWT({ name: 'Deniz <i>Kaya</i>', email: `${sub}@example.com` })
+      .setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).setSubject(sub).setIssuedAt().setExpirationTime('10m').sign(key);
+    try {
+      const page = await ctx.newPage();
+      const w = watch(page);
+      await page.goto(env.site + '/');
+      await page.waitForSelector(SEL.launcher);
+      const token = await jwt();
+      await page.evaluate((t) => window.Pommy.identify(t), token);
+      const head = await inboxHead();
+      await page.click(SEL.launcher);
+      const frame = await frameOf(page);
+      await frame.waitForSelector(`${SEL.composer}:not([disabled])`);
+      const id = uid();
+      await send(frame, `verified hello ${id}`);
+      const { conv, msg } = await waitVisitorMessage(head, `verified hello ${id}`);
+      const contact = await api('GET', `/v1/contacts/${msg.author_id}`, { want: 200 });
+      assert.equal(contact.name, 'Deniz <i>Kaya</i>', `the contact is not named by the JWT: ${JSON.stringify(contact)}`);
+      assert.equal(contact.email, `${sub}@example.com`);
+      assert.ok(!JSON.stringify(contact).includes(sub + '"'), 'the JWT subject is stored in clear');
+      w.check();
+
+      // The same user on another browser: the same contact and history.
+      const other = await browser.newContext();
+      try {
+        const p2 = await other.newPage();
+        await p2.goto(env.site + '/');
+        await p2.waitForSelector(SEL.launcher);
+        await p2.evaluate((t) => window.Pommy.identify(t), await jwt());
+        await p2.click(SEL.launcher);
+        const f2 = await frameOf(p2);
+        const item = f2.locator(`[data-pommy=conversation-item][data-id="${conv}"]`);
+        const text = f2.locator(`${SEL.message} ${SEL.text}`, { hasText: `verified hello ${id}` });
+        await Promise.race([item.waitFor({ timeout: 15000 }), text.waitFor({ timeout: 15000 })]);
+        if (await item.count()) await item.click();
+        await waitText(f2, `verified hello ${id}`);
+      } finally {
+        await other.close();
+      }
+
+      // Enforce: an anonymous visitor sees why there is no composer.
+      await api('PATCH', '/v1/widget/settings', { body: { identity: 'enforce' }, want: 200 });
+      const anon = await browser.newContext();
+      try {
+        const p3 = await anon.newPage();
+        await p3.goto(env.site + '/');
+        await p3.click(SEL.launcher);
+        const f3 = await frameOf(p3);
+        await f3.waitForSelector('[data-pommy=identity-required]', { timeout: 15000 });
+        assert.equal(await f3.locator(SEL.composer).count(), 0, 'an anonymous visitor has a composer in enforce mode');
+      } finally {
+        await anon.close();
+      }
+    } finally {
+      await api('PATCH', '/v1/widget/settings', { body: { identity: before.identity === 'enforce' ? 'optional' : before.identity }, want: 200 });
+    }
+  },
+
+  // Past the visitor's limit (LimitWidget, 120 a minute) the widget says
+  // so politely and keeps the messages it could not send yet: none lost,
+  // none doubled.
+  async ratelimit(ctx) {
+    const page = await ctx.newPage();
+    const w = watch(page);
+    const head = await inboxHead();
+    const frame = await openWidget(page);
+    const id = uid();
+    await send(frame, `burst ${id} 0`);
+    const { conv } = await waitVisitorMessage(head, `burst ${id} 0`);
+    const n = 130;
+    await frame.evaluate(([sel, id, n]) => {
+      const c = document.querySelector(sel.composer);
+      for (let i = 1; i <= n; i++) {
+        c.value = `burst ${id} ${i}`;
+        c.dispatchEvent(new Event('input', { bubbles: true }));
+        document.querySelector(sel.send).click();
+      }
+    }, [{ composer: SEL.composer, send: SEL.send }, id, n]);
+    const notice = frame.locator('[data-pommy=notice]');
+    await notice.waitFor({ state: 'visible', timeout: 30000 });
+    const said = await notice.textContent();
+    assert.match(said, /\d/, `the rate-limit notice gives no time: ${said}`);
+    console.log(`  the widget said: ${said}`);
+    const shown = await messagesIn(frame);
+    const mine = shown.filter((m) => m.text.startsWith(`burst ${id} `));
+    assert.equal(mine.length, n + 1, 'every message typed is shown once (sent or waiting)');
+    assert.equal(new Set(mine.map((m) => m.text)).size, n + 1, 'a message shown twice');
+    assert.ok(mine.some((m) => m.state === 'pending'), 'nothing waits: the limit was never reached');
+    assert.ok(!mine.some((m) => m.state === 'failed'), 'a message was given up');
+    const team = (await messagesOf(conv)).filter((m) => m.text.startsWith(`burst ${id} `)).map((m) => m.text);
+    assert.equal(new Set(team).size, team.length, 'the team has a message twice');
+    w.check();
   },
 
   // 200 % zoom of a 1280 px window is a 640 px wide layout viewport: the
