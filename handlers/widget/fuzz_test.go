@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"pommy.ai/edge/handlers/strictjson"
+	"pommy.ai/edge/handlers/web"
 )
 
 // testMAC stands in for the key custodian's MAC in the fuzz targets.
@@ -87,5 +90,51 @@ func FuzzVerifyIdentity(f *testing.F) {
 		// Only a token signed with the secret verifies; the fuzzer cannot
 		// sign, so reaching here is a forgery.
 		t.Fatalf("verified without the secret: %+v", id)
+	})
+}
+
+// FuzzSettingsUpdate: a PATCH body, as strictjson lets it through, never
+// panics apply, and whatever apply accepts is within the settings' rules.
+func FuzzSettingsUpdate(f *testing.F) {
+	for _, s := range []string{
+		`{"allowed_origins": ["https://a.example", "HTTP://B.example:80"], "color": "#AbCdEf"}`,
+		`{"business_hours": {"timezone": "Europe/Istanbul", "week": {"mon": [["09:00", "18:00"]], "sun": null}}}`,
+		`{"business_hours": null, "pre_chat": {"enabled": true, "fields": [{"name": "email", "required": true}]}}`,
+		`{"greeting": "a\nb", "attachment_max_bytes": 1024, "identity": "enforce", "locale": "tr", "position": "left"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var req settingsUpdate
+		if err := strictjson.Decode(body, &req); err != nil {
+			return
+		}
+		rec := &record{look: defaults(), Identity: IdentityOff}
+		if err := apply(rec, &req); err != nil {
+			return
+		}
+		if len(rec.Origins) > MaxAllowedOrigins || !validColor(rec.Color) || rec.AttachmentMaxBytes < MinAttachmentBytes || rec.AttachmentMaxBytes > DefaultAttachmentBytes {
+			t.Fatalf("accepted %+v", rec)
+		}
+		for _, o := range rec.Origins {
+			if n, err := web.ParseOrigin(o); err != nil || n != o {
+				t.Fatalf("accepted origin %q", o)
+			}
+		}
+		if bh := rec.BusinessHours; bh != nil {
+			if !validZone(bh.Timezone) || len(bh.Week) != 7 {
+				t.Fatalf("accepted hours %+v", bh)
+			}
+			for _, ivs := range bh.Week {
+				for _, iv := range ivs {
+					if !validTime(iv[0]) || !validTime(iv[1]) || iv[0] >= iv[1] {
+						t.Fatalf("accepted interval %v", iv)
+					}
+				}
+			}
+		}
+		if !cleanText(strings.ReplaceAll(rec.Greeting, "\n", " ")) || !cleanText(strings.ReplaceAll(rec.OfflineMessage, "\n", " ")) {
+			t.Fatalf("accepted text %q %q", rec.Greeting, rec.OfflineMessage)
+		}
 	})
 }

@@ -448,10 +448,16 @@ func checkHours(raw json.RawMessage) (*BusinessHours, error) {
 		e.Field = "business_hours"
 		return e
 	}
-	var bh BusinessHours
-	if err := strictjson.Decode(raw, &bh); err != nil {
+	// Intervals are decoded as lists, not [2]string: encoding/json drops
+	// a third element of a fixed array without a word.
+	var in struct {
+		Timezone string                `json:"timezone"`
+		Week     map[string][][]string `json:"week"`
+	}
+	if err := strictjson.Decode(raw, &in); err != nil {
 		return nil, bad("business_hours must be null or {\"timezone\": \"Europe/Istanbul\", \"week\": {\"mon\": [[\"09:00\", \"18:00\"]], …}}")
 	}
+	bh := BusinessHours{Timezone: in.Timezone}
 	if !validZone(bh.Timezone) {
 		return nil, bad("business_hours.timezone must be an IANA time zone name such as Europe/Istanbul, or UTC")
 	}
@@ -459,23 +465,27 @@ func checkHours(raw json.RawMessage) (*BusinessHours, error) {
 	for _, d := range days {
 		week[d] = [][2]string{}
 	}
-	for d, ivs := range bh.Week {
+	for d, list := range in.Week {
 		if _, ok := week[d]; !ok {
 			return nil, bad("business_hours.week has %q; the days are mon, tue, wed, thu, fri, sat, sun", web.Truncate(d, 10))
 		}
-		if len(ivs) > maxIntervalsPerDay {
+		if len(list) > maxIntervalsPerDay {
 			return nil, bad("business_hours.week.%s: at most %d intervals a day", d, maxIntervalsPerDay)
 		}
 		prev := ""
-		for _, iv := range ivs {
+		ivs := [][2]string{}
+		for _, l := range list {
+			if len(l) != 2 {
+				return nil, bad("business_hours.week.%s: an interval is [\"HH:MM\", \"HH:MM\"]", d)
+			}
+			iv := [2]string{l[0], l[1]}
+			ivs = append(ivs, iv)
 			if !validTime(iv[0]) || !validTime(iv[1]) || iv[0] >= iv[1] || iv[0] < prev {
 				return nil, bad("business_hours.week.%s: intervals are [\"HH:MM\", \"HH:MM\"], start before end, in order, not overlapping", d)
 			}
 			prev = iv[1]
 		}
-		if ivs != nil {
-			week[d] = ivs
-		}
+		week[d] = ivs
 	}
 	bh.Week = week
 	return &bh, nil

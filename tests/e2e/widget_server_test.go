@@ -3,6 +3,9 @@ package e2e
 import (
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"pommy.ai/edge/tests/apitest"
 )
@@ -115,5 +118,40 @@ func TestWidgetServer(t *testing.T) {
 	}
 	if r := c.Do(t, "POST", "/v1/widget/visitors", map[string]any{}, "Pommy-Widget", wt); r.Status != 403 || code(r) != "identity_required" {
 		t.Errorf("enforce, new visitor: %d %s", r.Status, r.Body)
+	}
+}
+
+// TestWidgetSecretsAreNeverLogged: the identity secret, identity JWTs
+// (good and forged) and the widget and visitor tokens never appear in what
+// the host or the guest logged, a crash mid-request included.
+func TestWidgetSecretsAreNeverLogged(t *testing.T) {
+	h := startHome(t, homeOptions{})
+	c := &apitest.Client{Base: h.url}
+	o := c.Signup(t, "Quiet widget")
+	shop := "https://quiet.example"
+	secret := o.Do(t, "POST", "/v1/widget/identity-secret", nil).Expect(t, 201).JSON(t)["secret"].(string)
+	o.Do(t, "PATCH", "/v1/widget/settings", map[string]any{"allowed_origins": []string{shop}, "identity": "optional"}).Expect(t, 200)
+	wt := c.Do(t, "GET", "/v1/widget/token?tenant="+o.Tenant, nil, "Origin", shop).Expect(t, 200).JSON(t)["token"].(string)
+	good, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "quiet-user", "exp": time.Now().Add(time.Minute).Unix(), "email": "quiet@example.com"}).SignedString([]byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := good[:len(good)-4] + "AAAA"
+	vt := c.Do(t, "POST", "/v1/widget/identify", map[string]string{"jwt": good}, "Pommy-Widget", wt).Expect(t, 200).JSON(t)["visitor_token"].(string)
+	c.Do(t, "POST", "/v1/widget/identify", map[string]string{"jwt": forged}, "Pommy-Widget", wt).Expect(t, 401)
+	c.Do(t, "GET", "/v1/widget/conversations", nil, "Pommy-Widget", wt+"x", "Pommy-Visitor", vt).Expect(t, 401)
+	c.Do(t, "POST", "/__test/trap", nil, "Pommy-Widget", wt, "Pommy-Visitor", vt)
+
+	logs := h.log.String()
+	if !strings.Contains(logs, "trap") && !strings.Contains(logs, "panic") {
+		t.Fatalf("the crash left no log line, so this test cannot see what is logged:\n%s", logs)
+	}
+	for what, s := range map[string]string{
+		"identity secret": secret, "identity secret's body": secret[len("wis_"):], "identity JWT": good,
+		"forged JWT": forged, "widget token": wt, "visitor token": vt, "JWT's email": "quiet@example.com",
+	} {
+		if strings.Contains(logs, s) {
+			t.Errorf("the %s appears in the logs", what)
+		}
 	}
 }
