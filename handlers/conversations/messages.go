@@ -28,6 +28,9 @@ type SendInput struct {
 	// announce: a visitor's message that announces a file (the widget's
 	// send); its text may then be empty.
 	announce *Announcement
+	// reopen: the widget's send, which brings a resolved or snoozed
+	// conversation back to open (the visitor is writing again).
+	reopen bool
 }
 
 // Announcement is the file a visitor's message says it carries, uploaded
@@ -200,8 +203,19 @@ func (s *Store) Send(ctx context.Context, actor Actor, convID string, in SendInp
 		}
 		now := s.now()
 		seq := cv.LastSeq + 1
-		c := change{set: "last_activity_at = ?, unread = unread + ?", args: []any{now, 0},
-			after: []storage.Stmt{m.insert(s.Tenant, cv.ID, seq, now)}, events: []event{m.event()}}
+		c := change{set: "last_activity_at = ?, unread = unread + ?", args: []any{now, 0}}
+		if in.reopen && (cv.Status == StatusResolved || cv.Status == StatusSnoozed) {
+			// In the same batch, before the message: the team's inbox
+			// shows the conversation open again with its new message. A
+			// pending snooze wake-up then finds it not snoozed and does
+			// nothing.
+			c.set = "status = 'open', snoozed_until = NULL, " + c.set
+			c.events = append(c.events, event{Type: EvStatusChanged, Inbox: true,
+				Data: map[string]any{"from": cv.Status, "to": StatusOpen, "reason": "visitor_message"}})
+			seq++
+		}
+		c.after = []storage.Stmt{m.insert(s.Tenant, cv.ID, seq, now)}
+		c.events = append(c.events, m.event())
 		if m.authorType == "visitor" {
 			c.args[1] = 1
 		}

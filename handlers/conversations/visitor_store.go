@@ -164,31 +164,12 @@ func (s *Store) ensureContact(ctx context.Context, v Visitor, pre *PreChat) erro
 		return err
 	}
 	if rows.Len() > 0 {
-		return nil
+		return s.fillContact(ctx, v, pre)
 	}
-	var p pii
-	p.Attributes = json.RawMessage("{}")
-	vouched := false
-	if v.Verified {
-		p.Name = truncate(strings.TrimSpace(v.Name), MaxName*4)
-		if utf8.RuneCountInString(p.Name) > MaxName {
-			p.Name = string([]rune(p.Name)[:MaxName])
-		}
-		if e, err := NormalizeEmail(v.Email); err == nil {
-			p.Email, vouched = e, true
-		}
-	}
-	if pre != nil {
-		in := ContactInput{}
-		if p.Name == "" {
-			in.Name = pre.Name
-		}
-		if p.Email == "" {
-			in.Email = pre.Email
-		}
-		if err := in.apply(&p); err != nil {
-			return err
-		}
+	p := pii{Attributes: json.RawMessage("{}")}
+	vouched, err := fillPII(&p, v, pre)
+	if err != nil {
+		return err
 	}
 	sealed, idx, err := s.sealContact(ctx, v.ID, p)
 	if err != nil {
@@ -208,6 +189,92 @@ func (s *Store) ensureContact(ctx context.Context, v Visitor, pre *PreChat) erro
 			s.Tenant, v.ID, sealed, now, now)
 	}
 	return err
+}
+
+// fillPII fills p's empty name and email: from a verified visitor's claims
+// first, then from the pre-chat form. vouched: the email now in p came
+// from the claims (and may be indexed).
+func fillPII(p *pii, v Visitor, pre *PreChat) (vouched bool, err error) {
+	if v.Verified {
+		if p.Name == "" {
+			if n := strings.TrimSpace(v.Name); utf8.ValidString(n) {
+				if utf8.RuneCountInString(n) > MaxName {
+					n = string([]rune(n)[:MaxName])
+				}
+				p.Name = n
+			}
+		}
+		if p.Email == "" {
+			if e, err := NormalizeEmail(v.Email); err == nil {
+				p.Email, vouched = e, true
+			}
+		}
+	}
+	if pre != nil {
+		in := ContactInput{}
+		if p.Name == "" {
+			in.Name = pre.Name
+		}
+		if p.Email == "" {
+			in.Email = pre.Email
+		}
+		if err := in.apply(p); err != nil {
+			return false, err
+		}
+	}
+	return vouched, nil
+}
+
+// fillContact fills an existing contact's empty name and email (a visitor
+// whose contact was made by setting attributes, then answers the
+// pre-chat form): what the contact has is never overwritten.
+func (s *Store) fillContact(ctx context.Context, v Visitor, pre *PreChat) error {
+	if pre == nil && !v.Verified {
+		return nil
+	}
+	return retry(func() error {
+		c, p, err := s.contact(ctx, v.ID)
+		if err != nil {
+			return err
+		}
+		name, email := p.Name, p.Email
+		vouched, err := fillPII(&p, v, pre)
+		if err != nil {
+			return err
+		}
+		if p.Name == name && p.Email == email {
+			return nil
+		}
+		sealed, idx, err := s.sealContact(ctx, v.ID, p)
+		if err != nil {
+			return err
+		}
+		now := s.now()
+		q := `UPDATE contacts SET pii_sealed = ?, version = version + 1, updated_at = ? WHERE tenant_id = ? AND id = ? AND version = ?`
+		args := []any{sealed, now, s.Tenant, v.ID, c.Version}
+		if vouched && p.Email != email {
+			res, err := s.SQL.Exec(ctx, `UPDATE contacts SET pii_sealed = ?, email_index = ?, version = version + 1, updated_at = ? WHERE tenant_id = ? AND id = ? AND version = ?`,
+				sealed, idx, now, s.Tenant, v.ID, c.Version)
+			if err == nil {
+				if res.RowsAffected == 0 {
+					return storage.ErrConflict
+				}
+				return nil
+			}
+			if !errors.Is(err, storage.ErrConflict) {
+				return err
+			}
+			// The email is another contact's: kept without the index.
+		}
+		res, err := s.SQL.Exec(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		if res.RowsAffected == 0 {
+			return storage.ErrConflict // changed since read: again
+		}
+		return nil
+	})
 }
 
 // checkPreChat validates the pre-chat form before anything is written.
@@ -235,7 +302,7 @@ func (s *Store) VisitorStart(ctx context.Context, v Visitor, text string, pre *P
 	in := CreateInput{ContactID: v.ID}
 	if text != "" {
 		in.Message = &SendInput{Text: text}
-		if err := checkText(text, "message."); err != nil {
+		if err := checkText(text, ""); err != nil {
 			return nil, nil, false, err
 		}
 	}
@@ -262,12 +329,13 @@ func (s *Store) VisitorStart(ctx context.Context, v Visitor, text string, pre *P
 }
 
 // VisitorSend sends the visitor's message; announce, if not nil, is the
-// file the message carries (uploaded next, VisitorAttach).
+// file the message carries (uploaded next, VisitorAttach). A resolved or
+// snoozed conversation opens again: the visitor is writing.
 func (s *Store) VisitorSend(ctx context.Context, v Visitor, convID, text string, announce *Announcement, idemKey string) (*VMessage, bool, error) {
 	if _, err := s.visitorConv(ctx, v.ID, convID); err != nil {
 		return nil, false, err
 	}
-	m, replay, err := s.Send(ctx, v.actor(), convID, SendInput{Text: text, announce: announce}, idemKey)
+	m, replay, err := s.Send(ctx, v.actor(), convID, SendInput{Text: text, announce: announce, reopen: true}, idemKey)
 	if err != nil {
 		return nil, false, err
 	}

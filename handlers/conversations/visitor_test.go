@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"pommy.ai/edge/handlers/web"
 	"pommy.ai/edge/storage"
@@ -283,11 +284,14 @@ func TestVisitorStart(t *testing.T) {
 	}
 	call(t, routes.VisitorStart, x, "POST", "/v1/widget/conversations", map[string]any{"pre_chat": map[string]any{"name": strings.Repeat("n", MaxName+1)}}, idem()...).
 		wantErr(t, 422, "name_too_long")
-	call(t, routes.VisitorStart, x, "POST", "/v1/widget/conversations", map[string]any{"text": strings.Repeat("x", MaxText+1)}, idem()...).
-		wantErr(t, 422, "text_too_long")
+	long := call(t, routes.VisitorStart, x, "POST", "/v1/widget/conversations", map[string]any{"text": strings.Repeat("x", MaxText+1)}, idem()...)
+	if long.wantErr(t, 422, "text_too_long").json(t)["error"].(map[string]any)["field"] != "text" {
+		t.Errorf("text too long: %s", long.body)
+	}
 	if _, err := f.s.Contact(ctx, x.VisitorID); err == nil {
 		t.Fatal("a refused start made the contact")
 	}
+	call(t, routes.VisitorStart, x, "POST", "/v1/widget/conversations", map[string]any{"text": strings.Repeat("x", MaxText)}, idem()...).want(t, 201)
 }
 
 // TestVisitorSend: Idempotency-Key required; a retry is 200 with the
@@ -830,4 +834,66 @@ func TestTeamAttachmentNamedAndTyped(t *testing.T) {
 	}
 	m, _, _ := f.s.Send(ctx, f.user, conv, SendInput{Text: "bad name"}, "")
 	call(t, routes.PutAttachment, s, "PUT", "/v1/conversations/"+conv+"/messages/"+m.ID+"/attachment?name=%2F%2F", []byte("x")).wantErr(t, 400, "invalid_file_name")
+}
+
+// TestVisitorMessageReopens: the visitor writing into a resolved (or
+// snoozed) conversation opens it again, in the batch of the message; a
+// person's message does not; the rating then waits for the next
+// resolution.
+func TestVisitorMessageReopens(t *testing.T) {
+	f := open(t)
+	ctx := context.Background()
+	v := f.visitor(f.ct)
+	conv := f.start(t, v, "hello")
+	if _, _, err := f.s.UpdateConversation(ctx, f.user, conv, UpdateInput{Status: ptr(StatusResolved)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.s.Send(ctx, f.user, conv, SendInput{Text: "anything else?"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := f.s.Conversation(ctx, conv); c.Status != StatusResolved {
+		t.Fatalf("a person's message changed the status to %s", c.Status)
+	}
+	call(t, routes.VisitorCSAT, v, "POST", base(conv)+"/csat", map[string]any{"rating": 4}).want(t, 201)
+	m := call(t, routes.VisitorSend, v, "POST", base(conv)+"/messages", map[string]any{"text": "one more question"}, idem()...).want(t, 201).json(t)
+	vc := call(t, routes.VisitorConversation, v, "GET", base(conv), nil).want(t, 200).json(t)
+	if vc["status"] != "open" || vc["csat"] != nil || m["seq"] != vc["last_seq"] {
+		t.Fatalf("after the visitor wrote: %v (message %v)", vc, m)
+	}
+	f.s.Visitor = f.ct
+	evs, _, _, _ := f.s.Events(ctx, conv, int64(m["seq"].(float64))-2, AudienceVisitor)
+	if len(evs) != 2 || evs[0].Type != "status.changed" || string(evs[0].Data) != `{"from":"resolved","to":"open"}` || evs[1].Type != EvMessageCreated {
+		t.Fatalf("events %+v", evs)
+	}
+	// Snoozed: the same.
+	until := t0.Add(time.Hour).Format(time.RFC3339)
+	if _, _, err := f.s.UpdateConversation(ctx, f.user, conv, UpdateInput{SnoozedUntil: &until}); err != nil {
+		t.Fatal(err)
+	}
+	call(t, routes.VisitorSend, v, "POST", base(conv)+"/messages", map[string]any{"text": "hello?"}, idem()...).want(t, 201)
+	if c, _ := f.s.Conversation(ctx, conv); c.Status != StatusOpen || c.SnoozedUntil != nil {
+		t.Fatalf("snoozed conversation after the visitor wrote: %+v", c)
+	}
+}
+
+// TestVisitorPreChatFillsAnExistingContact: a contact made earlier by
+// setting attributes gets the pre-chat name and email of the visitor's
+// first conversation; what a contact has is never overwritten.
+func TestVisitorPreChatFillsAnExistingContact(t *testing.T) {
+	f := open(t)
+	ctx := context.Background()
+	v := f.visitor("ct_" + strings.Repeat("k", 26))
+	call(t, routes.VisitorUpdate, v, "PATCH", "/v1/widget/visitor", map[string]any{"attributes": map[string]any{"plan": "pro"}}).want(t, 200)
+	call(t, routes.VisitorStart, v, "POST", "/v1/widget/conversations", map[string]any{"pre_chat": map[string]any{"name": "Deniz", "email": "deniz@example.com"}}, idem()...).want(t, 201)
+	c, err := f.s.Contact(ctx, v.VisitorID)
+	if err != nil || c.Name != "Deniz" || c.Email != "deniz@example.com" || string(c.Attributes) != `{"plan":"pro"}` {
+		t.Fatalf("contact %+v %v", c, err)
+	}
+	call(t, routes.VisitorStart, v, "POST", "/v1/widget/conversations", map[string]any{"pre_chat": map[string]any{"name": "Someone", "email": "other@example.com"}}, idem()...).want(t, 201)
+	if c, _ := f.s.Contact(ctx, v.VisitorID); c.Name != "Deniz" || c.Email != "deniz@example.com" {
+		t.Fatalf("a later pre-chat overwrote the contact: %+v", c)
+	}
+	if _, err := f.s.ContactByEmail(ctx, "deniz@example.com"); err == nil {
+		t.Fatal("a typed email was indexed")
+	}
 }

@@ -2,20 +2,33 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"pommy.ai/edge/tests/apitest"
 	"pommy.ai/edge/tests/jwtsign"
+	"pommy.ai/edge/tests/openapi"
+	"pommy.ai/edge/tests/streamclient"
 	"pommy.ai/edge/tests/widgettest"
 )
 
 // The visitor's side of conversations through the compiled guest in the
 // wazero host: the real middleware (widget and visitor tokens, limits),
 // the real stream hand-off, the real blob store.
+
+// chatClient is a client whose every exchange is held to docs/openapi.yaml.
+func chatClient(t *testing.T) *apitest.Client {
+	t.Helper()
+	c := &apitest.Client{Base: startHome(t, homeOptions{}).url}
+	openapi.Attach(t, c)
+	return c
+}
 
 type visitorEvents struct {
 	Events []struct {
@@ -31,7 +44,7 @@ type visitorEvents struct {
 // team's; read positions travel both ways; a private note never reaches
 // the visitor; the conversation is rated once resolved.
 func TestWidgetChat(t *testing.T) {
-	c := &apitest.Client{Base: startHome(t, homeOptions{}).url}
+	c := chatClient(t)
 	site := widgettest.NewSite(t, c, "Chat Co", "https://shop.example")
 	v := site.Anonymous(t)
 	conv := site.StartID(t, v, "Merhaba, <b>siparişim</b> nerede?")
@@ -133,7 +146,7 @@ func TestWidgetChat(t *testing.T) {
 // store sealed, typed by its content; HTML named .png is refused; the
 // team downloads it named; another visitor cannot.
 func TestWidgetAttachments(t *testing.T) {
-	c := &apitest.Client{Base: startHome(t, homeOptions{}).url}
+	c := chatClient(t)
 	site := widgettest.NewSite(t, c, "Files Co", "https://shop.example")
 	site.Settings(t, map[string]any{"attachment_max_bytes": 4096}).Expect(t, 200)
 	v := site.Anonymous(t)
@@ -182,7 +195,7 @@ func TestWidgetAttachments(t *testing.T) {
 // made then, with the claims), and the same sub later finds the same
 // conversations.
 func TestWidgetVerifiedVisitorChats(t *testing.T) {
-	c := &apitest.Client{Base: startHome(t, homeOptions{}).url}
+	c := chatClient(t)
 	site := widgettest.NewSite(t, c, "Verified Co", "https://shop.example")
 	secret := site.IdentitySecret(t)
 	site.Settings(t, map[string]any{"identity": "optional"}).Expect(t, 200)
@@ -207,7 +220,7 @@ func TestWidgetVerifiedVisitorChats(t *testing.T) {
 // TestWidgetSendsRaceOnce: concurrent retries of one send (the widget's
 // offline queue flushing twice) make one message.
 func TestWidgetSendsRaceOnce(t *testing.T) {
-	c := &apitest.Client{Base: startHome(t, homeOptions{}).url}
+	c := chatClient(t)
 	site := widgettest.NewSite(t, c, "Race Co", "https://shop.example")
 	v := site.Anonymous(t)
 	conv := site.StartID(t, v, "first")
@@ -240,5 +253,88 @@ func TestWidgetSendsRaceOnce(t *testing.T) {
 	msgs := c.Do(t, "GET", "/v1/widget/conversations/"+conv+"/messages", nil, site.As(v)...).Expect(t, 200).JSON(t)["messages"].([]any)
 	if len(msgs) != 2 {
 		t.Fatalf("%d messages", len(msgs))
+	}
+}
+
+// TestWidgetStreamResume: the visitor's SSE stream carries the people's
+// replies live; cut mid-conversation and resumed from the last id it saw
+// (what the widget does after sleep or a lost network), it gets every
+// message written meanwhile exactly once, in order, and its own queued
+// message sent twice (the offline queue's retry) appears once.
+func TestWidgetStreamResume(t *testing.T) {
+	c := chatClient(t)
+	site := widgettest.NewSite(t, c, "Stream Co", "https://shop.example")
+	v := site.Anonymous(t)
+	conv := site.StartID(t, v, "hello")
+	url := c.Base + "/v1/widget/conversations/" + conv + "/events/stream"
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second) // a safety net, not an assertion
+	defer cancel()
+
+	seen := map[string]int{}
+	var order []string
+	var lastID string
+	// read takes message.created frames until it has n more.
+	read := func(s *streamclient.Stream, n int) {
+		t.Helper()
+		for n > 0 {
+			e, err := s.NextData()
+			if err != nil {
+				t.Fatalf("stream: %v (have %v)", err, order)
+			}
+			lastID = e.ID
+			if strings.Contains(e.Data, "SECRET") {
+				t.Fatalf("the visitor's stream carries the private note: %s", e.Data)
+			}
+			if e.Type != "message.created" {
+				continue
+			}
+			var ev struct {
+				Data struct {
+					ID, Text string
+					Seq      int64
+				}
+			}
+			json.Unmarshal([]byte(e.Data), &ev)
+			m := ev.Data
+			if e.ID != fmt.Sprint(m.Seq) {
+				t.Fatalf("frame id %s for a message at seq %d", e.ID, m.Seq)
+			}
+			seen[m.ID]++
+			order = append(order, m.Text)
+			n--
+		}
+	}
+	s, err := streamclient.Open(ctx, http.DefaultClient, url, "", site.As(v)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read(s, 1) // the visitor's first message, from the log
+	site.Reply(t, conv, "reply 1", false).Expect(t, 201)
+	read(s, 1) // live
+	s.Close()  // the network goes
+
+	site.Reply(t, conv, "SECRET note", true).Expect(t, 201)
+	site.Reply(t, conv, "reply 2", false).Expect(t, 201)
+	for range 2 { // the widget's queue flushes twice; one key, one message
+		r := c.Do(t, "POST", "/v1/widget/conversations/"+conv+"/messages", map[string]any{"text": "typed offline"}, site.As(v, "Idempotency-Key", "offline-1")...)
+		if r.Status != 201 && r.Status != 200 {
+			t.Fatalf("queued send: %d %s", r.Status, r.Body)
+		}
+	}
+	site.Reply(t, conv, "reply 3", false).Expect(t, 201)
+
+	s, err = streamclient.Open(ctx, http.DefaultClient, url, lastID, site.As(v)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	read(s, 3)
+	if strings.Join(order, "|") != "hello|reply 1|reply 2|typed offline|reply 3" {
+		t.Fatalf("the visitor saw %v", order)
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Fatalf("message %s seen %d times", id, n)
+		}
 	}
 }
