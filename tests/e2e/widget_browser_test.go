@@ -90,8 +90,30 @@ func TestWidgetBrowser(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	// WIDGET_SCENARIOS, if set, reaches the script with the environment.
-	if err := b.Run(ctx, "widget.mjs", e, nil, func(line string) { t.Log(line) }); err != nil {
+	// Each scenario's verdict becomes a subtest, so the failing ones are
+	// named in go test's summary.
+	var verdicts [][2]string
+	err := b.Run(ctx, "widget.mjs", e, nil, func(line string) {
+		t.Log(line)
+		for _, v := range []string{"PASS", "FAIL"} {
+			if rest, ok := strings.CutPrefix(line, "--- "+v+": "); ok {
+				name, _, _ := strings.Cut(rest, " ")
+				verdicts = append(verdicts, [2]string{name, v})
+			}
+		}
+	})
+	for _, v := range verdicts {
+		t.Run(v[0], func(t *testing.T) {
+			if v[1] == "FAIL" {
+				t.Error("failed in Chromium: its output is in the log above")
+			}
+		})
+	}
+	if err != nil {
 		t.Fatal(err)
+	}
+	if len(verdicts) == 0 {
+		t.Fatal("widget.mjs ran no scenario")
 	}
 	if log := h.log.String(); strings.Contains(log, e.Session) || strings.Contains(log, e.Key) {
 		t.Error("the host log holds a credential")
