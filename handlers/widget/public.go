@@ -22,11 +22,14 @@ const (
 var AttachmentTypes = []string{"image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain"}
 
 // shedTenantIP counts a widget request of a tenant from one address
-// (LimitWidget "t:tenant:ip") and against the address's flood limit.
+// (LimitWidget "t:tenant:ip") and, for a GET, against the address's flood
+// limit (the middleware already counts a public POST there).
 func (svc *Service) shedTenantIP(r *http.Request, tenant string) error {
 	ip := web.ClientIP(r)
-	if err := web.Shed(r, svc.p.Limiter, storage.LimitIP, ip, "too many requests from this address; slow down"); err != nil {
-		return err
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		if err := web.Shed(r, svc.p.Limiter, storage.LimitIP, ip, "too many requests from this address; slow down"); err != nil {
+			return err
+		}
 	}
 	return web.Shed(r, svc.p.Limiter, storage.LimitWidget, web.Truncate("t:"+tenant+":"+ip, storage.MaxLimitKey),
 		"too many widget requests from this address; wait a moment")

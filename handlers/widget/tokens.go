@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/hmac"
+	"encoding/base32"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -161,7 +162,8 @@ func marshal(v any) ([]byte, error) {
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
-// subjectContact is a verified visitor's contact id, derived from the
+// subjectContact is a verified visitor's contact id ("ct_" + base32 of
+// the first 128 bits of the MAC), derived from the
 // tenant's user id (the JWT's sub) with the home's keyed MAC: the same
 // user always maps to the same contact, without a lookup table and without
 // sub stored or sent in clear.
@@ -170,5 +172,9 @@ func (svc *Service) subjectContact(ctx context.Context, tenant, sub string) (str
 	if err != nil {
 		return "", err
 	}
-	return "ct_" + hex.EncodeToString(sum)[:32], nil
+	// The shape of every id (web.NewID: 128 bits in 26 base32
+	// characters), which the capabilities check ids against.
+	return "ct_" + idEncoding.EncodeToString(sum[:16]), nil
 }
+
+var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)

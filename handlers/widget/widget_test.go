@@ -433,7 +433,7 @@ func TestIdentifyAndForgeries(t *testing.T) {
 	want(t, w, 200, "")
 	var out visitorResponse
 	json.Unmarshal(w.Body.Bytes(), &out)
-	if !out.Verified || !strings.HasPrefix(out.VisitorID, "ct_") || len(out.VisitorID) != 35 || out.ExpiresAt != time.Unix(now+600, 0).UTC().Format(time.RFC3339) {
+	if !out.Verified || !web.ValidID("ct", out.VisitorID) || out.ExpiresAt != time.Unix(now+600, 0).UTC().Format(time.RFC3339) {
 		t.Fatalf("identify: %+v", out)
 	}
 	if strings.Contains(out.VisitorID, "user-42") {
@@ -529,7 +529,7 @@ func TestAuthenticate(t *testing.T) {
 		return s, ""
 	}
 	s, code := auth(wt, vt)
-	if code != "" || s.Tenant != f.a || s.VisitorID != vid || s.VisitorVerified || s.WidgetOrigin != shop ||
+	if code != "" || !web.ValidID("ct", vid) || s.Tenant != f.a || s.VisitorID != vid || s.VisitorVerified || s.WidgetOrigin != shop ||
 		s.Visitor != (web.VisitorPolicy{AgentName: "Pommy", AttachmentMaxBytes: 2048, CSAT: false}) || s.Keys == nil || s.UserID != "" || s.Role != "" {
 		t.Fatalf("scope %+v %s", s, code)
 	}

@@ -602,6 +602,7 @@ func visitorRecipe(method, pattern string) mxRecipe {
 // widget token of B (or the reverse) is refused on every visitor route.
 func (m *matrix) visitorMatrix(t *testing.T) {
 	va, vb := m.visitor(t, m.a), m.visitor(t, m.b)
+	t.Run("visitor's own", func(t *testing.T) { m.visitorOwn(t, va) })
 	mixed := [][]string{
 		{"Pommy-Widget", vb[1], "Pommy-Visitor", va[3]},
 		{"Pommy-Widget", va[1], "Pommy-Visitor", vb[3]},
@@ -636,6 +637,57 @@ func (m *matrix) visitorMatrix(t *testing.T) {
 		})
 	}
 	diff(t, "tenant B after A's visitor", baseB, m.snapshot(t, m.b, true))
+}
+
+// visitorOwn walks every visitor route as tenant A's visitor on their own
+// conversation: each is allowed (2xx), so the matrix proves the refusals
+// above are about whose objects, not a route that refuses everyone.
+func (m *matrix) visitorOwn(t *testing.T, v []string) {
+	do := func(method, path string, body any, status int, hdr ...string) *Response {
+		t.Helper()
+		m.calls++
+		return m.c.Do(t, method, path, body, append(slices.Clone(v), hdr...)...).Expect(t, status)
+	}
+	seen := map[string]bool{}
+	mark := func(method, pattern string) { seen[method+" "+pattern] = true }
+	do("PATCH", "/v1/widget/visitor", map[string]any{"attributes": map[string]any{"plan": "pro"}}, 200)
+	mark("PATCH", "/v1/widget/visitor")
+	started := do("POST", "/v1/widget/conversations", map[string]any{"text": "hello from the matrix's visitor"}, 201, idem()...).JSON(t)
+	mark("POST", "/v1/widget/conversations")
+	conv := started["conversation"].(map[string]any)["id"].(string)
+	base := "/v1/widget/conversations/" + conv
+	do("GET", "/v1/widget/conversations", nil, 200)
+	mark("GET", "/v1/widget/conversations")
+	do("GET", base, nil, 200)
+	mark("GET", "/v1/widget/conversations/{id}")
+	do("GET", base+"/messages", nil, 200)
+	mark("GET", "/v1/widget/conversations/{id}/messages")
+	file := []byte("the visitor's notes\n")
+	msg := do("POST", base+"/messages", map[string]any{"text": "", "attachment": map[string]any{"name": "notes.txt", "size": len(file)}}, 201, idem()...).JSON(t)["id"].(string)
+	mark("POST", "/v1/widget/conversations/{id}/messages")
+	do("PUT", base+"/messages/"+msg+"/attachment", file, 200)
+	mark("PUT", "/v1/widget/conversations/{id}/messages/{mid}/attachment")
+	if got := do("GET", base+"/messages/"+msg+"/attachment", nil, 200).Body; !bytes.Equal(got, file) {
+		t.Errorf("the visitor's attachment came back as %q", got)
+	}
+	mark("GET", "/v1/widget/conversations/{id}/messages/{mid}/attachment")
+	do("POST", base+"/typing", map[string]any{"typing": true}, 200)
+	mark("POST", "/v1/widget/conversations/{id}/typing")
+	do("POST", base+"/read", map[string]any{"seq": 1}, 200)
+	mark("POST", "/v1/widget/conversations/{id}/read")
+	do("GET", base+"/events?after=0", nil, 200)
+	mark("GET", "/v1/widget/conversations/{id}/events")
+	m.calls++
+	m.c.Stream(t, base+"/events/stream?after=0", 1, v...).Expect(t, 200)
+	mark("GET", "/v1/widget/conversations/{id}/events/stream")
+	m.a.owner.Do(t, "PATCH", "/v1/conversations/"+conv, map[string]any{"status": "resolved"}).Expect(t, 200)
+	do("POST", base+"/csat", map[string]any{"rating": 5}, 201)
+	mark("POST", "/v1/widget/conversations/{id}/csat")
+	for _, rt := range handlers.Routes() {
+		if rt.Permission == "visitor" && !seen[rt.Method+" "+rt.Pattern] {
+			t.Errorf("visitor route %s %s is not walked by the matrix's visitor (visitorOwn)", rt.Method, rt.Pattern)
+		}
+	}
 }
 
 // mxRecipes: one per route of handlers.Routes(), keyed "METHOD pattern".
