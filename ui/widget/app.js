@@ -134,7 +134,8 @@ function richText(text) {
 const PALETTE = ["#1f5f8b", "#7a3e9d", "#2e7d32", "#a1451b", "#00695c", "#ad1457", "#4e5b6e", "#5d4037"];
 function avatar(name, type) {
   const n = (name || (type === "agent" ? "AI" : "?")).trim();
-  const ini = type === "agent" && !name ? "AI" : n.split(/\s+/).slice(0, 2).map((w) => Array.from(w)[0] || "").join("").toLocaleUpperCase(lang);
+  // Initials of the words that start with a letter or digit ("Ayşe <b>" → "A").
+  const ini = type === "agent" && !name ? "AI" : n.split(/\s+/).filter((w) => /^[\p{L}\p{N}]/u.test(w)).slice(0, 2).map((w) => Array.from(w)[0]).join("").toLocaleUpperCase(lang);
   let hsh = 0;
   for (const c of n) hsh = (hsh * 31 + c.codePointAt(0)) >>> 0;
   const el = h("span", { class: "pw-av", "aria-hidden": "true", text: ini || "?" });
@@ -426,7 +427,10 @@ function convView() {
   ui.top = h("div", { class: "pw-top" });
   ui.scroll = h("div", { class: "pw-scroll" }, ui.top, ui.logRegion, ui.typing, ui.csat);
   ui.body.replaceChildren(ui.scroll);
-  ui.foot.replaceChildren(composer());
+  // One composer for the frame's life: what the visitor is typing (or picking)
+  // survives the draft becoming a conversation.
+  if (!ui.form) ui.form = composer();
+  if (ui.form.parentNode !== ui.foot) ui.foot.replaceChildren(ui.form);
 }
 
 // The tenant's greeting opens every conversation (it is not a message).
@@ -490,6 +494,7 @@ async function openConv(c) {
 }
 
 let maxMsgSeq = 0;
+const notified = new Set(); // replies already announced to the host page
 async function catchUp() {
   const c = cur;
   let after = maxMsgSeq = [...msgs.values()].reduce((a, m) => Math.max(a, m.seq), 0);
@@ -529,7 +534,10 @@ function upsert(m, live) {
   ui.log.insertBefore(el, before);
   if (m.author_type === "person" || m.author_type === "agent") {
     typingOff();
-    if (live) {
+    // New to the visitor: it came live, or is past what they had read when
+    // this conversation was opened (a reply that beat the stream). Once each.
+    if ((live || m.seq > (cur.visitor_read_seq || 0)) && !notified.has(m.id)) {
+      notified.add(m.id);
       toParent({ type: "pommy:event", name: "message", conversation_id: m.conversation_id, author_type: m.author_type });
       if (!isOpen || document.hidden) { unread++; toParent({ type: "pommy:unread", count: unread }); }
     }
@@ -694,7 +702,7 @@ function composer() {
     } });
   ui.file = h("input", { type: "file", class: "pw-hide", tabindex: "-1", "aria-hidden": "true", "data-pommy": "file",
     accept: (cfg.attachments && cfg.attachments.types || []).join(","),
-    onchange: () => { [...ui.file.files].forEach(upload); ui.file.value = ""; } });
+    onchange: (e) => { [...e.target.files].forEach(upload); e.target.value = ""; } });
   return h("form", { class: "pw-composer", "data-pommy": "composer-form", onsubmit: (e) => { e.preventDefault(); sendText(); } },
     ui.input, ui.file,
     h("button", { type: "button", class: "pw-icon pw-attach", "data-pommy": "attach", "aria-label": t("attach"), title: t("attach"), onclick: () => ui.file.click() }, icon(CLIP)),
@@ -829,6 +837,10 @@ async function upload(file) {
   ui.scroll.scrollTop = ui.scroll.scrollHeight;
   const bar = row.querySelector("progress");
   try {
+    // The draft's first message may be starting the conversation right now:
+    // attach to that one rather than start a second.
+    for (let i = 0; i < 150 && cur.draft && queue.some((q) => q.conv === cur.draft); i++) await sleep(200);
+    if (!row.isConnected) ui.log.append(row);
     if (!cur.id) {
       const draft = cur.draft;
       const body = {};
@@ -843,6 +855,7 @@ async function upload(file) {
       ui.log.append(row);
     }
     const c = cur;
+    if (!row.isConnected) ui.log.append(row);
     const m = await api("POST", `/v1/widget/conversations/${c.id}/messages`, { body: { text: "", attachment: { name: file.name, size: file.size } }, key: uuid() });
     upsert(m, false);
     const done = await put(`/v1/widget/conversations/${c.id}/messages/${m.id}/attachment`, file, bar);

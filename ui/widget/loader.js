@@ -58,8 +58,14 @@
         token = t;
         // Refresh a minute before it expires, so the chat rarely sees a stale one.
         clearTimeout(refreshTimer);
-        var ms = Date.parse(t.expires_at) - Date.now() - 60000;
-        refreshTimer = setTimeout(refresh, Math.max(ms, 10000));
+        // The page's clock may be off: a lifetime that makes no sense (the
+        // contract's is 15 min) counts as 14 min from now.
+        var life = Date.parse(t.expires_at) - Date.now();
+        t.until = Date.now() + (life > 120000 && life < 3600000 ? life : 840000);
+        var ms = t.until - Date.now() - 60000;
+        // Only a chat that was opened needs a fresh token in the background:
+        // idle pages ask again when (if ever) the visitor opens it.
+        refreshTimer = setTimeout(function () { if (frame) refresh(); }, Math.max(ms, 10000));
         return t;
       });
   }
@@ -204,6 +210,10 @@
 
   function open() {
     if (!launcher) return;
+    if (!frame && token.until - Date.now() < 60000) {
+      token.until = Infinity; // one fetch, whatever it answers
+      return fetchToken().then(open, function () { warn("the platform could not be reached"); });
+    }
     if (!frame) buildFrame();
     if (isOpen) return;
     isOpen = true;
