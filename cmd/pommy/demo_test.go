@@ -128,3 +128,34 @@ func (s *syncLog) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// FuzzWidgetDemoPage: whatever the query, the page is served, and the
+// tenant reaches it only when it is a tenant id (so it needs no escaping):
+// for anything else the page is exactly the form, the same for every
+// such input, so the input cannot be anywhere in it.
+func FuzzWidgetDemoPage(f *testing.F) {
+	for _, s := range []string{"t_0123abcd", `"><script>alert(1)</script>`, "t_a' onerror='x", "t_" + strings.Repeat("z", 70), "", "\x00", "t_é"} {
+		f.Add(s)
+	}
+	h := demoHandler("http://127.0.0.1:8787")
+	page := func(t testing.TB, tenant string) string {
+		req := httptest.NewRequest("GET", "/?tenant="+url.QueryEscape(tenant), nil)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			t.Fatalf("status %d for %q", rec.Code, tenant)
+		}
+		return rec.Body.String()
+	}
+	form := page(f, "not a tenant")
+	f.Fuzz(func(t *testing.T, tenant string) {
+		body := page(t, tenant)
+		embeds := strings.Contains(body, `/widget.js" data-tenant="`+tenant+`" async>`)
+		if embeds != demoTenant.MatchString(tenant) {
+			t.Fatalf("tenant %q: snippet shown %v", tenant, embeds)
+		}
+		if !embeds && tenant != "" && body != form {
+			t.Fatalf("tenant %q changed the form page:\n%s", tenant, body)
+		}
+	})
+}
