@@ -152,7 +152,7 @@ const scenarios = {
     for (const t of visitorOffline) await waitText(frame, t);
 
     await ctx.setOffline(false);
-    await frame.waitForSelector(`${SEL.connection}[data-state=online]`, { timeout: 30000 });
+    await frame.waitForSelector(`${SEL.connection}[data-state=online]`, { state: 'attached', timeout: 30000 }); // hidden 2.5 s after it comes back
     for (const t of teamOffline) await waitText(frame, t, 30000);
     const after = `after the cut ${id}`;
     await send(frame, after);
