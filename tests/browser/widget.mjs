@@ -248,11 +248,11 @@ const scenarios = {
     const frame = await openWidget(page);
     const id = uid();
     await send(frame, `a picture follows ${id}`);
-    const { conv, msg } = await waitVisitorMessage(head, `a picture follows ${id}`);
-    // As a person would: pick the file once the first message shows as sent.
-    await frame.waitForSelector(`${SEL.message}[data-author=visitor][data-seq="${msg.seq}"]`);
+    // The file is picked at once, while the first message is still
+    // starting the conversation: it must join that conversation.
     const bytes = png(120, 80, [20, 120, 220]);
     await frame.setInputFiles(SEL.file, { name: `teapot-${id}.png`, mimeType: 'image/png', buffer: bytes });
+    const { conv } = await waitVisitorMessage(head, `a picture follows ${id}`);
     const preview = frame.locator(`${SEL.message} ${SEL.preview}`).last();
     await preview.waitFor({ state: 'visible', timeout: 20000 });
     await frame.waitForFunction((sel) => {
