@@ -3,6 +3,8 @@ package widget
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -137,4 +139,30 @@ func FuzzSettingsUpdate(f *testing.F) {
 			t.Fatalf("accepted text %q %q", rec.Greeting, rec.OfflineMessage)
 		}
 	})
+}
+
+// TestPlatformOrigin: the frame URL is on the origin the loader reached.
+func TestPlatformOrigin(t *testing.T) {
+	req := func(target, host string) *http.Request {
+		r := httptest.NewRequest("GET", target, nil)
+		r.Host = host
+		return r
+	}
+	abs := req("/v1/widget/token", "chat.example")
+	abs.URL.Scheme = "https"
+	for _, tc := range []struct {
+		svc  *Service
+		r    *http.Request
+		want string
+	}{
+		{&Service{}, req("/v1/widget/token", "127.0.0.1:8080"), "http://127.0.0.1:8080"},
+		{&Service{}, req("https://chat.example/v1/widget/token", "chat.example"), "https://chat.example"},
+		{&Service{}, abs, "https://chat.example"},
+		{&Service{publicOrigins: []string{"https://a.example", "https://b.example"}}, req("/x", "b.example"), "https://b.example"},
+		{&Service{publicOrigins: []string{"https://a.example"}}, req("/x", "evil.example"), "https://a.example"},
+	} {
+		if got := tc.svc.platformOrigin(tc.r); got != tc.want {
+			t.Errorf("%s %s: %s, want %s", tc.r.Host, tc.r.URL, got, tc.want)
+		}
+	}
 }

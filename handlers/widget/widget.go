@@ -55,8 +55,7 @@ func jsonEncoder(w io.Writer) *json.Encoder {
 
 // platformOrigin is this platform's origin as the browser reaches it: a
 // configured public origin (the one of the request's Host, else the
-// first), else the request's own Host, over https at the edge or when the
-// request came over TLS.
+// first), else the request's own Host with the request's scheme.
 func (svc *Service) platformOrigin(r *http.Request) string {
 	for _, o := range svc.publicOrigins {
 		if strings.EqualFold(strings.SplitN(o, "://", 2)[1], r.Host) {
@@ -66,9 +65,15 @@ func (svc *Service) platformOrigin(r *http.Request) string {
 	if len(svc.publicOrigins) > 0 {
 		return svc.publicOrigins[0]
 	}
-	scheme := "http"
-	if svc.p.Home == "edge" || r.TLS != nil || r.URL.Scheme == "https" {
-		scheme = "https"
+	// The edge hands the application the request's absolute URL, so its
+	// scheme is what the browser used (http only under wrangler dev); a
+	// server request has none, and TLS says.
+	scheme := r.URL.Scheme
+	if scheme != "http" && scheme != "https" {
+		scheme = "http"
+		if r.TLS != nil || svc.p.Home == "edge" {
+			scheme = "https"
+		}
 	}
 	return scheme + "://" + r.Host
 }
