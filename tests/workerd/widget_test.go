@@ -24,7 +24,8 @@ import (
 // token route's CORS for an allowed origin and its 403 (and the tenant's
 // notice) for another, the frame page's frame-ancestors, a visitor's chat
 // whose person's reply reaches the visitor's SSE stream through the
-// Durable Object without the private note written before it, and the
+// Durable Object without the private note written before it, a held
+// visitor stream ended once the site's origin is removed, and the
 // identity scenario (jose-signed tokens and forgeries) at the edge. No
 // timing is asserted; every wait is bounded generously for a loaded
 // machine.
@@ -188,6 +189,51 @@ func TestWidget(t *testing.T) {
 		team := c.Do(t, "GET", "/v1/conversations/"+conv+"/messages", nil, site.Bearer()...).Expect(t, 200)
 		if !strings.Contains(string(team.Body), "VIP") || !strings.Contains(string(team.Body), "Hello from the edge widget") {
 			t.Errorf("the team's messages lack the note or the visitor's first message: %s", team.Body)
+		}
+	})
+
+	// The Durable Object's re-poll runs the application's authorization
+	// again: a visitor stream held when the origin is removed ends at its
+	// next wake-up instead of delivering the next reply.
+	t.Run("origin-removed", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		v := site.Anonymous(t)
+		conv := site.StartID(t, v, "Hello before the origin goes")
+		s, err := streamclient.Open(ctx, &http.Client{}, w.URL+"/v1/widget/conversations/"+conv+"/events/stream", "", site.As(v)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		for {
+			e, err := s.NextData()
+			if err != nil {
+				t.Fatalf("visitor stream: %v", err)
+			}
+			if e.Type == "message.created" {
+				break
+			}
+		}
+		site.Settings(t, map[string]any{"allowed_origins": []string{}}).Expect(t, 200)
+		const after = "a reply after the origin was removed"
+		site.Reply(t, conv, after, false).Expect(t, 201)
+		for {
+			e, err := s.NextData()
+			if err != nil {
+				t.Fatalf("visitor stream after the origin was removed: %v; want event error origin_not_allowed", err)
+			}
+			if strings.Contains(e.Data, after) {
+				t.Fatalf("a stream of a removed origin delivered the reply: %s", e.Data)
+			}
+			if e.Type == "error" {
+				if !strings.Contains(e.Data, "origin_not_allowed") {
+					t.Errorf("the stream ended with %s, want origin_not_allowed", e.Data)
+				}
+				break
+			}
+		}
+		if r := c.Do(t, "GET", "/widget/frame/"+site.Tenant, nil); r.Status != 404 || !strings.Contains(r.Header.Get("Content-Security-Policy"), "frame-ancestors 'none'") {
+			t.Errorf("frame page without allowed origins: %d, CSP %q", r.Status, r.Header.Get("Content-Security-Policy"))
 		}
 	})
 
