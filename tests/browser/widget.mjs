@@ -152,7 +152,7 @@ const scenarios = {
     for (const t of visitorOffline) await waitText(frame, t);
 
     await ctx.setOffline(false);
-    await frame.waitForSelector(`${SEL.connection}[data-state=online]`, { timeout: 30000 });
+    await frame.waitForSelector(`${SEL.connection}[data-state=online]`, { state: 'attached', timeout: 30000 }); // hidden 2.5 s after it comes back
     for (const t of teamOffline) await waitText(frame, t, 30000);
     const after = `after the cut ${id}`;
     await send(frame, after);
@@ -248,11 +248,11 @@ const scenarios = {
     const frame = await openWidget(page);
     const id = uid();
     await send(frame, `a picture follows ${id}`);
-    const { conv, msg } = await waitVisitorMessage(head, `a picture follows ${id}`);
-    // As a person would: pick the file once the first message shows as sent.
-    await frame.waitForSelector(`${SEL.message}[data-author=visitor][data-seq="${msg.seq}"]`);
+    // The file is picked at once, while the first message is still
+    // starting the conversation: it must join that conversation.
     const bytes = png(120, 80, [20, 120, 220]);
     await frame.setInputFiles(SEL.file, { name: `teapot-${id}.png`, mimeType: 'image/png', buffer: bytes });
+    const { conv } = await waitVisitorMessage(head, `a picture follows ${id}`);
     const preview = frame.locator(`${SEL.message} ${SEL.preview}`).last();
     await preview.waitFor({ state: 'visible', timeout: 20000 });
     await frame.waitForFunction((sel) => {
