@@ -433,10 +433,13 @@ function convView() {
   if (ui.form.parentNode !== ui.foot) ui.foot.replaceChildren(ui.form);
 }
 
-// The tenant's greeting opens every conversation (it is not a message).
+// The tenant's greeting opens every conversation (it is not a message). It
+// speaks for the team, under the tenant's name, unless the tenant named an
+// AI agent: a visitor must not be told a machine greets them when none does.
 function greet() {
-  ui.top.append(h("div", { class: "pw-msg pw-them", "data-pommy": "greeting" }, avatar(cfg.agent_name, "agent"),
-    h("div", { class: "pw-bubble" }, h("span", { class: "pw-name", text: cfg.agent_name || t("assistant") }),
+  const who = cfg.agent_name || cfg.tenant_name || t("team");
+  ui.top.append(h("div", { class: "pw-msg pw-them", "data-pommy": "greeting" }, avatar(who, cfg.agent_name ? "agent" : "person"),
+    h("div", { class: "pw-bubble" }, h("span", { class: "pw-name", text: who }),
       h("p", { class: "pw-text", text: cfg.greeting || t("greeting") }))));
 }
 
