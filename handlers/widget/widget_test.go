@@ -855,3 +855,21 @@ func TestRenderFrame(t *testing.T) {
 		}
 	}
 }
+
+// TestVisitorTokenHoldsLongestClaims: identify accepts a name of
+// maxNameChars characters and an email of maxEmailBytes bytes, so the
+// visitor token minted for the worst of them (characters JSON writes as
+// six bytes each) must be one parseVisitor accepts.
+func TestVisitorTokenHoldsLongestClaims(t *testing.T) {
+	f := open(t)
+	ctx := context.Background()
+	name := strings.Repeat("\u2028", maxNameChars)
+	email := strings.Repeat("\u2028", (maxEmailBytes-len("a@example.com"))/3) + "a@example.com"
+	vt, err := f.svc.mintVisitor(ctx, visitorClaims{T: f.a, C: web.NewID("ct"), V: true, N: name, M: email, E: t0.Add(time.Hour).Unix()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := parseVisitor(vt, f.svc.mac(ctx, macPurposeVisitor), t0); err != nil {
+		t.Fatalf("a visitor token of %d bytes for the longest claims identify accepts is refused: %v", len(vt), err)
+	}
+}

@@ -26,7 +26,7 @@ export const env = {
 };
 
 // The widget's hooks: attributes the ui writes for tests and tools, never
-// classes (see /work/briefs/changes.md, "selectors the browser tests use").
+// classes (ui/widget/app.js and loader.js set them as data-pommy attributes).
 export const SEL = {
   launcher: '#pommy-launcher',
   frame: 'iframe#pommy-frame',

@@ -498,6 +498,21 @@ const scenarios = {
         await other.close();
       }
 
+      // The user signs out of the site (Pommy.logout): on a shared computer
+      // the next person must not see their chat. The widget drops the
+      // verified visitor and starts over as a new anonymous one.
+      await page.evaluate(() => window.Pommy.logout());
+      await frame.waitForFunction((needle) => !document.body.textContent.includes(needle), `verified hello ${id}`, { timeout: 15000 });
+      await frame.waitForSelector(`${SEL.composer}:not([disabled])`);
+      const stored = await frame.evaluate((k) => localStorage.getItem(k), `pommy:${env.tenant}:visitor`);
+      assert.ok(stored && !JSON.parse(stored).verified, `after logout the widget still holds a verified visitor: ${stored}`);
+      await page.reload();
+      await page.click(SEL.launcher);
+      const again = await frameOf(page);
+      await again.waitForSelector(`${SEL.composer}:not([disabled])`);
+      assert.equal(await again.locator(`${SEL.message} ${SEL.text}`, { hasText: `verified hello ${id}` }).count(), 0,
+        'after logout and a reload the signed-out user\'s chat is shown');
+
       // Enforce: an anonymous visitor sees why there is no composer.
       await api('PATCH', '/v1/widget/settings', { body: { identity: 'enforce' }, want: 200 });
       const anon = await browser.newContext();

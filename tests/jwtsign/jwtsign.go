@@ -14,10 +14,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"pommy.ai/edge/tests/workerd/wrangler"
 )
 
 // Spec is one token to sign; sign.mjs documents the fields.
@@ -40,10 +41,16 @@ type Spec struct {
 // ErrUnavailable is wrapped by Available when Node.js is not installed.
 var ErrUnavailable = errors.New("jwtsign: node unavailable")
 
-// Root is the repository's root (where package.json and node_modules are).
+// Root is the repository's root (where package.json and node_modules are),
+// found above the working directory (a test runs in its package's folder).
+// Not from runtime.Caller: builds with -trimpath (make test) record module
+// paths, not folders.
 func Root() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
+	root, err := wrangler.FindRoot(".")
+	if err != nil {
+		return "."
+	}
+	return root
 }
 
 // Available reports whether node is on PATH and jose is installed; a

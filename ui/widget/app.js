@@ -186,6 +186,13 @@ window.addEventListener("message", (e) => {
     case "pommy:identify":
       if (typeof m.jwt === "string") { pendingJWT = m.jwt; if (booted) boot(); }
       break;
+    case "pommy:logout":
+      // The page's user signed out: on a shared computer the next person
+      // must not see their chats. The queue goes too (it is theirs).
+      pendingJWT = null;
+      forgetVisitor();
+      if (booted) boot();
+      break;
     case "pommy:attributes":
       if (m.attributes && typeof m.attributes === "object") {
         pendingAttrs = Object.assign(pendingAttrs || {}, m.attributes);
@@ -318,6 +325,13 @@ function start() {
   boot();
 }
 
+// forgetVisitor drops the visitor this browser holds, with their queued
+// messages and open conversation.
+function forgetVisitor() {
+  visitor = null;
+  for (const k of ["visitor", "queue", "current"]) store.del(k);
+}
+
 let bootN = 0;
 async function boot() {
   const n = ++bootN;
@@ -332,7 +346,12 @@ async function boot() {
         const v = await api("POST", "/v1/widget/identify", { body: { jwt } });
         visitor = { token: v.visitor_token, id: v.visitor_id, verified: true };
         store.set("visitor", visitor);
-      } catch (e) { console.warn("Pommy: identify refused:", e.code, e.message); }
+      } catch (e) {
+        console.warn("Pommy: identify refused:", e.code, e.message);
+        // A refused identity must not leave the page on the previous
+        // verified user's chats (another user signed in on this browser).
+        if (visitor && visitor.verified) forgetVisitor();
+      }
     }
     if (cfg.identity === "enforce" && !(visitor && visitor.verified)) {
       visitor = null;

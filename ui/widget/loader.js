@@ -242,6 +242,7 @@
     open: function () { open(); },
     close: function () { close(); },
     identify: function (jwt) { if (typeof jwt === "string" && jwt) post({ type: "pommy:identify", jwt: jwt }); },
+    logout: function () { post({ type: "pommy:logout" }); },
     setAttributes: function (a) { if (a && typeof a === "object") post({ type: "pommy:attributes", attributes: JSON.parse(JSON.stringify(a)) }); },
     on: function (name, fn) { if (typeof fn === "function") (handlers[name] = handlers[name] || []).push(fn); }
   };
