@@ -1,16 +1,12 @@
 package e2e
 
 import (
-	"context"
-	"net/http"
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"pommy.ai/edge/tests/apitest"
 	"pommy.ai/edge/tests/jwtsign"
-	"pommy.ai/edge/tests/streamclient"
 	"pommy.ai/edge/tests/widgettest"
 )
 
@@ -100,42 +96,11 @@ func TestWidgetVisitorIsolation(t *testing.T) {
 	}
 
 	// The site's origin is removed while Bob watches his conversation.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	st, err := streamclient.Open(ctx, &http.Client{}, c.Base+"/v1/widget/conversations/"+convB+"/events/stream", "", site.As(bob)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	for {
-		e, err := st.NextData()
-		if err != nil {
-			t.Fatalf("Bob's stream: %v", err)
-		}
-		if e.Type == "message.created" {
-			break
-		}
-	}
+	st := site.Watch(t, bob, convB, "")
 	site.Settings(t, map[string]any{"allowed_origins": []string{}}).Expect(t, 200)
 	const after = "a reply after the origin was removed"
 	site.Reply(t, convB, after, false).Expect(t, 201)
-	for {
-		e, err := st.NextData()
-		if err != nil {
-			t.Errorf("Bob's stream after the origin was removed: %v; want event error origin_not_allowed", err)
-			break
-		}
-		if strings.Contains(e.Data, after) {
-			t.Errorf("a stream of a removed origin delivered: %s", e.Data)
-			break
-		}
-		if e.Type == "error" {
-			if !strings.Contains(e.Data, "origin_not_allowed") {
-				t.Errorf("the stream ended with %s, want origin_not_allowed", e.Data)
-			}
-			break
-		}
-	}
+	widgettest.ExpectStreamEnds(t, st, "the origin was removed", after, "origin_not_allowed")
 	if r := c.Do(t, "GET", "/v1/widget/conversations", nil, site.As(bob)...); r.Status != 403 || !strings.Contains(string(r.Body), "origin_not_allowed") {
 		t.Errorf("a visitor route with the removed origin's widget token: %d %s, want 403 origin_not_allowed", r.Status, r.Body)
 	}

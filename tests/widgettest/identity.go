@@ -1,15 +1,12 @@
 package widgettest
 
 import (
-	"context"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"pommy.ai/edge/tests/apitest"
 	"pommy.ai/edge/tests/jwtsign"
-	"pommy.ai/edge/tests/streamclient"
 )
 
 // Identity is the identity verification of the widget end to end, with
@@ -202,42 +199,11 @@ func enforce(t *testing.T, a *Site, verified Visitor, verifiedConv string) {
 	anonConv := a.StartID(t, anon, "Hello before enforce")
 	// The anonymous visitor is watching the conversation when the switch
 	// comes: a held stream is re-authorized at its next wake-up.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	st, err := streamclient.Open(ctx, &http.Client{}, c.Base+"/v1/widget/conversations/"+anonConv+"/events/stream", "", a.As(anon)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	for {
-		e, err := st.NextData()
-		if err != nil {
-			t.Fatalf("anonymous stream before enforce: %v", err)
-		}
-		if e.Type == "message.created" && strings.Contains(e.Data, "Hello before enforce") {
-			break
-		}
-	}
+	st := a.Watch(t, anon, anonConv, "Hello before enforce")
 	a.Settings(t, map[string]any{"identity": "enforce"}).Expect(t, 200)
 	const secret = "A reply the anonymous visitor must not see under enforce"
 	a.Reply(t, anonConv, secret, false).Expect(t, 201)
-	for {
-		e, err := st.NextData()
-		if err != nil {
-			t.Errorf("anonymous stream after enforce: %v; want event error identity_required", err)
-			break
-		}
-		if strings.Contains(e.Data, secret) {
-			t.Errorf("the anonymous visitor's held stream delivered a reply after enforce: %s", e.Data)
-			break
-		}
-		if e.Type == "error" {
-			if !strings.Contains(e.Data, "identity_required") {
-				t.Errorf("anonymous stream after enforce ended with %s, want identity_required", e.Data)
-			}
-			break
-		}
-	}
+	ExpectStreamEnds(t, st, "enforce", secret, "identity_required")
 
 	cfg := c.Do(t, "GET", "/v1/widget/config", nil, a.Frame()...).Expect(t, 200).JSON(t)
 	if cfg["identity"] != "enforce" {

@@ -444,7 +444,9 @@ function convView() {
   ui.typing = h("p", { class: "pw-typing", "data-pommy": "typing", hidden: true });
   ui.csat = h("div", { class: "pw-csat-wrap" });
   ui.top = h("div", { class: "pw-top" });
-  ui.scroll = h("div", { class: "pw-scroll" }, ui.top, ui.logRegion, ui.typing, ui.csat);
+  // Focusable, so that a keyboard alone can scroll back through a long
+  // conversation (WCAG 2.1.1; axe scrollable-region-focusable).
+  ui.scroll = h("div", { class: "pw-scroll", tabindex: "0" }, ui.top, ui.logRegion, ui.typing, ui.csat);
   ui.body.replaceChildren(ui.scroll);
   // One composer for the frame's life: what the visitor is typing (or picking)
   // survives the draft becoming a conversation.
