@@ -277,6 +277,14 @@ func (s *Store) Conversations(ctx context.Context, f Filter, cursor string, limi
 		q += ` AND contact_id = ?`
 		args = append(args, f.ContactID)
 	}
+	return pageByActivity(ctx, s, q, args, cursor, limit, s.render)
+}
+
+// pageByActivity runs a conversations query (q, its WHERE clause open) for
+// one page, most recent activity first, with the keyset cursor on
+// (last_activity_at, id) that the team's and the visitor's lists share,
+// and renders each row for its reader.
+func pageByActivity[T any](ctx context.Context, s *Store, q string, args []any, cursor string, limit int, render func(context.Context, *convRow) (T, error)) ([]T, string, error) {
 	if cursor != "" {
 		c, err := parseKeyCursor(cursor, "c")
 		if err != nil {
@@ -285,19 +293,18 @@ func (s *Store) Conversations(ctx context.Context, f Filter, cursor string, limi
 		q += ` AND (last_activity_at < ? OR last_activity_at = ? AND id < ?)`
 		args = append(args, c.At, c.At, c.ID)
 	}
-	q += ` ORDER BY last_activity_at DESC, id DESC LIMIT ?`
-	rows, err := s.SQL.Query(ctx, q, append(args, limit)...)
+	rows, err := s.SQL.Query(ctx, q+` ORDER BY last_activity_at DESC, id DESC LIMIT ?`, append(args, limit)...)
 	if err != nil {
 		return nil, "", err
 	}
-	out := make([]*Conversation, rows.Len())
+	out := make([]T, rows.Len())
 	var last keyCursor
 	for i := range out {
 		cv, err := scanConv(rows, i)
 		if err != nil {
 			return nil, "", err
 		}
-		if out[i], err = s.render(ctx, cv); err != nil {
+		if out[i], err = render(ctx, cv); err != nil {
 			return nil, "", err
 		}
 		last = keyCursor{At: cv.LastActivity, ID: cv.ID}

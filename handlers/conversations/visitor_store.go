@@ -109,33 +109,7 @@ func (s *Store) VisitorConversation(ctx context.Context, visitor, id string) (*V
 func (s *Store) VisitorConversations(ctx context.Context, visitor, cursor string, limit int) ([]*VConversation, string, error) {
 	q := `SELECT ` + convCols + ` FROM conversations WHERE tenant_id = ? AND contact_id = ? AND status != 'merged'`
 	args := []any{s.Tenant, visitor}
-	if cursor != "" {
-		c, err := parseKeyCursor(cursor, "c")
-		if err != nil {
-			return nil, "", err
-		}
-		q += ` AND (last_activity_at < ? OR last_activity_at = ? AND id < ?)`
-		args = append(args, c.At, c.At, c.ID)
-	}
-	rows, err := s.SQL.Query(ctx, q+` ORDER BY last_activity_at DESC, id DESC LIMIT ?`, append(args, limit)...)
-	if err != nil {
-		return nil, "", err
-	}
-	out := make([]*VConversation, rows.Len())
-	var last keyCursor
-	for i := range out {
-		cv, err := scanConv(rows, i)
-		if err != nil {
-			return nil, "", err
-		}
-		out[i] = vconv(cv)
-		last = keyCursor{At: cv.LastActivity, ID: cv.ID}
-	}
-	next := ""
-	if len(out) == limit {
-		next = last.encode()
-	}
-	return out, next, nil
+	return pageByActivity(ctx, s, q, args, cursor, limit, func(_ context.Context, c *convRow) (*VConversation, error) { return vconv(c), nil })
 }
 
 // PreChat is what the widget's pre-chat form asked.
