@@ -37,11 +37,30 @@ var contentTypes = map[string]string{
 	".json":  "application/json; charset=utf-8",
 }
 
-// asset is one embedded file, hashed and compressed once per process.
+// asset is one embedded file, hashed once per process and compressed the
+// first time a client takes it gzipped. At the edge a process is one
+// request (a fresh Go runtime each), so the token route, which needs only
+// the hashes, must not pay for compressing every file.
 type asset struct {
-	raw, gz []byte
-	hash    string // hex SHA-256, first 16 characters: the ?v= of its URL
-	ctype   string
+	raw   []byte
+	hash  string // hex SHA-256, first 16 characters: the ?v= of its URL
+	ctype string
+
+	gzOnce sync.Once
+	gz     []byte
+}
+
+// gzipped is the file compressed (best compression: it is small and read
+// by every visitor).
+func (a *asset) gzipped() []byte {
+	a.gzOnce.Do(func() {
+		var gz bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+		zw.Write(a.raw)
+		zw.Close()
+		a.gz = gz.Bytes()
+	})
+	return a.gz
 }
 
 var (
@@ -77,11 +96,7 @@ func loadAssets() {
 			continue
 		}
 		sum := sha256.Sum256(raw)
-		var gz bytes.Buffer
-		zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
-		zw.Write(raw)
-		zw.Close()
-		assets[name] = &asset{raw: raw, gz: gz.Bytes(), hash: hex.EncodeToString(sum[:])[:16], ctype: ct}
+		assets[name] = &asset{raw: raw, hash: hex.EncodeToString(sum[:])[:16], ctype: ct}
 	}
 	frameVer = hex.EncodeToString(all.Sum(nil))[:16]
 }
@@ -140,7 +155,7 @@ func serveFile(w http.ResponseWriter, r *http.Request, a *asset, cache string) {
 	body := a.raw
 	if acceptsGzip(r) {
 		h.Set("Content-Encoding", "gzip")
-		body = a.gz
+		body = a.gzipped()
 	}
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusOK)
