@@ -87,12 +87,14 @@ type app struct {
 // purges) are handed to them here, so that no capability imports this
 // package or another capability.
 func newApp(p storage.Platform, cfg Config) *app {
-	return &app{p: p, cfg: cfg, hosts: originHosts(cfg.PublicOrigins),
+	a := &app{p: p, cfg: cfg, hosts: originHosts(cfg.PublicOrigins),
 		id: identity.New(p, scopeResources),
 		// The audit log's rows go first, the tenants row last (tenant.Delete).
 		org: tenant.New(p, identity.ClearSessionCookie, tenantPurges...),
 		wid: widget.New(p, normalizedOrigins(cfg.PublicOrigins)),
 	}
+	a.wid.AttachmentTypes = conversations.AllowedTypes()
+	return a
 }
 
 // tenantPurges are every capability's statements that delete a tenant's

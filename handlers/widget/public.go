@@ -16,11 +16,6 @@ const (
 	HeaderVisitor = "Pommy-Visitor"
 )
 
-// AttachmentTypes are the file types a visitor may attach (sniffed from
-// content by the conversations capability); the widget's file picker
-// offers them.
-var AttachmentTypes = []string{"image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain"}
-
 // shedTenantIP counts a widget request of a tenant from one address
 // (LimitWidget "t:tenant:ip") and, for a GET, against the address's flood
 // limit (the middleware already counts a public POST there).
@@ -165,7 +160,7 @@ func (svc *Service) Config(w http.ResponseWriter, r *http.Request) error {
 		TenantName: rec.TenantName, Greeting: rec.Greeting, OfflineMessage: rec.OfflineMessage,
 		BusinessHours: rec.BusinessHours, PreChat: rec.PreChat, Color: rec.Color, Position: rec.Position,
 		Locale: rec.Locale, AgentName: rec.AgentName, Identity: rec.Identity, CSAT: rec.CSAT,
-		Attachments: attachments{MaxBytes: rec.AttachmentMaxBytes, Types: AttachmentTypes},
+		Attachments: attachments{MaxBytes: rec.AttachmentMaxBytes, Types: svc.AttachmentTypes},
 	})
 	return nil
 }

@@ -27,6 +27,11 @@ type Service struct {
 	// publicOrigins are the home's configured public origins (may be
 	// empty), for the absolute frame URL the loader opens.
 	publicOrigins []string
+	// AttachmentTypes are the file types a visitor may attach, offered by
+	// the widget's file picker: the list the conversations capability
+	// enforces by content (conversations.AllowedTypes), handed over by the
+	// route table's package so that there is one list.
+	AttachmentTypes []string
 }
 
 // New returns the widget capability. publicOrigins are the origins the

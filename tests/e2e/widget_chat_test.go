@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"pommy.ai/edge/handlers/conversations"
 	"pommy.ai/edge/tests/apitest"
 	"pommy.ai/edge/tests/jwtsign"
 	"pommy.ai/edge/tests/openapi"
@@ -149,6 +150,11 @@ func TestWidgetAttachments(t *testing.T) {
 	c := chatClient(t)
 	site := widgettest.NewSite(t, c, "Files Co", "https://shop.example")
 	site.Settings(t, map[string]any{"attachment_max_bytes": 4096}).Expect(t, 200)
+	// The widget offers exactly what the upload route accepts.
+	cfg := c.Do(t, "GET", "/v1/widget/config", nil, site.Frame()...).Expect(t, 200).JSON(t)["attachments"].(map[string]any)
+	if got, want := fmt.Sprint(cfg["types"]), fmt.Sprint(conversations.AllowedTypes()); got != want || cfg["max_bytes"] != float64(4096) {
+		t.Errorf("the widget's config offers %v up to %v bytes; the upload route accepts %s up to 4096", got, cfg["max_bytes"], want)
+	}
 	v := site.Anonymous(t)
 	conv := site.StartID(t, v, "a file follows")
 	base := "/v1/widget/conversations/" + conv
