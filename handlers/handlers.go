@@ -27,6 +27,7 @@ import (
 	"pommy.ai/edge/handlers/conversations"
 	"pommy.ai/edge/handlers/identity"
 	"pommy.ai/edge/handlers/jobs"
+	"pommy.ai/edge/handlers/mail"
 	"pommy.ai/edge/handlers/tenant"
 	"pommy.ai/edge/handlers/web"
 	"pommy.ai/edge/handlers/webhooks"
@@ -103,7 +104,7 @@ func newApp(p storage.Platform, cfg Config) *app {
 // column is not in them.
 var tenantPurges = []func(tenant string) []storage.Stmt{
 	audit.PurgeTenantStmts, identity.PurgeTenantStmts, conversations.PurgeTenantStmts,
-	jobs.PurgeTenantStmts, webhooks.PurgeTenantStmts, widget.PurgeTenantStmts,
+	jobs.PurgeTenantStmts, webhooks.PurgeTenantStmts, widget.PurgeTenantStmts, mail.PurgeTenantStmts,
 }
 
 // New returns the application's HTTP handler bound to a home's platform.

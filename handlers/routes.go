@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"pommy.ai/edge/handlers/audit"
+	"pommy.ai/edge/handlers/identity"
 	"pommy.ai/edge/handlers/web"
 )
 
@@ -135,7 +136,24 @@ type route struct {
 	Summary string
 	public  web.PublicHandler
 	handle  web.Handler
+	// Gates a session must also pass (API keys never reach these routes:
+	// each of them is session only or sets none).
+	//
+	// StepUp marks a dangerous action: the session must have proved a
+	// password or a second factor within identity.StepUpWindow (its
+	// sign-in, or POST /v1/me/reauth).
+	StepUp bool
+	// Verified: the person's email address must be verified.
+	Verified bool
+	// MFASetup opens the route to a session that the tenant's MFA policy
+	// holds back until the person sets up a second factor.
+	MFASetup bool
 }
+
+// stepUp, verified and mfaSetup set a route's gates (see route).
+func (rt route) stepUp() route   { rt.StepUp = true; return rt }
+func (rt route) verified() route { rt.Verified = true; return rt }
+func (rt route) mfaSetup() route { rt.MFASetup = true; return rt }
 
 // routes is the table. It is a method so that the handlers bind to a's
 // capabilities; the table itself never depends on a's state (docs are
@@ -164,8 +182,8 @@ func (a *app) routes() []route {
 		pub("POST", "/v1/widget/visitors", "a new anonymous visitor token (widget token)", a.wid.NewVisitor),
 		pub("POST", "/v1/widget/identify", "a verified visitor token for the tenant's identity JWT (widget token)", a.wid.Identify),
 
-		r("POST", "/v1/logout", permSelf, nil, "end the current session", a.id.Logout),
-		r("GET", "/v1/me", permSelf, nil, "the signed-in person and their role", a.id.Me),
+		r("POST", "/v1/logout", permSelf, nil, "end the current session", a.id.Logout).mfaSetup(),
+		r("GET", "/v1/me", permSelf, nil, "the signed-in person and their role", a.id.Me).mfaSetup(),
 		r("POST", "/v1/me/password", permSelf, nil, "change password; ends every other session", a.id.ChangePassword),
 		r("GET", "/v1/sessions", permSelf, nil, "list own active sessions", a.id.ListSessions),
 		r("DELETE", "/v1/sessions/{id}", permSelf, nil, "end one of own sessions", a.id.EndSession),
@@ -176,16 +194,16 @@ func (a *app) routes() []route {
 		r("DELETE", "/v1/members/{id}", permMembersManage, nil, "remove a person from the tenant", a.id.RemoveMember),
 		// Session only: an API key is a machine credential and must not mint
 		// people, who would then hold more than the key's scopes.
-		r("POST", "/v1/invitations", permMembersManage, nil, "invite a person with a role", a.id.CreateInvitation),
+		r("POST", "/v1/invitations", permMembersManage, nil, "invite a person with a role", a.id.CreateInvitation).verified(),
 		r("GET", "/v1/invitations", permMembersManage, scope("members", false), "list pending invitations", a.id.ListInvitations),
 		r("DELETE", "/v1/invitations/{id}", permMembersManage, scope("members", true), "revoke an invitation", a.id.RevokeInvitation),
-		r("POST", "/v1/ownership/transfer", permOwnershipMove, nil, "make another member owner and step down to admin", a.id.TransferOwnership),
+		r("POST", "/v1/ownership/transfer", permOwnershipMove, nil, "make another member owner and step down to admin", a.id.TransferOwnership).stepUp(),
 
 		r("GET", "/v1/settings", permSettingsRead, scope("settings", false), "tenant settings", a.org.GetSettings),
 		r("PATCH", "/v1/settings", permSettingsWrite, scope("settings", true), "change tenant settings (name, session timeouts)", a.org.UpdateSettings),
 
 		r("GET", "/v1/api-keys", permKeysManage, nil, "list API keys (prefix, scopes, use)", a.id.ListAPIKeys),
-		r("POST", "/v1/api-keys", permKeysManage, nil, "create an API key (shown once)", a.id.CreateAPIKey),
+		r("POST", "/v1/api-keys", permKeysManage, nil, "create an API key (shown once)", a.id.CreateAPIKey).verified().stepUp(),
 		r("DELETE", "/v1/api-keys/{id}", permKeysManage, nil, "revoke an API key", a.id.RevokeAPIKey),
 
 		r("GET", "/v1/audit/events", permAuditRead, nil, "audit events, newest first, filtered", a.auditRoute(audit.QueryHandler(a.auditLog()))),
@@ -206,7 +224,7 @@ func (a *app) routes() []route {
 
 		r("GET", "/v1/widget/settings", permSettingsRead, scope("settings", false), "the widget's settings and allowed origins", a.wid.GetSettings),
 		r("PATCH", "/v1/widget/settings", permSettingsWrite, scope("settings", true), "change the widget's settings and allowed origins (audited)", a.wid.UpdateSettings),
-		r("POST", "/v1/widget/identity-secret", permSettingsWrite, nil, "make or replace the identity JWT secret (shown once, audited)", a.wid.RotateIdentitySecret),
+		r("POST", "/v1/widget/identity-secret", permSettingsWrite, nil, "make or replace the identity JWT secret (shown once, audited)", a.wid.RotateIdentitySecret).stepUp(),
 
 		v("PATCH", "/v1/widget/visitor", "set the visitor's attributes", a.convs().VisitorUpdate),
 		v("GET", "/v1/widget/conversations", "the visitor's conversations", a.convs().VisitorConversations),
@@ -222,7 +240,7 @@ func (a *app) routes() []route {
 		v("GET", "/v1/widget/conversations/{id}/events", "the conversation's events for the visitor; long-poll with wait", a.convs().VisitorEvents),
 		v("GET", "/v1/widget/conversations/{id}/events/stream", "the conversation's events for the visitor as SSE", a.convs().VisitorEventStream),
 
-		r("DELETE", "/v1/tenant", permTenantDelete, nil, "delete the tenant; crypto-shreds its data", a.org.Delete),
+		r("DELETE", "/v1/tenant", permTenantDelete, nil, "delete the tenant; crypto-shreds its data", a.org.Delete).stepUp(),
 
 		r("POST", "/v1/contacts", permContactsWrite, scope("contacts", true), "create a contact (PII sealed)", a.convs().CreateContact),
 		r("GET", "/v1/contacts", permContactsRead, scope("contacts", false), "list contacts, or find one by ?email= (audited)", a.convs().ListContacts),
@@ -282,13 +300,17 @@ type RouteInfo struct {
 	// API keys are refused (403 session_required).
 	Scope   string
 	Summary string
+	// StepUp, Verified and MFASetup are the route's session gates
+	// (route).
+	StepUp, Verified, MFASetup bool
 }
 
 // Routes lists the route table, in its order.
 func Routes() []RouteInfo {
 	var out []RouteInfo
 	for _, rt := range (&app{}).routes() {
-		ri := RouteInfo{Method: rt.Method, Pattern: rt.Pattern, Public: rt.Perm == permPublic, Permission: string(rt.Perm), Summary: rt.Summary}
+		ri := RouteInfo{Method: rt.Method, Pattern: rt.Pattern, Public: rt.Perm == permPublic, Permission: string(rt.Perm), Summary: rt.Summary,
+			StepUp: rt.StepUp, Verified: rt.Verified, MFASetup: rt.MFASetup}
 		if !ri.Public {
 			for _, role := range roles {
 				if roleAllows(role, rt.Perm) {
@@ -372,6 +394,9 @@ func (a *app) serveRoute(rt route, w http.ResponseWriter, r *http.Request) error
 	if err := authorize(s, rt); err != nil {
 		return err
 	}
+	if err := sessionGates(s, rt); err != nil {
+		return err
+	}
 	if s.KeyID != "" && !poll {
 		if err := a.id.KeyRateLimit(r, s); err != nil {
 			return err
@@ -396,6 +421,29 @@ func authorize(s *web.Scope, rt route) error {
 	}
 	if !roleAllows(s.Role, rt.Perm) {
 		return web.Errorf(http.StatusForbidden, "forbidden", "the %s role may not %s", s.Role, permPhrases[rt.Perm])
+	}
+	return nil
+}
+
+// sessionGates checks what a person's session needs beyond its role: a
+// second factor where the tenant's policy wants one, a verified address,
+// and a recent proof of identity for a dangerous action.
+func sessionGates(s *web.Scope, rt route) error {
+	if s.SessionID == "" {
+		return nil
+	}
+	if s.MFAMissing && !rt.MFASetup {
+		return web.Errorf(http.StatusForbidden, "mfa_enrolment_required",
+			"your organization requires a second factor: set up an authenticator app or a passkey, then sign in with it")
+	}
+	if rt.Verified && !s.EmailVerified {
+		return web.Errorf(http.StatusForbidden, "email_unverified",
+			"verify your email address first: follow the link we mailed you (POST /v1/email/verify/resend sends a new one)")
+	}
+	if rt.StepUp && s.Now().Sub(s.ReauthAt) > identity.StepUpWindow {
+		return web.Errorf(http.StatusForbidden, "step_up_required",
+			"confirm it is you first: POST /v1/me/reauth with your password or a second factor, then try again within %d minutes",
+			int(identity.StepUpWindow.Minutes()))
 	}
 	return nil
 }
@@ -454,8 +502,12 @@ func PermissionsDoc() string {
 	b.WriteString("`widget visitor only` routes are the chat widget's: they need a widget token and a visitor token\n")
 	b.WriteString("(headers `Pommy-Widget`, `Pommy-Visitor`; docs/widget.md) and reach only that visitor's own conversations;\n")
 	b.WriteString("no role and no API key may call them (401 `widget_token_invalid`).\n\n")
-	b.WriteString("| method | path | permission | owner | admin | agent | API key scope | what |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("The gates column lists what a session needs besides its role: `step-up` (a password or second factor proved\n")
+	b.WriteString("within the last 5 minutes: its sign-in or `POST /v1/me/reauth`; else 403 `step_up_required`), `verified` (a verified\n")
+	b.WriteString("email address; else 403 `email_unverified`), `mfa setup` (open while the organization's MFA policy holds the session\n")
+	b.WriteString("back until the person sets up a second factor; every other route answers 403 `mfa_enrolment_required` then).\n\n")
+	b.WriteString("| method | path | permission | owner | admin | agent | API key scope | gates | what |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
 	for _, rt := range (&app{}).routes() {
 		p := string(rt.Perm)
 		cells := make([]string, 0, 3)
@@ -482,7 +534,16 @@ func PermissionsDoc() string {
 			cells = []string{"—", "—", "—"}
 			p, sc = "widget visitor only", "—"
 		}
-		fmt.Fprintf(&b, "| %s | `%s` | %s | %s | %s | %s | %s | %s |\n", rt.Method, rt.Pattern, p, cells[0], cells[1], cells[2], sc, rt.Summary)
+		var gates []string
+		for _, g := range []struct {
+			on   bool
+			name string
+		}{{rt.StepUp, "step-up"}, {rt.Verified, "verified"}, {rt.MFASetup, "mfa setup"}} {
+			if g.on {
+				gates = append(gates, g.name)
+			}
+		}
+		fmt.Fprintf(&b, "| %s | `%s` | %s | %s | %s | %s | %s | %s | %s |\n", rt.Method, rt.Pattern, p, cells[0], cells[1], cells[2], sc, strings.Join(gates, ", "), rt.Summary)
 	}
 	b.WriteString("\n## What each permission allows\n\n")
 	b.WriteString("Errors name a permission by its phrase (`the agent role may not manage API keys`), never by its internal name.\n\n")

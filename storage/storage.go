@@ -70,4 +70,8 @@ type Platform struct {
 	// Realtime wakes stream watchers after a write; nil means no wake-ups
 	// (the native benchmark baseline), which costs latency, never events.
 	Realtime Realtime
+	// Mail sends mail for the application's mail jobs (handlers/mail).
+	// nil means this home has no mail service: mail jobs wait, visibly
+	// failing, until one is configured.
+	Mail Mailer
 }

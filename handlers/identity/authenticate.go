@@ -151,8 +151,9 @@ func (svc *Service) authenticateSession(r *http.Request, token string) (*web.Sco
 	ctx := r.Context()
 	th := tokenHash(token)
 	// tenant-lookup: this query resolves the principal from the cookie; the tenant comes from the session row.
-	rows, err := svc.p.SQL.Query(ctx, `SELECT s.id, s.tenant_id, s.user_id, s.created_at, s.last_seen_at, m.role, m.status, t.session_idle_minutes, t.session_absolute_minutes, t.rate_limit_per_minute
-		FROM sessions s JOIN memberships m ON m.tenant_id = s.tenant_id AND m.user_id = s.user_id JOIN tenants t ON t.id = s.tenant_id
+	rows, err := svc.p.SQL.Query(ctx, `SELECT s.id, s.tenant_id, s.user_id, s.created_at, s.last_seen_at, m.role, m.status, t.session_idle_minutes, t.session_absolute_minutes, t.rate_limit_per_minute,
+		s.auth_methods, COALESCE(s.reauth_at, s.created_at), u.email_verified_at IS NOT NULL, t.mfa_required
+		FROM sessions s JOIN memberships m ON m.tenant_id = s.tenant_id AND m.user_id = s.user_id JOIN tenants t ON t.id = s.tenant_id JOIN users u ON u.id = s.user_id
 		WHERE s.token_hash = ? AND s.ended_at IS NULL`, th)
 	if err != nil {
 		return nil, err
@@ -161,11 +162,15 @@ func (svc *Service) authenticateSession(r *http.Request, token string) (*web.Sco
 		return nil, web.Errorf(http.StatusUnauthorized, "invalid_session", "the session is unknown or has ended; sign in again")
 	}
 	s := &web.Scope{P: svc.p, Keys: envelope.New(svc.p), TokenHash: th}
-	var created, lastSeen, idleMin, absMin int64
-	var status string
-	if err := rows.Scan(0, &s.SessionID, &s.Tenant, &s.UserID, &created, &lastSeen, &s.Role, &status, &idleMin, &absMin, &s.TenantRate); err != nil {
+	var created, lastSeen, idleMin, absMin, reauth int64
+	var status, methods, mfaPolicy string
+	if err := rows.Scan(0, &s.SessionID, &s.Tenant, &s.UserID, &created, &lastSeen, &s.Role, &status, &idleMin, &absMin, &s.TenantRate,
+		&methods, &reauth, &s.EmailVerified, &mfaPolicy); err != nil {
 		return nil, err
 	}
+	s.AuthMethods = strings.Fields(methods)
+	s.ReauthAt = time.UnixMilli(reauth).UTC()
+	s.MFAMissing = MFARequired(mfaPolicy, s.Role) && !HasSecondFactor(s.AuthMethods)
 	now := svc.now().UnixMilli()
 	reason := ""
 	switch {
@@ -191,4 +196,34 @@ func (svc *Service) authenticateSession(r *http.Request, token string) (*web.Sco
 		}
 	}
 	return s, nil
+}
+
+// StepUpWindow is how recent a session's last proof of a password or a
+// second factor must be for a dangerous action (Scope.ReauthAt).
+const StepUpWindow = 5 * time.Minute
+
+// MFARequired reports whether a tenant's MFA policy ('off', 'admins',
+// 'everyone') wants a second factor from a member with role.
+func MFARequired(policy, role string) bool {
+	switch policy {
+	case "everyone":
+		return true
+	case "admins":
+		return role == web.RoleOwner || role == web.RoleAdmin
+	}
+	return false
+}
+
+// HasSecondFactor reports whether a session's methods include more than a
+// password: a TOTP code, a recovery code, a WebAuthn assertion after the
+// password, or a passkey (which proves possession and the person's
+// verification at once).
+func HasSecondFactor(methods []string) bool {
+	for _, m := range methods {
+		switch m {
+		case "totp", "recovery_code", "webauthn", "passkey":
+			return true
+		}
+	}
+	return false
 }

@@ -157,8 +157,9 @@ func (svc *Service) AcceptInvitation(w http.ResponseWriter, r *http.Request) err
 	if hash != "" {
 		stmts = append(stmts, stmt{
 			// tenant-lookup: a person's account is global; it is created only while the tenant's invitation is open.
-			Query: `INSERT INTO users (id, email, name, password_hash, password_changed_at, created_at) SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (` + open + `)`,
-			Args:  append([]any{userID, email, name, hash, now, now}, openArgs...)})
+			// The invitation was mailed to this address, so holding its token proves the address.
+			Query: `INSERT INTO users (id, email, name, password_hash, password_changed_at, created_at, email_verified_at) SELECT ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (` + open + `)`,
+			Args:  append([]any{userID, email, name, hash, now, now, now}, openArgs...)})
 	}
 	stmts = append(stmts,
 		stmt{Query: `INSERT INTO memberships (tenant_id, user_id, role, status, created_at, updated_at) SELECT ?, ?, ?, 'active', ?, ? WHERE EXISTS (` + open + `) ON CONFLICT (tenant_id, user_id) DO NOTHING`,

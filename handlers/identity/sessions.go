@@ -189,5 +189,6 @@ func PurgeTenantStmts(tenant string) []storage.Stmt {
 		{Query: `DELETE FROM invitations WHERE tenant_id = ?`, Args: []any{tenant}},
 		{Query: `DELETE FROM memberships WHERE tenant_id = ?`, Args: []any{tenant}},
 		{Query: `DELETE FROM rate_windows WHERE tenant_id = ?`, Args: []any{tenant}},
+		{Query: `DELETE FROM auth_challenges WHERE tenant_id = ?`, Args: []any{tenant}},
 	}
 }

@@ -33,6 +33,18 @@ type Scope struct {
 	SessionID string
 	// TokenHash is the session token's hash, to rotate it.
 	TokenHash []byte
+	// AuthMethods are how the session was authenticated, in order
+	// ("password", "totp", "recovery_code", "webauthn", "passkey").
+	AuthMethods []string
+	// ReauthAt is when the session last proved a password or a second
+	// factor (its sign-in, or a step-up): dangerous routes need it recent.
+	ReauthAt time.Time
+	// EmailVerified says the person proved they read mail at their
+	// address.
+	EmailVerified bool
+	// MFAMissing says the tenant's policy wants a second factor that this
+	// session lacks: only the routes that set one up are open to it.
+	MFAMissing bool
 	// ... or an API key.
 	KeyID  string
 	Scopes []string
