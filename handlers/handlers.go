@@ -95,6 +95,7 @@ func newApp(p storage.Platform, cfg Config) *app {
 		wid: widget.New(p, normalizedOrigins(cfg.PublicOrigins)),
 	}
 	a.wid.AttachmentTypes = conversations.AllowedTypes()
+	a.id.Origins = normalizedOrigins(cfg.PublicOrigins)
 	return a
 }
 

@@ -28,6 +28,10 @@ type Service struct {
 	// scopeResources are the resources an API key can be given scopes on,
 	// as the route table declares them.
 	scopeResources []string
+	// Origins are the home's public origins (normalized; empty: a
+	// request's own Host), for mailed links and the WebAuthn relying
+	// party (web.SelfOrigin).
+	Origins []string
 }
 
 // New returns the identity capability. scopeResources are the API-key

@@ -3,6 +3,7 @@ package web
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -43,4 +44,24 @@ func ParseOrigin(s string) (string, error) {
 		host += ":" + port
 	}
 	return u.Scheme + "://" + host, nil
+}
+
+// SelfOrigin is the origin people reach this home at for the request r:
+// of the configured public origins (normalized), the one whose host r is
+// for (else the first); with none configured, r's own Host, over https
+// unless r itself came over plain http (a local home without TLS in
+// front). Mailed links and the WebAuthn relying party are built from it.
+func SelfOrigin(r *http.Request, public []string) string {
+	for _, o := range public {
+		if u, err := url.Parse(o); err == nil && strings.EqualFold(u.Host, r.Host) {
+			return o
+		}
+	}
+	if len(public) > 0 {
+		return public[0]
+	}
+	if r.TLS == nil && r.URL.Scheme != "https" {
+		return "http://" + strings.ToLower(r.Host)
+	}
+	return "https://" + strings.ToLower(r.Host)
 }
