@@ -156,8 +156,8 @@ func (svc *Service) AcceptInvitation(w http.ResponseWriter, r *http.Request) err
 	}
 	if hash != "" {
 		stmts = append(stmts, stmt{
-			// tenant-lookup: a person's account is global; it is created only while the tenant's invitation is open.
 			// The invitation was mailed to this address, so holding its token proves the address.
+			// tenant-lookup: a person's account is global; it is created only while the tenant's invitation is open.
 			Query: `INSERT INTO users (id, email, name, password_hash, password_changed_at, created_at, email_verified_at) SELECT ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (` + open + `)`,
 			Args:  append([]any{userID, email, name, hash, now, now, now}, openArgs...)})
 	}

@@ -23,6 +23,7 @@ func mountAccounts(mux *http.ServeMux, env handlers.TestEnv) {
 			env.WriteError(w, r, env.Errorf(http.StatusBadRequest, "invalid", "want {email}"))
 			return
 		}
+		// tenant-lookup: a person's account is global.
 		res, err := env.Platform.SQL.Exec(r.Context(), `UPDATE users SET email_verified_at = ? WHERE email = ? AND email_verified_at IS NULL`,
 			env.Platform.Clock.Now().UnixMilli(), strings.ToLower(req.Email))
 		if err != nil {
