@@ -70,6 +70,10 @@ type Options struct {
 	User, Password string
 	// AcceptAnyAuth accepts any AUTH, or none (ignored when User is set).
 	AcceptAnyAuth bool
+	// AllowedRecipients, when set, is a regular expression (Go syntax)
+	// that a recipient must match; the server refuses any other with
+	// 550 at RCPT TO (a permanent refusal, for the tests of one).
+	AllowedRecipients string
 }
 
 // Server is a running mailpit.
@@ -191,6 +195,9 @@ func (s *Server) start() error {
 		if s.Opts.TLS == TLSNone {
 			args = append(args, "--smtp-auth-allow-insecure")
 		}
+	}
+	if s.Opts.AllowedRecipients != "" {
+		args = append(args, "--smtp-allowed-recipients", s.Opts.AllowedRecipients)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
