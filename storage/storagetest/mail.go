@@ -44,6 +44,11 @@ type Inbox interface {
 	List(ctx context.Context, to string) ([]Delivered, error)
 }
 
+// RefusedMailTo is the address the test mail services are configured to
+// refuse for good (mailpit with --smtp-allowed-recipients; the edge mail
+// API server), for MailSuite's refusedTo.
+const RefusedMailTo = "nobody@refused.invalid"
+
 // MailSuite is the contract of storage.Mailer. Each case mails its own
 // address at example.com, which the service must deliver, and reads what
 // arrived through inbox. refusedTo is an address the service refuses for

@@ -34,7 +34,7 @@ func TestMailSuiteAgainstMailpit(t *testing.T) {
 			srv := mailpit.Start(t, c.opts)
 			m := newMailer(t, srv, c.sec, c.opts.User, c.opts.Password)
 			inbox := storagetest.MailpitInbox(http.DefaultClient, srv.API)
-			storagetest.Run(t, storagetest.MailSuite(m, inbox, "nobody@refused.invalid"))
+			storagetest.Run(t, storagetest.MailSuite(m, inbox, storagetest.RefusedMailTo))
 		})
 	}
 }
