@@ -546,6 +546,20 @@ func (m *matrix) fresh(t testing.TB, p *mxPrincipal) *Session {
 	return m.c.LoginSession(t, p.sess.Email)
 }
 
+// newPerson is a new member of the caller's role in the caller's tenant,
+// signed in, for a call that changes the person's own second factors; nil
+// when the caller is not a person.
+func (m *matrix) newPerson(t testing.TB, x mxCase) *Session {
+	if x.p.sess == nil {
+		return nil
+	}
+	role := x.p.role
+	if role == "owner" {
+		role = "admin" // the routes are the same for every role; a new admin stands in for a new owner
+	}
+	return x.own.owner.Invite(t, role)
+}
+
 func newPassword() string {
 	var b [8]byte
 	rand.Read(b[:])
@@ -782,6 +796,51 @@ var mxRecipes = map[string]mxRecipe{
 		c := mxCall{path: "/v1/me/password", body: map[string]string{"current_password": Password, "new_password": newPassword()}}
 		if x.allowed && x.p.sess != nil {
 			c.as = x.own.owner.Invite(t, x.p.role)
+		}
+		return c
+	}},
+	// Second factors: each allowed call is made by a new person of the
+	// caller's role (a factor set up on a principal would change how the
+	// matrix signs them in), except step-up, which only refreshes the
+	// caller's own session.
+	"POST /v1/login/mfa": {ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		p := x.own.owner.Invite(t, "agent")
+		_, codes := p.EnrolTOTP(t)
+		return mxCall{path: "/v1/login/mfa", as: m.fresh(t, x.p),
+			body: map[string]string{"mfa_token": m.c.PasswordStep(t, p.Email), "recovery_code": codes[0]},
+			after: func(t testing.TB, r *Response) {
+				if got := r.JSON(t)["user"].(map[string]any)["id"]; got != p.UserID {
+					t.Errorf("signed in as %v, want %s", got, p.UserID)
+				}
+			}}
+	}},
+	"POST /v1/me/reauth": {never: []string{"key"}, ok: 204, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/me/reauth", body: map[string]string{"password": Password}}
+	}},
+	"POST /v1/me/mfa/totp": {never: []string{"key"}, ok: 201, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/me/mfa/totp", as: m.newPerson(t, x)}
+	}},
+	"POST /v1/me/mfa/totp/confirm": {never: []string{"key"}, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		c := mxCall{path: "/v1/me/mfa/totp/confirm", body: map[string]string{"code": "123456"}}
+		if p := m.newPerson(t, x); p != nil {
+			secret := p.Do(t, "POST", "/v1/me/mfa/totp", nil).Expect(t, 201).JSON(t)["secret"].(string)
+			c.as, c.body = p, map[string]string{"code": m.c.TOTPCode(t, secret, 0)}
+		}
+		return c
+	}},
+	"DELETE /v1/me/mfa/totp": {never: []string{"key"}, ok: 204, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		c := mxCall{path: "/v1/me/mfa/totp"}
+		if p := m.newPerson(t, x); p != nil {
+			p.EnrolTOTP(t)
+			c.as = p
+		}
+		return c
+	}},
+	"POST /v1/me/mfa/recovery-codes": {never: []string{"key"}, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		c := mxCall{path: "/v1/me/mfa/recovery-codes"}
+		if p := m.newPerson(t, x); p != nil {
+			p.EnrolTOTP(t)
+			c.as = p
 		}
 		return c
 	}},
