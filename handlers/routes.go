@@ -171,7 +171,8 @@ func (a *app) routes() []route {
 	return []route{
 		pub("GET", "/healthz", "health and version", a.healthz),
 		pub("POST", "/v1/signup", "create a tenant and its owner; signs the owner in", a.id.Signup),
-		pub("POST", "/v1/login", "sign in with email and password (throttled)", a.id.Login),
+		pub("POST", "/v1/login", "sign in with email and password (throttled); 401 mfa_required with an mfa_token when the person has a second factor", a.id.Login),
+		pub("POST", "/v1/login/mfa", "finish a sign-in with the second factor (TOTP code, recovery code or passkey) for the mfa_token", a.id.LoginMFA),
 		pub("POST", "/v1/invitations/accept", "accept an invitation with a password; signs in", a.id.AcceptInvitation),
 
 		pub("GET", "/widget.js", "the widget's loader script (one line on the tenant's site)", a.wid.Loader),
@@ -185,6 +186,11 @@ func (a *app) routes() []route {
 		r("POST", "/v1/logout", permSelf, nil, "end the current session", a.id.Logout).mfaSetup(),
 		r("GET", "/v1/me", permSelf, nil, "the signed-in person and their role", a.id.Me).mfaSetup(),
 		r("POST", "/v1/me/password", permSelf, nil, "change password; ends every other session", a.id.ChangePassword),
+		r("POST", "/v1/me/reauth", permSelf, nil, "step-up: prove a password or a second factor again (throttled) for the next dangerous actions", a.id.Reauth).mfaSetup(),
+		r("POST", "/v1/me/mfa/totp", permSelf, nil, "start setting up an authenticator app (secret, otpauth URL, QR code; shown once)", a.id.EnrolTOTP).mfaSetup().stepUp(),
+		r("POST", "/v1/me/mfa/totp/confirm", permSelf, nil, "confirm the authenticator app with a first code; the first factor returns recovery codes (shown once)", a.id.ConfirmTOTP).mfaSetup(),
+		r("DELETE", "/v1/me/mfa/totp", permSelf, nil, "remove the authenticator app (refused when a policy needs it as the last factor)", a.id.DisableTOTP).stepUp(),
+		r("POST", "/v1/me/mfa/recovery-codes", permSelf, nil, "replace the recovery codes (shown once; the old ones stop working)", a.id.RegenerateRecoveryCodes).stepUp(),
 		r("GET", "/v1/sessions", permSelf, nil, "list own active sessions", a.id.ListSessions),
 		r("DELETE", "/v1/sessions/{id}", permSelf, nil, "end one of own sessions", a.id.EndSession),
 		r("POST", "/v1/sessions/end-others", permSelf, nil, "end all own sessions but this one", a.id.EndOtherSessions),

@@ -180,7 +180,7 @@ func (svc *Service) AcceptInvitation(w http.ResponseWriter, r *http.Request) err
 	if res[len(res)-2].RowsAffected != 1 {
 		return web.Errorf(http.StatusConflict, "already_member", "you are already a member of this organization")
 	}
-	if _, err := svc.startSession(w, r, tenant, userID); err != nil {
+	if _, err := svc.startSession(w, r, tenant, userID, []string{methodPassword}); err != nil {
 		return err
 	}
 	if err := web.RecordEvent(r, svc.p, audit.Event{TenantID: tenant, ActorType: audit.ActorUser, ActorID: userID, Action: "member.joined",
