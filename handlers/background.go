@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"pommy.ai/edge/handlers/jobs"
+	"pommy.ai/edge/handlers/mail"
 	"pommy.ai/edge/handlers/webhooks"
 	"pommy.ai/edge/storage"
 )
@@ -15,6 +16,7 @@ func jobRegistry(p storage.Platform, cfg Config) *jobs.Registry {
 	reg := jobs.NewRegistry()
 	webhooks.Register(reg, &webhooks.Deliverer{P: p, Renderer: eventRenderer(p, cfg), URLs: webhookURLs(cfg)})
 	registerConversationJobs(reg, p)
+	mail.Register(reg, p)
 	return reg
 }
 
