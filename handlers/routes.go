@@ -215,7 +215,7 @@ func (a *app) routes() []route {
 		r("POST", "/v1/ownership/transfer", permOwnershipMove, nil, "make another member owner and step down to admin", a.id.TransferOwnership).stepUp(),
 
 		r("GET", "/v1/settings", permSettingsRead, scope("settings", false), "tenant settings", a.org.GetSettings),
-		r("PATCH", "/v1/settings", permSettingsWrite, scope("settings", true), "change tenant settings (name, session timeouts)", a.org.UpdateSettings),
+		r("PATCH", "/v1/settings", permSettingsWrite, scope("settings", true), "change tenant settings (name, session timeouts, MFA policy)", a.org.UpdateSettings),
 
 		r("GET", "/v1/api-keys", permKeysManage, nil, "list API keys (prefix, scopes, use)", a.id.ListAPIKeys),
 		r("POST", "/v1/api-keys", permKeysManage, nil, "create an API key (shown once)", a.id.CreateAPIKey).verified().stepUp(),

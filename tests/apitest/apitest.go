@@ -327,6 +327,7 @@ func Run(t *testing.T, c *Client, home string) {
 	t.Run("BadInput", func(t *testing.T) { badInput(t, c) })
 	t.Run("DeleteTenantShreds", func(t *testing.T) { deleteTenant(t, c) })
 	runIdentity(t, c)
+	runMFA(t, c)
 	runConversations(t, c)
 	t.Run("CrossTenantMatrix", func(t *testing.T) { Matrix(t, c) })
 }
