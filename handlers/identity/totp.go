@@ -17,6 +17,7 @@ import (
 	"github.com/pquerna/otp/hotp"
 	"github.com/pquerna/otp/totp"
 
+	"pommy.ai/edge/handlers/mail"
 	"pommy.ai/edge/handlers/web"
 	"pommy.ai/edge/storage"
 )
@@ -300,7 +301,7 @@ func (svc *Service) ConfirmTOTP(w http.ResponseWriter, r *http.Request, s *web.S
 		Args:  []any{ms, step, s.UserID, t.sealed, step},
 	}, svc.sessionProvedStmt(s, methodTOTP, ms)}
 	stmts = append(stmts, codeStmts...)
-	notice, err := svc.factorNotice(ctx, s, "totp_added")
+	notice, err := svc.factorNotice(ctx, s, mail.MFATOTPAdded)
 	if err != nil {
 		return err
 	}
@@ -347,7 +348,7 @@ func (svc *Service) DisableTOTP(w http.ResponseWriter, r *http.Request, s *web.S
 			return err
 		}
 		stmts = append(stmts, more...)
-		notice, err := svc.factorNotice(ctx, s, "totp_removed")
+		notice, err := svc.factorNotice(ctx, s, mail.MFATOTPRemoved)
 		if err != nil {
 			return err
 		}
