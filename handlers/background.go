@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"pommy.ai/edge/handlers/identity"
 	"pommy.ai/edge/handlers/jobs"
 	"pommy.ai/edge/handlers/webhooks"
 	"pommy.ai/edge/storage"
@@ -15,6 +16,7 @@ func jobRegistry(p storage.Platform, cfg Config) *jobs.Registry {
 	reg := jobs.NewRegistry()
 	webhooks.Register(reg, &webhooks.Deliverer{P: p, Renderer: eventRenderer(p, cfg), URLs: webhookURLs(cfg)})
 	registerConversationJobs(reg, p)
+	identity.RegisterJobs(reg, p)
 	return reg
 }
 
