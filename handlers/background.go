@@ -6,6 +6,7 @@ import (
 
 	"pommy.ai/edge/handlers/identity"
 	"pommy.ai/edge/handlers/jobs"
+	"pommy.ai/edge/handlers/mail"
 	"pommy.ai/edge/handlers/webhooks"
 	"pommy.ai/edge/storage"
 )
@@ -17,6 +18,7 @@ func jobRegistry(p storage.Platform, cfg Config) *jobs.Registry {
 	webhooks.Register(reg, &webhooks.Deliverer{P: p, Renderer: eventRenderer(p, cfg), URLs: webhookURLs(cfg)})
 	registerConversationJobs(reg, p)
 	identity.RegisterJobs(reg, p)
+	mail.Register(reg, p)
 	return reg
 }
 
