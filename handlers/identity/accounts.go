@@ -68,7 +68,11 @@ func (svc *Service) Signup(w http.ResponseWriter, r *http.Request) error {
 			Query: `INSERT INTO users (id, email, name, password_hash, password_changed_at, created_at, locale) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 			Args:  []any{userID, email, name, hash, now, now, locale}})
 		// A new account proves its address by the link mailed now.
-		verify, err := svc.verificationStmts(ctx, web.SelfOrigin(r, svc.Origins), userID, email, locale, name)
+		origin, err := svc.linkOrigin(r)
+		if err != nil {
+			return err
+		}
+		verify, err := svc.verificationStmts(ctx, origin, userID, email, locale)
 		if err != nil {
 			return err
 		}
@@ -312,8 +316,8 @@ func (svc *Service) ChangePassword(w http.ResponseWriter, r *http.Request, s *we
 		return web.Errorf(http.StatusUnauthorized, "invalid_session", "sign in again")
 	}
 	// The person is told by mail, so a change they did not make does not go unseen.
-	notice, err := svc.accountMail(web.SelfOrigin(r, svc.Origins), fmt.Sprintf("password_changed:%s:%d", s.UserID, now), email, a.locale,
-		mail.TemplatePasswordChanged, map[string]string{"name": displayName(a.name, email)}, "", "")
+	notice, err := svc.accountMail("", fmt.Sprintf("password_changed:%s:%d", s.UserID, now), email, a.locale,
+		mail.TemplatePasswordChanged, nil, "", "")
 	if err != nil {
 		return err
 	}

@@ -57,13 +57,16 @@ func (svc *Service) RequestEmailChange(w http.ResponseWriter, r *http.Request, s
 	if taken != nil {
 		return web.Errorf(http.StatusConflict, "email_in_use", "another account uses this address")
 	}
+	origin, err := svc.linkOrigin(r)
+	if err != nil {
+		return err
+	}
 	id, ins, err := svc.newLink(ctx, purposeEmailChange, a.id, newEmail, emailChangeTTL)
 	if err != nil {
 		return err
 	}
 	event := "email_change:" + id
-	m, err := svc.accountMail(web.SelfOrigin(r, svc.Origins), event, newEmail, a.locale, mail.TemplateEmailChange,
-		map[string]string{"name": displayName(a.name, a.email), "new_email": newEmail}, pageEmail, id)
+	m, err := svc.accountMail(origin, event, newEmail, a.locale, mail.TemplateEmailChange, nil, pageEmail, id)
 	if err != nil {
 		return err
 	}
@@ -109,8 +112,8 @@ func (svc *Service) ConfirmEmailChange(w http.ResponseWriter, r *http.Request) e
 	// The old address is told, with the new one half hidden: whoever reads
 	// it learns that the change happened and roughly where to, not the
 	// address itself.
-	notice, err := svc.accountMail(web.SelfOrigin(r, svc.Origins), "email_changed:"+l.id, a.email, a.locale, mail.TemplateEmailChanged,
-		map[string]string{"name": displayName(a.name, a.email), "new_email": maskEmail(l.email)}, "", "")
+	notice, err := svc.accountMail("", "email_changed:"+l.id, a.email, a.locale, mail.TemplateEmailChanged,
+		map[string]string{"new_email": maskEmail(l.email)}, "", "")
 	if err != nil {
 		return err
 	}

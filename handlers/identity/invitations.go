@@ -99,6 +99,10 @@ func invitationEvent(id string, n int64) string {
 // the invitee's language when they have an account, else the inviter's.
 func (svc *Service) invitationMail(r *http.Request, s *web.Scope, id, email, role, event string) ([]stmt, error) {
 	ctx := r.Context()
+	origin, err := svc.linkOrigin(r)
+	if err != nil {
+		return nil, err
+	}
 	// tenant-lookup: the organization is the caller's (t.id); the inviter's and the invitee's accounts are global.
 	rows, err := svc.p.SQL.Query(ctx, `SELECT t.name, COALESCE(u.name, ''), COALESCE(u.email, ''), COALESCE(u.locale, 'en'),
 		COALESCE((SELECT locale FROM users WHERE email = ?), '') FROM tenants t LEFT JOIN users u ON u.id = ? WHERE t.id = ?`, email, s.UserID, s.Tenant)
@@ -115,7 +119,7 @@ func (svc *Service) invitationMail(r *http.Request, s *web.Scope, id, email, rol
 	return mail.Enqueue(mail.Message{Tenant: s.Tenant, Event: event, To: email, Locale: mailLocale(cmp.Or(inviteeLocale, inviterLocale)),
 		Template: mail.TemplateInvitation,
 		Vars:     map[string]string{"organization": org, "inviter": displayName(inviterName, inviterEmail), "role": role, "tenant": s.Tenant},
-		Link:     &mail.Link{Origin: web.SelfOrigin(r, svc.Origins), Path: pageInvitation, Purpose: mail.PurposeInvitation, ID: id},
+		Link:     &mail.Link{Origin: origin, Path: pageInvitation, Purpose: mail.PurposeInvitation, ID: id},
 	}, svc.now())
 }
 

@@ -190,6 +190,18 @@ func auditEvent(tenant, user, action string, details map[string]string) audit.Ev
 	return audit.Event{TenantID: tenant, ActorType: audit.ActorUser, ActorID: user, Action: action, Target: "user:" + user, Details: details}
 }
 
+// linkOrigin is where the links mailed for request r point: the home's
+// public origin for it (web.SelfOrigin), which must be a plain origin. A
+// home with no public origins configured takes the request's Host, and a
+// Host that makes no origin is refused.
+func (svc *Service) linkOrigin(r *http.Request) (string, error) {
+	o, err := web.ParseOrigin(web.SelfOrigin(r, svc.Origins))
+	if err != nil {
+		return "", web.Errorf(http.StatusBadRequest, "invalid_host", "the request's Host does not name a site links can point to")
+	}
+	return o, nil
+}
+
 // mailLocale is a stored locale as the outbox takes it.
 func mailLocale(l string) string {
 	if l == "tr" {

@@ -67,7 +67,11 @@ func (svc *Service) ForgotPassword(w http.ResponseWriter, r *http.Request) error
 		e.RetryAfter = web.RetrySeconds(retry)
 		return e
 	}
-	payload, err := json.Marshal(forgotJob{Email: email, Origin: web.SelfOrigin(r, svc.Origins)})
+	origin, err := svc.linkOrigin(r)
+	if err != nil {
+		return err
+	}
+	payload, err := json.Marshal(forgotJob{Email: email, Origin: origin})
 	if err != nil {
 		return err
 	}
@@ -163,8 +167,7 @@ func (svc *Service) runForgot(ctx context.Context, j jobs.Job) error {
 	if err != nil {
 		return err
 	}
-	m, err := svc.accountMail(p.Origin, "reset:"+linkID, a.email, a.locale, mail.TemplatePasswordReset,
-		map[string]string{"name": displayName(a.name, a.email)}, pageReset, linkID)
+	m, err := svc.accountMail(p.Origin, "reset:"+linkID, a.email, a.locale, mail.TemplatePasswordReset, nil, pageReset, linkID)
 	if err != nil {
 		return err
 	}
@@ -222,8 +225,7 @@ func (svc *Service) ResetPassword(w http.ResponseWriter, r *http.Request) error 
 	}
 	now := svc.now().UnixMilli()
 	open, openArgs := linkOpen(l, now)
-	notice, err := svc.accountMail(web.SelfOrigin(r, svc.Origins), "password_reset:"+l.id, a.email, a.locale, mail.TemplatePasswordChanged,
-		map[string]string{"name": displayName(a.name, a.email)}, "", "")
+	notice, err := svc.accountMail("", "password_reset:"+l.id, a.email, a.locale, mail.TemplatePasswordChanged, nil, "", "")
 	if err != nil {
 		return err
 	}

@@ -45,13 +45,12 @@ func displayName(name, email string) string {
 // verificationStmts revoke the person's open verification links and make
 // a new one, mailed to email: for the batch of a sign-up or a resend. It
 // returns the mail's log id too.
-func (svc *Service) verificationStmts(ctx context.Context, origin, user, email, locale, name string) ([]stmt, error) {
+func (svc *Service) verificationStmts(ctx context.Context, origin, user, email, locale string) ([]stmt, error) {
 	id, ins, err := svc.newLink(ctx, purposeVerify, user, email, verifyTTL)
 	if err != nil {
 		return nil, err
 	}
-	m, err := svc.accountMail(origin, verifyEvent(id), email, locale, mail.TemplateVerifyEmail,
-		map[string]string{"name": displayName(name, email)}, pageVerify, id)
+	m, err := svc.accountMail(origin, verifyEvent(id), email, locale, mail.TemplateVerifyEmail, nil, pageVerify, id)
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +134,11 @@ func (svc *Service) ResendVerification(w http.ResponseWriter, r *http.Request, s
 	if err := svc.checkResend(ctx, a.id, now); err != nil {
 		return err
 	}
-	stmts, err := svc.verificationStmts(ctx, web.SelfOrigin(r, svc.Origins), a.id, a.email, a.locale, a.name)
+	origin, err := svc.linkOrigin(r)
+	if err != nil {
+		return err
+	}
+	stmts, err := svc.verificationStmts(ctx, origin, a.id, a.email, a.locale)
 	if err != nil {
 		return err
 	}
