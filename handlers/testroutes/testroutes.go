@@ -52,6 +52,12 @@ func mount(mux *http.ServeMux, env handlers.TestEnv) {
 				return
 			}
 			s = storagetest.PasswordsSuite(env.Platform.Passwords)
+		case "mail":
+			if env.Platform.Mail == nil || env.Config.ContractMailURL == "" {
+				writeError(w, r, errorf(http.StatusServiceUnavailable, "unavailable", "this home has no mail service, or no inbox to read it from (ContractMailURL)"))
+				return
+			}
+			s = storagetest.MailSuite(env.Platform.Mail, storagetest.MailpitInbox(env.Platform.HTTP, env.Config.ContractMailURL), storagetest.RefusedMailTo)
 		case "limiter":
 			if env.Platform.Limiter == nil {
 				writeError(w, r, errorf(http.StatusServiceUnavailable, "unavailable", "this home has no Limiter port"))
