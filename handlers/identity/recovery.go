@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strings"
 
-	"pommy.ai/edge/handlers/audit"
 	"pommy.ai/edge/handlers/mail"
 	"pommy.ai/edge/handlers/web"
 )
@@ -238,8 +237,4 @@ func (svc *Service) factorNotice(ctx context.Context, s *web.Scope, what string)
 		return nil, nil
 	}
 	return st, nil
-}
-
-func auditEvent(tenant, user, action string, details map[string]string) audit.Event {
-	return audit.Event{TenantID: tenant, ActorType: audit.ActorUser, ActorID: user, Action: action, Target: "user:" + user, Details: details}
 }

@@ -778,6 +778,50 @@ var mxRecipes = map[string]mxRecipe{
 			}}
 	}},
 
+	// The account links: each allowed call follows a link of a new
+	// person's own (tenant A has none to take: a link names a person, not
+	// a tenant, and no B id can go in it).
+	"POST /v1/email/verify": {ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		s, _ := m.c.SignupUnverified(t, "Matrix Verify", nil)
+		return mxCall{path: "/v1/email/verify", body: map[string]string{"token": m.c.LatestLink(t, s.Email, "verify_email").Token}}
+	}},
+	"POST /v1/email/change/confirm": {ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		s := m.c.Signup(t, "Matrix Change")
+		to := randomEmail()
+		s.Do(t, "POST", "/v1/me/email", map[string]string{"new_email": to, "password": Password}).Expect(t, 202)
+		return mxCall{path: "/v1/email/change/confirm", body: map[string]string{"token": m.c.LatestLink(t, to, "email_change").Token}}
+	}},
+	"POST /v1/password/forgot": {ok: 202, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/password/forgot", body: map[string]string{"email": x.own.victim.Email}}
+	}},
+	"POST /v1/password/reset": {ok: 204, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		s := m.c.Signup(t, "Matrix Reset")
+		tok := m.c.Do(t, "POST", "/__test/account-links/make", map[string]string{"email": s.Email, "purpose": "password_reset"}).Expect(t, 200).JSON(t)["token"]
+		return mxCall{path: "/v1/password/reset", body: map[string]any{"token": tok, "new_password": newPassword()},
+			after: func(t testing.TB, r *Response) { s.Do(t, "GET", "/v1/me", nil).Expect(t, 401) }}
+	}},
+	"PATCH /v1/me": {never: []string{"key"}, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/me", body: map[string]string{"locale": "en"}}
+	}},
+	// Each allowed call changes the address of a new person of the role
+	// (the change waits for its link: nothing changes yet).
+	"POST /v1/me/email": {never: []string{"key"}, ok: 202, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		c := mxCall{path: "/v1/me/email", body: map[string]string{"new_email": randomEmail(), "password": Password}}
+		if x.allowed && x.p.sess != nil {
+			c.as = x.own.owner.Invite(t, x.p.role)
+		}
+		return c
+	}},
+	// Every principal is verified (an invitation's link proves the
+	// address): an allowed caller is told so.
+	"POST /v1/email/verify/resend": {never: []string{"key"}, ok: 409, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/email/verify/resend"}
+	}},
+	"POST /v1/invitations/{id}/resend": {never: []string{"agent", "key"}, ids: true, ok: 202, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		id := idOr(x, func() string { return newInvitation(t, x.own.owner) }, x.target.invitation)
+		return mxCall{path: "/v1/invitations/" + id + "/resend"}
+	}},
+
 	"POST /v1/logout": {never: []string{"key"}, ok: 204, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
 		s := m.fresh(t, x.p)
 		return mxCall{path: "/v1/logout", as: s, after: func(t testing.TB, r *Response) {
