@@ -17,6 +17,7 @@ func jobRegistry(p storage.Platform, cfg Config) *jobs.Registry {
 	reg := jobs.NewRegistry()
 	webhooks.Register(reg, &webhooks.Deliverer{P: p, Renderer: eventRenderer(p, cfg), URLs: webhookURLs(cfg)})
 	registerConversationJobs(reg, p)
+	identity.RegisterJobs(reg, p)
 	mail.Register(reg, p)
 	identity.RegisterNotices(reg, p)
 	return reg
