@@ -111,9 +111,6 @@ func Enqueue(m Message, now time.Time) ([]storage.Stmt, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(payload) > 12<<10 {
-		return nil, fmt.Errorf("mail: the message for %s is %d bytes of JSON, over 12 KiB", m.Event, len(payload))
-	}
 	id := LogID(m.Event)
 	job := jobID(m.Event)
 	ms := now.UnixMilli()
