@@ -8,6 +8,7 @@ import (
 
 	"pommy.ai/edge/handlers/audit"
 	"pommy.ai/edge/handlers/identity"
+	"pommy.ai/edge/handlers/mail"
 	"pommy.ai/edge/handlers/web"
 )
 
@@ -171,8 +172,16 @@ func (a *app) routes() []route {
 	return []route{
 		pub("GET", "/healthz", "health and version", a.healthz),
 		pub("POST", "/v1/signup", "create a tenant and its owner; signs the owner in", a.id.Signup),
-		pub("POST", "/v1/login", "sign in with email and password (throttled)", a.id.Login),
+		pub("POST", "/v1/login", "sign in with email and password (throttled); 401 mfa_required with an mfa_token when the person has a second factor", a.id.Login),
+		pub("POST", "/v1/login/mfa", "finish a sign-in with the second factor (TOTP code, recovery code or passkey) for the mfa_token", a.id.LoginMFA),
+		pub("POST", "/v1/login/mfa/webauthn", "passkey options to answer an mfa_token with (then POST /v1/login/mfa with webauthn)", a.id.LoginMFAWebAuthn),
+		pub("POST", "/v1/login/passkey/options", "start a passwordless sign-in with a passkey (options for navigator.credentials.get)", a.id.PasskeyLoginOptions),
+		pub("POST", "/v1/login/passkey", "finish a passwordless sign-in with a passkey (throttled)", a.id.PasskeyLogin),
 		pub("POST", "/v1/invitations/accept", "accept an invitation with a password; signs in", a.id.AcceptInvitation),
+		pub("POST", "/v1/email/verify", "verify one's address with the mailed link's token", a.id.VerifyEmail),
+		pub("POST", "/v1/email/change/confirm", "confirm a new address with the link mailed to it; the old one is told", a.id.ConfirmEmailChange),
+		pub("POST", "/v1/password/forgot", "mail a password reset link, if an account uses the address (same answer either way)", a.id.ForgotPassword),
+		pub("POST", "/v1/password/reset", "set a new password with a mailed reset link; ends every session", a.id.ResetPassword),
 
 		pub("GET", "/widget.js", "the widget's loader script (one line on the tenant's site)", a.wid.Loader),
 		pub("GET", "/widget/frame/{tenant}", "the widget's iframe page (frame-ancestors: the tenant's allowed origins)", a.wid.Frame),
@@ -184,7 +193,21 @@ func (a *app) routes() []route {
 
 		r("POST", "/v1/logout", permSelf, nil, "end the current session", a.id.Logout).mfaSetup(),
 		r("GET", "/v1/me", permSelf, nil, "the signed-in person and their role", a.id.Me).mfaSetup(),
+		r("PATCH", "/v1/me", permSelf, nil, "change one's name or the language of one's mail", a.id.UpdateMe),
+		r("POST", "/v1/me/email", permSelf, nil, "change one's address (password); a link goes to the new one", a.id.RequestEmailChange),
+		r("POST", "/v1/email/verify/resend", permSelf, nil, "mail a new verification link (1 a minute, 5 a day)", a.id.ResendVerification).mfaSetup(),
 		r("POST", "/v1/me/password", permSelf, nil, "change password; ends every other session", a.id.ChangePassword),
+		r("POST", "/v1/me/reauth", permSelf, nil, "step-up: prove a password or a second factor again (throttled) for the next dangerous actions", a.id.Reauth).mfaSetup(),
+		r("POST", "/v1/me/reauth/webauthn", permSelf, nil, "passkey options for a step-up (then POST /v1/me/reauth with webauthn)", a.id.ReauthWebAuthn).mfaSetup(),
+		r("POST", "/v1/me/passkeys/options", permSelf, nil, "start enrolling a passkey (options for navigator.credentials.create)", a.id.PasskeyOptions).mfaSetup().stepUp(),
+		r("POST", "/v1/me/passkeys", permSelf, nil, "finish enrolling a passkey; the first second factor returns recovery codes (shown once)", a.id.AddPasskey).mfaSetup(),
+		r("GET", "/v1/me/passkeys", permSelf, nil, "list own passkeys (name, created, last used, backed up)", a.id.ListPasskeys).mfaSetup(),
+		r("PATCH", "/v1/me/passkeys/{id}", permSelf, nil, "rename a passkey", a.id.RenamePasskey),
+		r("DELETE", "/v1/me/passkeys/{id}", permSelf, nil, "remove a passkey (refused when a policy needs it as the last factor)", a.id.DeletePasskey).stepUp(),
+		r("POST", "/v1/me/mfa/totp", permSelf, nil, "start setting up an authenticator app (secret, otpauth URL, QR code; shown once)", a.id.EnrolTOTP).mfaSetup().stepUp(),
+		r("POST", "/v1/me/mfa/totp/confirm", permSelf, nil, "confirm the authenticator app with a first code; the first factor returns recovery codes (shown once)", a.id.ConfirmTOTP).mfaSetup(),
+		r("DELETE", "/v1/me/mfa/totp", permSelf, nil, "remove the authenticator app (refused when a policy needs it as the last factor)", a.id.DisableTOTP).stepUp(),
+		r("POST", "/v1/me/mfa/recovery-codes", permSelf, nil, "replace the recovery codes (shown once; the old ones stop working)", a.id.RegenerateRecoveryCodes).stepUp(),
 		r("GET", "/v1/sessions", permSelf, nil, "list own active sessions", a.id.ListSessions),
 		r("DELETE", "/v1/sessions/{id}", permSelf, nil, "end one of own sessions", a.id.EndSession),
 		r("POST", "/v1/sessions/end-others", permSelf, nil, "end all own sessions but this one", a.id.EndOtherSessions),
@@ -197,10 +220,11 @@ func (a *app) routes() []route {
 		r("POST", "/v1/invitations", permMembersManage, nil, "invite a person with a role", a.id.CreateInvitation).verified(),
 		r("GET", "/v1/invitations", permMembersManage, scope("members", false), "list pending invitations", a.id.ListInvitations),
 		r("DELETE", "/v1/invitations/{id}", permMembersManage, scope("members", true), "revoke an invitation", a.id.RevokeInvitation),
+		r("POST", "/v1/invitations/{id}/resend", permMembersManage, nil, "mail a pending invitation again, same link (at most 5 mails)", a.id.ResendInvitation).verified(),
 		r("POST", "/v1/ownership/transfer", permOwnershipMove, nil, "make another member owner and step down to admin", a.id.TransferOwnership).stepUp(),
 
 		r("GET", "/v1/settings", permSettingsRead, scope("settings", false), "tenant settings", a.org.GetSettings),
-		r("PATCH", "/v1/settings", permSettingsWrite, scope("settings", true), "change tenant settings (name, session timeouts)", a.org.UpdateSettings),
+		r("PATCH", "/v1/settings", permSettingsWrite, scope("settings", true), "change tenant settings (name, session timeouts, MFA policy)", a.org.UpdateSettings),
 
 		r("GET", "/v1/api-keys", permKeysManage, nil, "list API keys (prefix, scopes, use)", a.id.ListAPIKeys),
 		r("POST", "/v1/api-keys", permKeysManage, nil, "create an API key (shown once)", a.id.CreateAPIKey).verified().stepUp(),
@@ -210,6 +234,8 @@ func (a *app) routes() []route {
 		r("GET", "/v1/audit/export", permAuditRead, nil, "export audit events as NDJSON", a.auditRoute(audit.ExportHandler(a.auditLog()))),
 		r("GET", "/v1/audit/verify", permAuditRead, nil, "verify the audit hash chain", a.auditRoute(audit.VerifyHandler(a.auditLog()))),
 		r("GET", "/v1/audit/notices", permAuditRead, nil, "security notices (login bursts, new locations)", a.auditRoute(audit.NoticesHandler(a.auditLog()))),
+		// Session only, like the audit log: the mail log names people's addresses.
+		r("GET", "/v1/mail", permAuditRead, nil, "the mail sent about the organization: to, template, status (never a body or a link), newest first", mail.List),
 
 		r("GET", "/v1/webhooks", permWebhooksManage, scope("webhooks", false), "list webhook subscriptions", a.hooks().List),
 		r("POST", "/v1/webhooks", permWebhooksManage, scope("webhooks", true), "subscribe an HTTPS endpoint to events (secret shown once)", a.hooks().Create),

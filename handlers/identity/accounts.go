@@ -1,10 +1,14 @@
 package identity
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 
 	"pommy.ai/edge/handlers/audit"
+	"pommy.ai/edge/handlers/mail"
 	"pommy.ai/edge/handlers/web"
 	"pommy.ai/edge/storage"
 	"pommy.ai/edge/storage/envelope"
@@ -15,6 +19,9 @@ type signupRequest struct {
 	Email        string `json:"email"`
 	Password     string `json:"password"`
 	Name         string `json:"name"`
+	// Locale is the language of the mail the person gets: "en" (the
+	// default) or "tr". An existing person keeps theirs.
+	Locale string `json:"locale"`
 }
 
 // Signup creates a tenant with the caller as its owner and signs them in.
@@ -37,6 +44,10 @@ func (svc *Service) Signup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	locale, err := checkLocale(req.Locale)
+	if err != nil {
+		return err
+	}
 	ctx := r.Context()
 	existing, err := svc.userByEmail(ctx, email)
 	if err != nil {
@@ -52,11 +63,31 @@ func (svc *Service) Signup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	verified := false
 	if hash != "" {
 		stmts = append(stmts, stmt{
 			// tenant-lookup: a person's account is global; the membership below ties it to the tenant.
-			Query: `INSERT INTO users (id, email, name, password_hash, password_changed_at, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-			Args:  []any{userID, email, name, hash, now, now}})
+			Query: `INSERT INTO users (id, email, name, password_hash, password_changed_at, created_at, locale) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			Args:  []any{userID, email, name, hash, now, now, locale}})
+		// A new account proves its address by the link mailed now.
+		origin, err := svc.linkOrigin(r)
+		if err != nil {
+			return err
+		}
+		verify, err := svc.verificationStmts(ctx, origin, userID, email, locale)
+		if err != nil {
+			return err
+		}
+		stmts = append(stmts, verify...)
+	} else {
+		// An existing person adding an organization keeps their state.
+		a, err := svc.accountByID(ctx, userID)
+		if err != nil {
+			return err
+		}
+		if a != nil {
+			verified, locale = a.verified, a.locale
+		}
 	}
 	stmts = append(stmts, stmt{
 		Query: `INSERT INTO memberships (tenant_id, user_id, role, status, created_at, updated_at) VALUES (?, ?, 'owner', 'active', ?, ?)`,
@@ -70,7 +101,7 @@ func (svc *Service) Signup(w http.ResponseWriter, r *http.Request) error {
 	if err := envelope.New(svc.p).Ensure(ctx, tenant); err != nil {
 		return err
 	}
-	if _, err := svc.startSession(w, r, tenant, userID); err != nil {
+	if _, err := svc.startSession(w, r, tenant, userID, []string{methodPassword}); err != nil {
 		return err
 	}
 	if err := web.RecordEvent(r, svc.p, audit.Event{TenantID: tenant, ActorType: audit.ActorUser, ActorID: userID, Action: "tenant.created",
@@ -79,7 +110,7 @@ func (svc *Service) Signup(w http.ResponseWriter, r *http.Request) error {
 	}
 	web.WriteJSON(w, http.StatusCreated, map[string]any{
 		"tenant": map[string]any{"id": tenant, "name": org},
-		"user":   map[string]any{"id": userID, "email": email, "role": web.RoleOwner},
+		"user":   map[string]any{"id": userID, "email": email, "role": web.RoleOwner, "email_verified": verified, "locale": locale},
 	})
 	return nil
 }
@@ -107,10 +138,6 @@ type loginRequest struct {
 	Tenant   string `json:"tenant"`
 }
 
-type membershipRow struct {
-	tenant, name, role string
-}
-
 func (svc *Service) Login(w http.ResponseWriter, r *http.Request) error {
 	var req loginRequest
 	if err := web.DecodeJSON(w, r, identityBodyLimit, &req); err != nil {
@@ -136,22 +163,55 @@ func (svc *Service) Login(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	// The person is who they say. Which tenant?
-	rows, err := svc.p.SQL.Query(ctx, `SELECT m.tenant_id, t.name, m.role FROM memberships m JOIN tenants t ON t.id = m.tenant_id
-		WHERE m.user_id = ? AND m.status = 'active' AND (? = '' OR m.tenant_id = ?) ORDER BY t.name LIMIT 50`, u.id, req.Tenant, req.Tenant)
+	ms, err := svc.memberships(ctx, u.id, req.Tenant)
 	if err != nil {
 		return err
 	}
-	var ms []membershipRow
-	for i := range rows.Len() {
-		var m membershipRow
-		if err := rows.Scan(i, &m.tenant, &m.name, &m.role); err != nil {
-			return err
-		}
-		ms = append(ms, m)
+	m, done, err := pickMembership(w, ms)
+	if done || err != nil {
+		return err
 	}
+	// A second factor, when the person has one, before any session.
+	methods, err := svc.secondFactors(ctx, u.id)
+	if err != nil {
+		return err
+	}
+	if len(methods) > 0 {
+		return svc.askSecondFactor(w, r, u, m.tenant, methods)
+	}
+	return svc.finishSignIn(w, r, u, m.tenant, []string{methodPassword})
+}
+
+// membershipRow is one of a person's active memberships, with the
+// tenant's MFA policy.
+type membershipRow struct {
+	tenant, name, role, mfaPolicy string
+}
+
+// memberships lists a person's active memberships (only tenant's when
+// tenant is not "").
+func (svc *Service) memberships(ctx context.Context, user, tenant string) ([]membershipRow, error) {
+	rows, err := svc.p.SQL.Query(ctx, `SELECT m.tenant_id, t.name, m.role, t.mfa_required FROM memberships m JOIN tenants t ON t.id = m.tenant_id
+		WHERE m.user_id = ? AND m.status = 'active' AND (? = '' OR m.tenant_id = ?) ORDER BY t.name LIMIT 50`, user, tenant, tenant)
+	if err != nil {
+		return nil, err
+	}
+	ms := make([]membershipRow, rows.Len())
+	for i := range ms {
+		if err := rows.Scan(i, &ms[i].tenant, &ms[i].name, &ms[i].role, &ms[i].mfaPolicy); err != nil {
+			return nil, err
+		}
+	}
+	return ms, nil
+}
+
+// pickMembership is the one membership a sign-in is for. With none it is
+// 403 no_membership; with several (and no tenant asked for) it writes 409
+// tenant_required listing them and reports done.
+func pickMembership(w http.ResponseWriter, ms []membershipRow) (m membershipRow, done bool, err error) {
 	switch {
 	case len(ms) == 0:
-		return web.Errorf(http.StatusForbidden, "no_membership", "this account has no active membership in that organization")
+		return m, false, web.Errorf(http.StatusForbidden, "no_membership", "this account has no active membership in that organization")
 	case len(ms) > 1:
 		list := make([]map[string]string, len(ms))
 		for i, m := range ms {
@@ -162,18 +222,48 @@ func (svc *Service) Login(w http.ResponseWriter, r *http.Request) error {
 			"error":   &web.Error{Code: "tenant_required", Message: "this account belongs to several organizations; send tenant"},
 			"tenants": list,
 		})
-		return nil
+		return m, true, nil
 	}
-	m := ms[0]
-	if _, err := svc.startSession(w, r, m.tenant, u.id); err != nil {
+	return ms[0], false, nil
+}
+
+// finishSignIn completes a sign-in (password, password and a second
+// factor, or a passkey): it picks the membership (tenant "" means the
+// person's only one), runs extra (the conditional statements that make the
+// sign-in count: the challenge used, the TOTP step, the recovery code
+// taken, the passkey's sign count), and only when every one of them
+// changed a row starts the session with methods, audits the sign-in and
+// writes the 200 body. A lost race (the challenge used meanwhile) is 401
+// invalid_challenge and grants nothing.
+func (svc *Service) finishSignIn(w http.ResponseWriter, r *http.Request, u *userRow, tenant string, methods []string, extra ...stmt) error {
+	ctx := r.Context()
+	ms, err := svc.memberships(ctx, u.id, tenant)
+	if err != nil {
 		return err
 	}
-	if err := svc.recordLogin(r, audit.Event{TenantID: m.tenant, ActorType: audit.ActorUser, ActorID: u.id, Action: audit.ActionLoginSucceeded, Target: "user:" + u.id}); err != nil {
+	m, done, err := pickMembership(w, ms)
+	if done || err != nil {
+		return err
+	}
+	ok, err := svc.runGuarded(ctx, extra)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errInvalidChallenge
+	}
+	if _, err := svc.startSession(w, r, m.tenant, u.id, methods); err != nil {
+		return err
+	}
+	if err := svc.recordLogin(r, audit.Event{TenantID: m.tenant, ActorType: audit.ActorUser, ActorID: u.id, Action: audit.ActionLoginSucceeded, Target: "user:" + u.id,
+		Details: map[string]string{"methods": strings.Join(methods, " ")}}); err != nil {
 		return err
 	}
 	web.WriteJSON(w, http.StatusOK, map[string]any{
-		"tenant": map[string]any{"id": m.tenant, "name": m.name},
-		"user":   map[string]any{"id": u.id, "email": u.email, "name": u.name, "role": m.role},
+		"tenant":                 map[string]any{"id": m.tenant, "name": m.name},
+		"user":                   map[string]any{"id": u.id, "email": u.email, "name": u.name, "role": m.role},
+		"auth_methods":           methods,
+		"mfa_enrolment_required": MFARequired(m.mfaPolicy, m.role) && !HasSecondFactor(methods),
 	})
 	return nil
 }
@@ -215,7 +305,7 @@ func (svc *Service) Logout(w http.ResponseWriter, r *http.Request, s *web.Scope)
 }
 
 func (svc *Service) Me(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
-	rows, err := svc.p.SQL.Query(r.Context(), `SELECT u.email, u.name, t.name FROM users u JOIN memberships m ON m.user_id = u.id JOIN tenants t ON t.id = m.tenant_id
+	rows, err := svc.p.SQL.Query(r.Context(), `SELECT u.email, u.name, t.name, u.locale FROM users u JOIN memberships m ON m.user_id = u.id JOIN tenants t ON t.id = m.tenant_id
 		WHERE m.tenant_id = ? AND u.id = ?`, s.Tenant, s.UserID)
 	if err != nil {
 		return err
@@ -223,14 +313,22 @@ func (svc *Service) Me(w http.ResponseWriter, r *http.Request, s *web.Scope) err
 	if rows.Len() != 1 {
 		return web.Errorf(http.StatusUnauthorized, "invalid_session", "sign in again")
 	}
-	var email, name, tname string
-	if err := rows.Scan(0, &email, &name, &tname); err != nil {
+	var email, name, tname, locale string
+	if err := rows.Scan(0, &email, &name, &tname, &locale); err != nil {
+		return err
+	}
+	mfa, err := svc.mfaSummary(r.Context(), s.UserID)
+	if err != nil {
 		return err
 	}
 	web.WriteJSON(w, http.StatusOK, map[string]any{
-		"user":    map[string]any{"id": s.UserID, "email": email, "name": name, "role": s.Role},
-		"tenant":  map[string]any{"id": s.Tenant, "name": tname},
-		"session": map[string]any{"id": s.SessionID},
+		"user": map[string]any{"id": s.UserID, "email": email, "name": name, "role": s.Role,
+			"email_verified": s.EmailVerified, "locale": locale},
+		"tenant": map[string]any{"id": s.Tenant, "name": tname},
+		"session": map[string]any{"id": s.SessionID, "auth_methods": nonNil(s.AuthMethods),
+			"reauth_at": web.Millis(s.ReauthAt.UnixMilli())},
+		"mfa":                    mfa,
+		"mfa_enrolment_required": s.MFAMissing,
 	})
 	return nil
 }
@@ -278,6 +376,19 @@ func (svc *Service) ChangePassword(w http.ResponseWriter, r *http.Request, s *we
 		return err
 	}
 	now := svc.now().UnixMilli()
+	a, err := svc.accountByID(ctx, s.UserID)
+	if err != nil {
+		return err
+	}
+	if a == nil {
+		return web.Errorf(http.StatusUnauthorized, "invalid_session", "sign in again")
+	}
+	// The person is told by mail, so a change they did not make does not go unseen.
+	notice, err := svc.accountMail("", fmt.Sprintf("password_changed:%s:%d", s.UserID, now), email, a.locale,
+		mail.TemplatePasswordChanged, nil, "", "")
+	if err != nil {
+		return err
+	}
 	rot, setCookie := svc.rotateSession(ctx, w, s)
 	stmts := append([]stmt{
 		// tenant-lookup: a password is the person's, across tenants; the hash it replaces pins the row (no lost update).
@@ -285,6 +396,7 @@ func (svc *Service) ChangePassword(w http.ResponseWriter, r *http.Request, s *we
 		// tenant-lookup: a password change ends the person's sessions in every tenant.
 		{Query: `UPDATE sessions SET ended_at = ?, ended_reason = 'password_changed' WHERE user_id = ? AND id != ? AND ended_at IS NULL`, Args: []any{now, s.UserID, s.SessionID}},
 	}, rot...)
+	stmts = append(stmts, notice...)
 	res, err := svc.p.SQL.Batch(ctx, stmts)
 	if err != nil {
 		return err

@@ -199,6 +199,13 @@ func (p permanent) Unwrap() error { return p.err }
 // Permanent wraps err so that the job becomes dead at once.
 func Permanent(err error) error { return permanent{err} }
 
+// IsPermanent reports whether err (or an error it wraps) was made by
+// Permanent: the job will not run again.
+func IsPermanent(err error) bool {
+	var p permanent
+	return errors.As(err, &p)
+}
+
 // Outcome is what a handler's run came to, for a kind's OnDone hook.
 type Outcome struct {
 	Job   Job
