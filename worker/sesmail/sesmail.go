@@ -201,7 +201,7 @@ func (m *Mailer) Send(ctx context.Context, msg storage.Mail) (string, error) {
 		Content: content{Simple: simpleMessage{
 			Subject: textContent{Data: msg.Subject, Charset: "UTF-8"},
 			Body:    body{Text: &textContent{Data: msg.Text, Charset: "UTF-8"}},
-			Headers: []messageHead{{Name: MailIDHeader, Value: msg.ID}, {Name: "Auto-Submitted", Value: "auto-generated"}},
+			Headers: []messageHead{{Name: MailIDHeader, Value: headerID(msg.ID)}, {Name: "Auto-Submitted", Value: "auto-generated"}},
 		}},
 	}
 	if msg.HTML != "" {
@@ -292,6 +292,21 @@ func ParseResponse(status int, errorType string, raw []byte) (string, error) {
 		class = storage.ErrUnavailable
 	}
 	return "", fmt.Errorf("%w: ses: %s", class, detail)
+}
+
+// headerID is the X-Pommy-Mail-Id value for a mail id: the id itself when
+// it is letters, digits, '_' and '-' (the outbox's "ml_<hex>"), else a
+// digest of it: SES takes only printable ASCII in a header value, and
+// storage.Mail.Check allows more in an id.
+func headerID(id string) string {
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			sum := sha256.Sum256([]byte(id))
+			return "id-" + hex.EncodeToString(sum[:16])
+		}
+	}
+	return id
 }
 
 func oneLine(s string) string {
