@@ -82,7 +82,7 @@ func (x *b) reportTOTP(labels []string, both, second []result) {
 	x.rep.para("**Sign-in with a password and a TOTP code.** %d people per home (after 2 unmeasured) each set up an authenticator app "+
 		"(`POST /v1/me/mfa/totp`, then `/confirm`) and then sign in once, each from its own client address: `POST /v1/login` checks the password "+
 		"(argon2id through the `Passwords` port) and answers 401 `mfa_required` with a challenge (a row in `auth_challenges`); `POST /v1/login/mfa` "+
-		"opens the person's data key (the custodian's `OpenDataKey`), opens the sealed secret, computes the codes of three steps (HMAC-SHA1), spends "+
+		"opens the person's data key (the custodian's `OpenDataKey`), opens the sealed secret, computes the codes of at most three steps (HMAC-SHA1), spends "+
 		"the step and the challenge with conditional UPDATEs and starts the session. One person per sign-in because a code is accepted once and "+
 		"never an older one (one person could sign in once per 30-second step). The code is computed by the bench as an app would "+
 		"(pquerna/otp), outside the timed span.", *totpN)
