@@ -288,7 +288,9 @@ func FuzzAuthenticatorData(f *testing.F) {
 	a := webauthntest.New(testOrigin)
 	s := &webauthnSession{Challenge: newWebAuthnChallenge(), RPID: "pommy.example", Origins: []string{testOrigin}}
 	resp, _, _ := a.Create(creationOptions(testRP(), s.Challenge, "u_x", "x", "x", nil))
-	var m struct{ Response struct{ AuthenticatorData string } }
+	var m struct {
+		Response struct{ AuthenticatorData string }
+	}
 	json.Unmarshal(resp, &m)
 	ad, _ := base64.RawURLEncoding.DecodeString(m.Response.AuthenticatorData)
 	f.Add(ad)
