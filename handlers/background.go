@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"pommy.ai/edge/handlers/identity"
 	"pommy.ai/edge/handlers/jobs"
 	"pommy.ai/edge/handlers/mail"
 	"pommy.ai/edge/handlers/webhooks"
@@ -16,7 +17,9 @@ func jobRegistry(p storage.Platform, cfg Config) *jobs.Registry {
 	reg := jobs.NewRegistry()
 	webhooks.Register(reg, &webhooks.Deliverer{P: p, Renderer: eventRenderer(p, cfg), URLs: webhookURLs(cfg)})
 	registerConversationJobs(reg, p)
+	identity.RegisterJobs(reg, p)
 	mail.Register(reg, p)
+	identity.RegisterNotices(reg, p)
 	return reg
 }
 

@@ -48,6 +48,10 @@ type Config struct {
 	// ContractHTTPURL is the loopback URL the outbound-HTTP contract suite
 	// calls (test runs only).
 	ContractHTTPURL string
+	// ContractMailURL is the HTTP API (mailpit's, or the edge mail API
+	// server's copy of it) where the mail contract suite reads what the
+	// home's mail service delivered (test runs only).
+	ContractMailURL string `json:",omitempty"`
 	// ClientIPHeader names a header that a trusted reverse proxy in front of
 	// the home sets to the client's address (the edge uses CF-Connecting-IP
 	// when this is empty). Empty elsewhere: the peer address is used.

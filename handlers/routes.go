@@ -8,6 +8,7 @@ import (
 
 	"pommy.ai/edge/handlers/audit"
 	"pommy.ai/edge/handlers/identity"
+	"pommy.ai/edge/handlers/mail"
 	"pommy.ai/edge/handlers/web"
 )
 
@@ -177,6 +178,10 @@ func (a *app) routes() []route {
 		pub("POST", "/v1/login/passkey/options", "start a passwordless sign-in with a passkey (options for navigator.credentials.get)", a.id.PasskeyLoginOptions),
 		pub("POST", "/v1/login/passkey", "finish a passwordless sign-in with a passkey (throttled)", a.id.PasskeyLogin),
 		pub("POST", "/v1/invitations/accept", "accept an invitation with a password; signs in", a.id.AcceptInvitation),
+		pub("POST", "/v1/email/verify", "verify one's address with the mailed link's token", a.id.VerifyEmail),
+		pub("POST", "/v1/email/change/confirm", "confirm a new address with the link mailed to it; the old one is told", a.id.ConfirmEmailChange),
+		pub("POST", "/v1/password/forgot", "mail a password reset link, if an account uses the address (same answer either way)", a.id.ForgotPassword),
+		pub("POST", "/v1/password/reset", "set a new password with a mailed reset link; ends every session", a.id.ResetPassword),
 
 		pub("GET", "/widget.js", "the widget's loader script (one line on the tenant's site)", a.wid.Loader),
 		pub("GET", "/widget/frame/{tenant}", "the widget's iframe page (frame-ancestors: the tenant's allowed origins)", a.wid.Frame),
@@ -188,6 +193,9 @@ func (a *app) routes() []route {
 
 		r("POST", "/v1/logout", permSelf, nil, "end the current session", a.id.Logout).mfaSetup(),
 		r("GET", "/v1/me", permSelf, nil, "the signed-in person and their role", a.id.Me).mfaSetup(),
+		r("PATCH", "/v1/me", permSelf, nil, "change one's name or the language of one's mail", a.id.UpdateMe),
+		r("POST", "/v1/me/email", permSelf, nil, "change one's address (password); a link goes to the new one", a.id.RequestEmailChange),
+		r("POST", "/v1/email/verify/resend", permSelf, nil, "mail a new verification link (1 a minute, 5 a day)", a.id.ResendVerification).mfaSetup(),
 		r("POST", "/v1/me/password", permSelf, nil, "change password; ends every other session", a.id.ChangePassword),
 		r("POST", "/v1/me/reauth", permSelf, nil, "step-up: prove a password or a second factor again (throttled) for the next dangerous actions", a.id.Reauth).mfaSetup(),
 		r("POST", "/v1/me/reauth/webauthn", permSelf, nil, "passkey options for a step-up (then POST /v1/me/reauth with webauthn)", a.id.ReauthWebAuthn).mfaSetup(),
@@ -212,6 +220,7 @@ func (a *app) routes() []route {
 		r("POST", "/v1/invitations", permMembersManage, nil, "invite a person with a role", a.id.CreateInvitation).verified(),
 		r("GET", "/v1/invitations", permMembersManage, scope("members", false), "list pending invitations", a.id.ListInvitations),
 		r("DELETE", "/v1/invitations/{id}", permMembersManage, scope("members", true), "revoke an invitation", a.id.RevokeInvitation),
+		r("POST", "/v1/invitations/{id}/resend", permMembersManage, nil, "mail a pending invitation again, same link (at most 5 mails)", a.id.ResendInvitation).verified(),
 		r("POST", "/v1/ownership/transfer", permOwnershipMove, nil, "make another member owner and step down to admin", a.id.TransferOwnership).stepUp(),
 
 		r("GET", "/v1/settings", permSettingsRead, scope("settings", false), "tenant settings", a.org.GetSettings),
@@ -225,6 +234,8 @@ func (a *app) routes() []route {
 		r("GET", "/v1/audit/export", permAuditRead, nil, "export audit events as NDJSON", a.auditRoute(audit.ExportHandler(a.auditLog()))),
 		r("GET", "/v1/audit/verify", permAuditRead, nil, "verify the audit hash chain", a.auditRoute(audit.VerifyHandler(a.auditLog()))),
 		r("GET", "/v1/audit/notices", permAuditRead, nil, "security notices (login bursts, new locations)", a.auditRoute(audit.NoticesHandler(a.auditLog()))),
+		// Session only, like the audit log: the mail log names people's addresses.
+		r("GET", "/v1/mail", permAuditRead, nil, "the mail sent about the organization: to, template, status (never a body or a link), newest first", mail.List),
 
 		r("GET", "/v1/webhooks", permWebhooksManage, scope("webhooks", false), "list webhook subscriptions", a.hooks().List),
 		r("POST", "/v1/webhooks", permWebhooksManage, scope("webhooks", true), "subscribe an HTTPS endpoint to events (secret shown once)", a.hooks().Create),

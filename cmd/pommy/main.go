@@ -12,6 +12,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -96,6 +97,11 @@ type config struct {
 	maxHeaderBytes    int
 	bodyReadTimeout   time.Duration
 	bodyMinRate       int
+
+	// mail is the mail service (mail.go).
+	mail mailConfig
+	// mailLog is where the log mail service prints (default os.Stderr).
+	mailLog io.Writer
 }
 
 func parseConfig(args []string, getenv func(string) string, out io.Writer) (config, error) {
@@ -158,6 +164,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.StringVar(&origins, "public-origin", str("POMMY_PUBLIC_ORIGIN", ""), "comma-separated `origins` (scheme://host[:port]) people reach this server at, e.g. https://support.example.com; requests for any other Host get 421. Default on a loopback --addr: its http://127.0.0.1, localhost and [::1] origins; required on any other address (POMMY_PUBLIC_ORIGIN)")
 	fs.StringVar(&c.clientIPHdr, "client-ip-header", str("POMMY_CLIENT_IP_HEADER", ""), "`header` a trusted reverse proxy sets to the client's address (e.g. X-Real-IP); empty: the peer address. Set it behind a proxy, or every client shares the proxy's login and abuse limits (POMMY_CLIENT_IP_HEADER)")
 	fs.StringVar(&c.widgetDemo, "widget-demo", str("POMMY_WIDGET_DEMO", ""), "also serve, on this loopback `address` (e.g. 127.0.0.1:8790), a demo host page that embeds the widget of the tenant named by its ?tenant= query; add its origin to the tenant's allowed origins (POMMY_WIDGET_DEMO)")
+	c.mail.flags(fs, str)
 	fs.StringVar(&level, "log-level", str("POMMY_LOG_LEVEL", "info"), "debug, info, warn or error (POMMY_LOG_LEVEL)")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: pommy [flags]\n\nRuns the Pommy Edge local home: the application's guest in a wazero host,\non embedded stores under --data. Every flag can also be set through the\nenvironment variable named with it; a flag wins over its variable.\n\nFlags:\n")
@@ -174,6 +181,9 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	}
 	if c.s3.SecretKey == "" {
 		c.s3.SecretKey = getenv("POMMY_S3_SECRET_KEY")
+	}
+	if err := c.mail.check(getenv); err != nil {
+		return c, err
 	}
 	switch {
 	case c.pool < 0:
@@ -267,6 +277,16 @@ func run(ctx context.Context, c config, log *slog.Logger, ready func(addr string
 	}
 	if c.s3.Bucket != "" {
 		log.Info("blobs in S3", "bucket", c.s3.Bucket, "endpoint", c.s3.Endpoint)
+	}
+	mailer, mailDesc, err := c.mail.mailer(cmp.Or[io.Writer](c.mailLog, os.Stderr))
+	if err != nil {
+		return err
+	}
+	p.Mail = mailer
+	if c.mail.url == "" {
+		log.Warn("mail is not configured: outgoing mail (verification and reset links) is printed to this log; configure --smtp-url to send it")
+	} else {
+		log.Info("mail", "service", mailDesc)
 	}
 
 	module, source, err := loadModule(c.module, log)

@@ -3,10 +3,12 @@ package identity
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 
 	"pommy.ai/edge/handlers/audit"
+	"pommy.ai/edge/handlers/mail"
 	"pommy.ai/edge/handlers/web"
 	"pommy.ai/edge/storage"
 	"pommy.ai/edge/storage/envelope"
@@ -17,6 +19,9 @@ type signupRequest struct {
 	Email        string `json:"email"`
 	Password     string `json:"password"`
 	Name         string `json:"name"`
+	// Locale is the language of the mail the person gets: "en" (the
+	// default) or "tr". An existing person keeps theirs.
+	Locale string `json:"locale"`
 }
 
 // Signup creates a tenant with the caller as its owner and signs them in.
@@ -39,6 +44,10 @@ func (svc *Service) Signup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	locale, err := checkLocale(req.Locale)
+	if err != nil {
+		return err
+	}
 	ctx := r.Context()
 	existing, err := svc.userByEmail(ctx, email)
 	if err != nil {
@@ -54,11 +63,31 @@ func (svc *Service) Signup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	verified := false
 	if hash != "" {
 		stmts = append(stmts, stmt{
 			// tenant-lookup: a person's account is global; the membership below ties it to the tenant.
-			Query: `INSERT INTO users (id, email, name, password_hash, password_changed_at, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-			Args:  []any{userID, email, name, hash, now, now}})
+			Query: `INSERT INTO users (id, email, name, password_hash, password_changed_at, created_at, locale) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			Args:  []any{userID, email, name, hash, now, now, locale}})
+		// A new account proves its address by the link mailed now.
+		origin, err := svc.linkOrigin(r)
+		if err != nil {
+			return err
+		}
+		verify, err := svc.verificationStmts(ctx, origin, userID, email, locale)
+		if err != nil {
+			return err
+		}
+		stmts = append(stmts, verify...)
+	} else {
+		// An existing person adding an organization keeps their state.
+		a, err := svc.accountByID(ctx, userID)
+		if err != nil {
+			return err
+		}
+		if a != nil {
+			verified, locale = a.verified, a.locale
+		}
 	}
 	stmts = append(stmts, stmt{
 		Query: `INSERT INTO memberships (tenant_id, user_id, role, status, created_at, updated_at) VALUES (?, ?, 'owner', 'active', ?, ?)`,
@@ -81,7 +110,7 @@ func (svc *Service) Signup(w http.ResponseWriter, r *http.Request) error {
 	}
 	web.WriteJSON(w, http.StatusCreated, map[string]any{
 		"tenant": map[string]any{"id": tenant, "name": org},
-		"user":   map[string]any{"id": userID, "email": email, "role": web.RoleOwner},
+		"user":   map[string]any{"id": userID, "email": email, "role": web.RoleOwner, "email_verified": verified, "locale": locale},
 	})
 	return nil
 }
@@ -276,7 +305,7 @@ func (svc *Service) Logout(w http.ResponseWriter, r *http.Request, s *web.Scope)
 }
 
 func (svc *Service) Me(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
-	rows, err := svc.p.SQL.Query(r.Context(), `SELECT u.email, u.name, t.name FROM users u JOIN memberships m ON m.user_id = u.id JOIN tenants t ON t.id = m.tenant_id
+	rows, err := svc.p.SQL.Query(r.Context(), `SELECT u.email, u.name, t.name, u.locale FROM users u JOIN memberships m ON m.user_id = u.id JOIN tenants t ON t.id = m.tenant_id
 		WHERE m.tenant_id = ? AND u.id = ?`, s.Tenant, s.UserID)
 	if err != nil {
 		return err
@@ -284,8 +313,8 @@ func (svc *Service) Me(w http.ResponseWriter, r *http.Request, s *web.Scope) err
 	if rows.Len() != 1 {
 		return web.Errorf(http.StatusUnauthorized, "invalid_session", "sign in again")
 	}
-	var email, name, tname string
-	if err := rows.Scan(0, &email, &name, &tname); err != nil {
+	var email, name, tname, locale string
+	if err := rows.Scan(0, &email, &name, &tname, &locale); err != nil {
 		return err
 	}
 	mfa, err := svc.mfaSummary(r.Context(), s.UserID)
@@ -293,7 +322,8 @@ func (svc *Service) Me(w http.ResponseWriter, r *http.Request, s *web.Scope) err
 		return err
 	}
 	web.WriteJSON(w, http.StatusOK, map[string]any{
-		"user":   map[string]any{"id": s.UserID, "email": email, "name": name, "role": s.Role},
+		"user": map[string]any{"id": s.UserID, "email": email, "name": name, "role": s.Role,
+			"email_verified": s.EmailVerified, "locale": locale},
 		"tenant": map[string]any{"id": s.Tenant, "name": tname},
 		"session": map[string]any{"id": s.SessionID, "auth_methods": nonNil(s.AuthMethods),
 			"reauth_at": web.Millis(s.ReauthAt.UnixMilli())},
@@ -346,6 +376,19 @@ func (svc *Service) ChangePassword(w http.ResponseWriter, r *http.Request, s *we
 		return err
 	}
 	now := svc.now().UnixMilli()
+	a, err := svc.accountByID(ctx, s.UserID)
+	if err != nil {
+		return err
+	}
+	if a == nil {
+		return web.Errorf(http.StatusUnauthorized, "invalid_session", "sign in again")
+	}
+	// The person is told by mail, so a change they did not make does not go unseen.
+	notice, err := svc.accountMail("", fmt.Sprintf("password_changed:%s:%d", s.UserID, now), email, a.locale,
+		mail.TemplatePasswordChanged, nil, "", "")
+	if err != nil {
+		return err
+	}
 	rot, setCookie := svc.rotateSession(ctx, w, s)
 	stmts := append([]stmt{
 		// tenant-lookup: a password is the person's, across tenants; the hash it replaces pins the row (no lost update).
@@ -353,6 +396,7 @@ func (svc *Service) ChangePassword(w http.ResponseWriter, r *http.Request, s *we
 		// tenant-lookup: a password change ends the person's sessions in every tenant.
 		{Query: `UPDATE sessions SET ended_at = ?, ended_reason = 'password_changed' WHERE user_id = ? AND id != ? AND ended_at IS NULL`, Args: []any{now, s.UserID, s.SessionID}},
 	}, rot...)
+	stmts = append(stmts, notice...)
 	res, err := svc.p.SQL.Batch(ctx, stmts)
 	if err != nil {
 		return err

@@ -1,11 +1,15 @@
 package identity
 
 import (
+	"cmp"
 	"errors"
+	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"pommy.ai/edge/handlers/audit"
+	"pommy.ai/edge/handlers/mail"
 	"pommy.ai/edge/handlers/web"
 	"pommy.ai/edge/storage"
 )
@@ -48,10 +52,24 @@ func (svc *Service) CreateInvitation(w http.ResponseWriter, r *http.Request, s *
 		return web.Errorf(http.StatusConflict, "already_member", "this person is already a member")
 	}
 	now := svc.now()
-	id, token := web.NewID("inv"), newToken()
+	id := web.NewID("inv")
+	// The token is derived from the invitation's id, so the mail job can
+	// put it in the link without any table or payload holding it.
+	token, err := mail.Token(ctx, svc.p.Keys, mail.PurposeInvitation, id)
+	if err != nil {
+		return err
+	}
+	event := invitationEvent(id, 1)
+	m, err := svc.invitationMail(r, s, id, email, req.Role, event)
+	if err != nil {
+		return err
+	}
 	_, actor := s.Actor()
-	if _, err := svc.p.SQL.Exec(ctx, `INSERT INTO invitations (tenant_id, id, email, role, token_hash, invited_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		s.Tenant, id, email, req.Role, tokenHash(token), actor, now.UnixMilli(), now.Add(invitationTTL).UnixMilli()); err != nil {
+	stmts := append([]stmt{{
+		Query: `INSERT INTO invitations (tenant_id, id, email, role, token_hash, invited_by, created_at, expires_at, mail_id, mail_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`,
+		Args:  []any{s.Tenant, id, email, req.Role, tokenHash(token), actor, now.UnixMilli(), now.Add(invitationTTL).UnixMilli(), mail.LogID(event)},
+	}}, m...)
+	if err := svc.batch(ctx, stmts); err != nil {
 		return err
 	}
 	if err := s.Record(r, "member.invited", "invitation:"+id, map[string]string{"email": email, "role": req.Role}); err != nil {
@@ -59,26 +77,127 @@ func (svc *Service) CreateInvitation(w http.ResponseWriter, r *http.Request, s *
 	}
 	web.WriteJSON(w, http.StatusCreated, map[string]any{
 		"id": id, "email": email, "role": req.Role, "expires_at": now.Add(invitationTTL).UTC().Format(time.RFC3339),
-		"token": token, // shown once; deliver it to the invitee (email delivery is not built yet)
+		"token": token, // shown once, for the inviter to hand over if the mail does not arrive
+		"mail":  map[string]any{"id": mail.LogID(event), "status": "queued"},
 	})
 	return nil
 }
 
+// maxInvitationMails bounds the mails one invitation sends (the first and
+// its resends): past it, revoke the invitation and invite again.
+const maxInvitationMails = 5
+
+// invitationEvent names the nth mail of an invitation (from 1).
+func invitationEvent(id string, n int64) string {
+	if n <= 1 {
+		return "invite:" + id
+	}
+	return fmt.Sprintf("invite:%s:%d", id, n)
+}
+
+// invitationMail queues the mail that carries an invitation's link, in
+// the invitee's language when they have an account, else the inviter's.
+func (svc *Service) invitationMail(r *http.Request, s *web.Scope, id, email, role, event string) ([]stmt, error) {
+	ctx := r.Context()
+	origin, err := svc.linkOrigin(r)
+	if err != nil {
+		return nil, err
+	}
+	// tenant-lookup: the organization is the caller's (t.id); the inviter's and the invitee's accounts are global.
+	rows, err := svc.p.SQL.Query(ctx, `SELECT t.name, COALESCE(u.name, ''), COALESCE(u.email, ''), COALESCE(u.locale, 'en'),
+		COALESCE((SELECT locale FROM users WHERE email = ?), '') FROM tenants t LEFT JOIN users u ON u.id = ? WHERE t.id = ?`, email, s.UserID, s.Tenant)
+	if err != nil {
+		return nil, err
+	}
+	if rows.Len() != 1 {
+		return nil, web.Errorf(http.StatusNotFound, "not_found", "no such organization")
+	}
+	var org, inviterName, inviterEmail, inviterLocale, inviteeLocale string
+	if err := rows.Scan(0, &org, &inviterName, &inviterEmail, &inviterLocale, &inviteeLocale); err != nil {
+		return nil, err
+	}
+	return mail.Enqueue(mail.Message{Tenant: s.Tenant, Event: event, To: email, Locale: mailLocale(cmp.Or(inviteeLocale, inviterLocale)),
+		Template: mail.TemplateInvitation,
+		Vars:     map[string]string{"organization": org, "inviter": displayName(inviterName, inviterEmail), "role": role, "tenant": s.Tenant},
+		Link:     &mail.Link{Origin: origin, Path: pageInvitation, Purpose: mail.PurposeInvitation, ID: id},
+	}, svc.now())
+}
+
+// ResendInvitation mails a pending invitation again, with the same link
+// (one new mail per call, at most maxInvitationMails in all). An
+// invitation made before invitations were mailed had a random token the
+// mail cannot carry: resending replaces it with the derived one, and the
+// token handed over by hand stops working.
+func (svc *Service) ResendInvitation(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
+	id := r.PathValue("id")
+	if !web.ValidID("inv", id) {
+		return web.Errorf(http.StatusNotFound, "not_found", "no such invitation")
+	}
+	ctx := r.Context()
+	now := svc.now().UnixMilli()
+	rows, err := svc.p.SQL.Query(ctx, `SELECT email, role, mail_count FROM invitations
+		WHERE tenant_id = ? AND id = ? AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > ?`, s.Tenant, id, now)
+	if err != nil {
+		return err
+	}
+	if rows.Len() != 1 {
+		return web.Errorf(http.StatusNotFound, "not_found", "no such pending invitation")
+	}
+	var email, role string
+	var sent int64
+	if err := rows.Scan(0, &email, &role, &sent); err != nil {
+		return err
+	}
+	if sent >= maxInvitationMails {
+		return web.Errorf(http.StatusConflict, "resend_limit", "this invitation was mailed %d times; revoke it and invite again", maxInvitationMails)
+	}
+	token, err := mail.Token(ctx, svc.p.Keys, mail.PurposeInvitation, id)
+	if err != nil {
+		return err
+	}
+	event := invitationEvent(id, sent+1)
+	m, err := svc.invitationMail(r, s, id, email, role, event)
+	if err != nil {
+		return err
+	}
+	res, err := svc.p.SQL.Batch(ctx, append([]stmt{{
+		Query: `UPDATE invitations SET mail_count = ?, mail_id = ?, token_hash = ? WHERE tenant_id = ? AND id = ? AND mail_count = ?
+			AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > ?`,
+		Args: []any{sent + 1, mail.LogID(event), tokenHash(token), s.Tenant, id, sent, now},
+	}}, m...))
+	if err != nil {
+		return err
+	}
+	if res[0].RowsAffected != 1 {
+		return web.Errorf(http.StatusConflict, "conflict", "the invitation changed meanwhile; try again")
+	}
+	if err := s.Record(r, "member.invitation.resent", "invitation:"+id, map[string]string{"mail": strconv.FormatInt(sent+1, 10)}); err != nil {
+		return err
+	}
+	web.WriteJSON(w, http.StatusAccepted, map[string]any{"id": id, "mail": map[string]any{"id": mail.LogID(event), "status": "queued"}})
+	return nil
+}
+
 func (svc *Service) ListInvitations(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
-	rows, err := svc.p.SQL.Query(r.Context(), `SELECT id, email, role, created_at, expires_at FROM invitations
-		WHERE tenant_id = ? AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > ? ORDER BY created_at DESC LIMIT 200`,
+	rows, err := svc.p.SQL.Query(r.Context(), `SELECT i.id, i.email, i.role, i.created_at, i.expires_at, COALESCE(i.mail_id, ''), COALESCE(ml.status, '')
+		FROM invitations i LEFT JOIN mail_log ml ON ml.tenant_id = i.tenant_id AND ml.id = i.mail_id
+		WHERE i.tenant_id = ? AND i.accepted_at IS NULL AND i.revoked_at IS NULL AND i.expires_at > ? ORDER BY i.created_at DESC LIMIT 200`,
 		s.Tenant, svc.now().UnixMilli())
 	if err != nil {
 		return err
 	}
 	out := make([]map[string]any, rows.Len())
 	for i := range out {
-		var id, email, role string
+		var id, email, role, mailID, status string
 		var created, expires int64
-		if err := rows.Scan(i, &id, &email, &role, &created, &expires); err != nil {
+		if err := rows.Scan(i, &id, &email, &role, &created, &expires, &mailID, &status); err != nil {
 			return err
 		}
-		out[i] = map[string]any{"id": id, "email": email, "role": role, "created_at": web.Millis(created), "expires_at": web.Millis(expires)}
+		out[i] = map[string]any{"id": id, "email": email, "role": role, "created_at": web.Millis(created), "expires_at": web.Millis(expires), "mail": nil}
+		if mailID != "" {
+			// The latest mail's state: "queued" until the mail service accepted it, "sent", or "failed".
+			out[i]["mail"] = map[string]any{"id": mailID, "status": cmp.Or(status, "queued")}
+		}
 	}
 	web.WriteJSON(w, http.StatusOK, map[string]any{"invitations": out})
 	return nil

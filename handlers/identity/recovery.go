@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"strings"
 
-	"pommy.ai/edge/handlers/audit"
+	"pommy.ai/edge/handlers/mail"
 	"pommy.ai/edge/handlers/web"
 )
 
@@ -168,7 +168,11 @@ func (svc *Service) RegenerateRecoveryCodes(w http.ResponseWriter, r *http.Reque
 	if err != nil {
 		return err
 	}
-	if err := svc.batch(ctx, stmts); err != nil {
+	notice, err := svc.factorNotice(ctx, s, mail.MFARecoveryCodesReset)
+	if err != nil {
+		return err
+	}
+	if err := svc.batch(ctx, append(stmts, notice...)); err != nil {
 		return err
 	}
 	if err := s.Record(r, "user.mfa.recovery_codes.regenerated", "user:"+s.UserID, nil); err != nil {
@@ -207,13 +211,30 @@ func (svc *Service) removeFactorStmts(ctx context.Context, user string, removing
 		Query: `DELETE FROM mfa_recovery_codes WHERE user_id = ?`, Args: []any{user}}}, nil
 }
 
-// factorNotice is what tells the person that a second factor of theirs was
-// added or removed (what: "totp_added", "totp_removed", "passkey_added",
-// "passkey_removed"), for the change's batch.
+// factorNotice is the mail that tells the person a second factor of theirs
+// was added or removed, or their recovery codes replaced (what: one of
+// mail.MFA*: "totp_added", "totp_removed", "passkey_added",
+// "passkey_removed", "recovery_codes_regenerated"), for the change's batch:
+// someone who took over a session cannot quietly add their own factor or
+// remove the person's. It is mail about the account (mail.AccountTenant),
+// which no organization lists.
 func (svc *Service) factorNotice(ctx context.Context, s *web.Scope, what string) ([]stmt, error) {
-	return nil, nil
-}
-
-func auditEvent(tenant, user, action string, details map[string]string) audit.Event {
-	return audit.Event{TenantID: tenant, ActorType: audit.ActorUser, ActorID: user, Action: action, Target: "user:" + user, Details: details}
+	// tenant-lookup: a person's address and language belong to their account, across tenants.
+	rows, err := svc.p.SQL.Query(ctx, `SELECT email, locale FROM users WHERE id = ?`, s.UserID)
+	if err != nil || rows.Len() != 1 {
+		return nil, err
+	}
+	var email, locale string
+	if err := rows.Scan(0, &email, &locale); err != nil {
+		return nil, err
+	}
+	st, err := mail.Enqueue(mail.Message{Tenant: mail.AccountTenant, Event: "mfa:" + what + ":" + s.UserID + ":" + web.NewID("ev"), To: email,
+		Locale: mailLocale(locale), Template: mail.TemplateMFAChanged, Vars: map[string]string{"what": what}}, svc.now())
+	if err != nil {
+		// An address that cannot receive mail (an account made before
+		// addresses were checked this strictly) must not keep the person
+		// from securing their account.
+		return nil, nil
+	}
+	return st, nil
 }

@@ -1,14 +1,12 @@
 package identity
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"image/png"
 	"net/http"
 	"strings"
 	"time"
@@ -17,6 +15,7 @@ import (
 	"github.com/pquerna/otp/hotp"
 	"github.com/pquerna/otp/totp"
 
+	"pommy.ai/edge/handlers/mail"
 	"pommy.ai/edge/handlers/web"
 	"pommy.ai/edge/storage"
 )
@@ -33,7 +32,6 @@ const (
 	totpSecretSize = 20
 	totpSkew       = 1
 	totpIssuer     = "Pommy"
-	totpQRSize     = 256
 )
 
 // Authentication methods, as sessions.auth_methods records them.
@@ -203,12 +201,8 @@ func (svc *Service) EnrolTOTP(w http.ResponseWriter, r *http.Request, s *web.Sco
 	if err != nil {
 		return err
 	}
-	img, err := key.Image(totpQRSize, totpQRSize)
+	qrCode, err := qrPNG(key.URL())
 	if err != nil {
-		return err
-	}
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, img); err != nil {
 		return err
 	}
 	now := svc.now().UnixMilli()
@@ -230,7 +224,7 @@ func (svc *Service) EnrolTOTP(w http.ResponseWriter, r *http.Request, s *web.Sco
 	web.WriteJSON(w, http.StatusCreated, map[string]any{
 		"secret":      key.Secret(),
 		"otpauth_url": key.URL(),
-		"qr_png":      "data:image/png;base64," + base64.StdEncoding.EncodeToString(buf.Bytes()),
+		"qr_png":      "data:image/png;base64," + base64.StdEncoding.EncodeToString(qrCode),
 	})
 	return nil
 }
@@ -300,7 +294,7 @@ func (svc *Service) ConfirmTOTP(w http.ResponseWriter, r *http.Request, s *web.S
 		Args:  []any{ms, step, s.UserID, t.sealed, step},
 	}, svc.sessionProvedStmt(s, methodTOTP, ms)}
 	stmts = append(stmts, codeStmts...)
-	notice, err := svc.factorNotice(ctx, s, "totp_added")
+	notice, err := svc.factorNotice(ctx, s, mail.MFATOTPAdded)
 	if err != nil {
 		return err
 	}
@@ -347,7 +341,7 @@ func (svc *Service) DisableTOTP(w http.ResponseWriter, r *http.Request, s *web.S
 			return err
 		}
 		stmts = append(stmts, more...)
-		notice, err := svc.factorNotice(ctx, s, "totp_removed")
+		notice, err := svc.factorNotice(ctx, s, mail.MFATOTPRemoved)
 		if err != nil {
 			return err
 		}

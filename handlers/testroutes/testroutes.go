@@ -34,6 +34,7 @@ func mount(mux *http.ServeMux, env handlers.TestEnv) {
 	mountAccounts(mux, env)
 	mountClock(mux, env)
 	mountPasskeyPage(mux, env)
+	mountAccountLinks(mux, env)
 	mux.HandleFunc("GET /__contract/{suite}", func(w http.ResponseWriter, r *http.Request) {
 		var s storagetest.Suite
 		switch r.PathValue("suite") {
@@ -53,6 +54,12 @@ func mount(mux *http.ServeMux, env handlers.TestEnv) {
 				return
 			}
 			s = storagetest.PasswordsSuite(env.Platform.Passwords)
+		case "mail":
+			if env.Platform.Mail == nil || env.Config.ContractMailURL == "" {
+				writeError(w, r, errorf(http.StatusServiceUnavailable, "unavailable", "this home has no mail service, or no inbox to read it from (ContractMailURL)"))
+				return
+			}
+			s = storagetest.MailSuite(env.Platform.Mail, storagetest.MailpitInbox(env.Platform.HTTP, env.Config.ContractMailURL), storagetest.RefusedMailTo)
 		case "limiter":
 			if env.Platform.Limiter == nil {
 				writeError(w, r, errorf(http.StatusServiceUnavailable, "unavailable", "this home has no Limiter port"))

@@ -139,3 +139,12 @@ CREATE TABLE auth_challenges (
   used_at    INTEGER
 );
 CREATE INDEX auth_challenges_expires ON auth_challenges (expires_at);
+
+-- ---- account flows: invitations by mail ---------------------------------------
+-- The mail an invitation was last sent with (its mail_log id; NULL: never
+-- mailed, as for invitations made before this migration), and how many
+-- mails it has had: the first is the event "invite:<id>", a resend n the
+-- event "invite:<id>:<n>", so each resend is one mail and a retried
+-- request is not a second one.
+ALTER TABLE invitations ADD COLUMN mail_id TEXT;
+ALTER TABLE invitations ADD COLUMN mail_count INTEGER NOT NULL DEFAULT 0;

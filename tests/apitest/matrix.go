@@ -555,6 +555,20 @@ func (m *matrix) fresh(t testing.TB, p *mxPrincipal) *Session {
 	return m.c.LoginSession(t, p.sess.Email)
 }
 
+// newPerson is a new member of the caller's role in the caller's tenant,
+// signed in, for a call that changes the person's own second factors; nil
+// when the caller is not a person.
+func (m *matrix) newPerson(t testing.TB, x mxCase) *Session {
+	if x.p.sess == nil {
+		return nil
+	}
+	role := x.p.role
+	if role == "owner" {
+		role = "admin" // the routes are the same for every role; a new admin stands in for a new owner
+	}
+	return x.own.owner.Invite(t, role)
+}
+
 func newPassword() string {
 	var b [8]byte
 	rand.Read(b[:])
@@ -773,6 +787,50 @@ var mxRecipes = map[string]mxRecipe{
 			}}
 	}},
 
+	// The account links: each allowed call follows a link of a new
+	// person's own (tenant A has none to take: a link names a person, not
+	// a tenant, and no B id can go in it).
+	"POST /v1/email/verify": {ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		s, _ := m.c.SignupUnverified(t, "Matrix Verify", nil)
+		return mxCall{path: "/v1/email/verify", body: map[string]string{"token": m.c.LatestLink(t, s.Email, "verify_email").Token}}
+	}},
+	"POST /v1/email/change/confirm": {ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		s := m.c.Signup(t, "Matrix Change")
+		to := randomEmail()
+		s.Do(t, "POST", "/v1/me/email", map[string]string{"new_email": to, "password": Password}).Expect(t, 202)
+		return mxCall{path: "/v1/email/change/confirm", body: map[string]string{"token": m.c.LatestLink(t, to, "email_change").Token}}
+	}},
+	"POST /v1/password/forgot": {ok: 202, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/password/forgot", body: map[string]string{"email": x.own.victim.Email}}
+	}},
+	"POST /v1/password/reset": {ok: 204, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		s := m.c.Signup(t, "Matrix Reset")
+		tok := m.c.Do(t, "POST", "/__test/account-links/make", map[string]string{"email": s.Email, "purpose": "password_reset"}).Expect(t, 200).JSON(t)["token"]
+		return mxCall{path: "/v1/password/reset", body: map[string]any{"token": tok, "new_password": newPassword()},
+			after: func(t testing.TB, r *Response) { s.Do(t, "GET", "/v1/me", nil).Expect(t, 401) }}
+	}},
+	"PATCH /v1/me": {never: []string{"key"}, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/me", body: map[string]string{"locale": "en"}}
+	}},
+	// Each allowed call changes the address of a new person of the role
+	// (the change waits for its link: nothing changes yet).
+	"POST /v1/me/email": {never: []string{"key"}, ok: 202, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		c := mxCall{path: "/v1/me/email", body: map[string]string{"new_email": randomEmail(), "password": Password}}
+		if x.allowed && x.p.sess != nil {
+			c.as = x.own.owner.Invite(t, x.p.role)
+		}
+		return c
+	}},
+	// Every principal is verified (an invitation's link proves the
+	// address): an allowed caller is told so.
+	"POST /v1/email/verify/resend": {never: []string{"key"}, ok: 409, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/email/verify/resend"}
+	}},
+	"POST /v1/invitations/{id}/resend": {never: []string{"agent", "key"}, ids: true, ok: 202, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		id := idOr(x, func() string { return newInvitation(t, x.own.owner) }, x.target.invitation)
+		return mxCall{path: "/v1/invitations/" + id + "/resend"}
+	}},
+
 	"POST /v1/logout": {never: []string{"key"}, ok: 204, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
 		s := m.fresh(t, x.p)
 		return mxCall{path: "/v1/logout", as: s, after: func(t testing.TB, r *Response) {
@@ -791,6 +849,51 @@ var mxRecipes = map[string]mxRecipe{
 		c := mxCall{path: "/v1/me/password", body: map[string]string{"current_password": Password, "new_password": newPassword()}}
 		if x.allowed && x.p.sess != nil {
 			c.as = x.own.owner.Invite(t, x.p.role)
+		}
+		return c
+	}},
+	// Second factors: each allowed call is made by a new person of the
+	// caller's role (a factor set up on a principal would change how the
+	// matrix signs them in), except step-up, which only refreshes the
+	// caller's own session.
+	"POST /v1/login/mfa": {ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		p := x.own.owner.Invite(t, "agent")
+		_, codes := p.EnrolTOTP(t)
+		return mxCall{path: "/v1/login/mfa", as: m.fresh(t, x.p),
+			body: map[string]string{"mfa_token": m.c.PasswordStep(t, p.Email), "recovery_code": codes[0]},
+			after: func(t testing.TB, r *Response) {
+				if got := r.JSON(t)["user"].(map[string]any)["id"]; got != p.UserID {
+					t.Errorf("signed in as %v, want %s", got, p.UserID)
+				}
+			}}
+	}},
+	"POST /v1/me/reauth": {never: []string{"key"}, ok: 204, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/me/reauth", body: map[string]string{"password": Password}}
+	}},
+	"POST /v1/me/mfa/totp": {never: []string{"key"}, ok: 201, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/me/mfa/totp", as: m.newPerson(t, x)}
+	}},
+	"POST /v1/me/mfa/totp/confirm": {never: []string{"key"}, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		c := mxCall{path: "/v1/me/mfa/totp/confirm", body: map[string]string{"code": "123456"}}
+		if p := m.newPerson(t, x); p != nil {
+			secret := p.Do(t, "POST", "/v1/me/mfa/totp", nil).Expect(t, 201).JSON(t)["secret"].(string)
+			c.as, c.body = p, map[string]string{"code": m.c.TOTPCode(t, secret, 0)}
+		}
+		return c
+	}},
+	"DELETE /v1/me/mfa/totp": {never: []string{"key"}, ok: 204, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		c := mxCall{path: "/v1/me/mfa/totp"}
+		if p := m.newPerson(t, x); p != nil {
+			p.EnrolTOTP(t)
+			c.as = p
+		}
+		return c
+	}},
+	"POST /v1/me/mfa/recovery-codes": {never: []string{"key"}, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		c := mxCall{path: "/v1/me/mfa/recovery-codes"}
+		if p := m.newPerson(t, x); p != nil {
+			p.EnrolTOTP(t)
+			c.as = p
 		}
 		return c
 	}},

@@ -14,15 +14,18 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"pommy.ai/edge/handlers"
 	"pommy.ai/edge/storage/storagetest"
+	"pommy.ai/edge/tests/mailpit"
 	"pommy.ai/edge/wasm/host"
 	"pommy.ai/edge/wasm/host/egress"
 	"pommy.ai/edge/wasm/host/local"
+	"pommy.ai/edge/wasm/host/smtpmail"
 )
 
 var (
@@ -106,6 +109,32 @@ type homeOptions struct {
 	// jobEvery (default 100ms).
 	runJobs  bool
 	jobEvery time.Duration
+	// mailpit, when set, is the home's mail service: the SMTP adapter
+	// sends to it (STARTTLS with AUTH when it has them), and the mail
+	// contract suite reads it through its API (which the egress allows).
+	// Without it the home has no mail service (mail jobs retry).
+	mailpit *mailpit.Server
+}
+
+// mailFrom is the sender of the homes' mail.
+const mailFrom = "Pommy <noreply@pommy.example>"
+
+// smtpMailer is the SMTP adapter configured for mp, as cmd/pommy makes it.
+func smtpMailer(t testing.TB, mp *mailpit.Server) *smtpmail.Mailer {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(mp.SMTPAddr)
+	srv := smtpmail.Server{Host: host, Port: port, Security: smtpmail.NoTLS}
+	switch mp.Opts.TLS {
+	case mailpit.TLSStartTLS:
+		srv.Security = smtpmail.StartTLS
+	case mailpit.TLSImplicit:
+		srv.Security = smtpmail.ImplicitTLS
+	}
+	m, err := smtpmail.New(smtpmail.Config{Server: srv, User: mp.Opts.User, Password: mp.Opts.Password, From: mailFrom, RootCAs: mp.CertPool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 func startHome(t testing.TB, o homeOptions) *home {
@@ -120,12 +149,20 @@ func startHome(t testing.TB, o homeOptions) *home {
 		Dir:    t.TempDir(),
 		Egress: egress.Options{Allow: []string{echo.Listener.Addr().String()}, AllowPrivateNetworks: true, TestPublicAllow: o.webhookAllow},
 	}
+	appCfg := handlers.Config{TestRoutes: true, ContractHTTPURL: echo.URL, WebhookTestAllow: o.webhookAllow}
+	if o.mailpit != nil {
+		cfg.Egress.Allow = append(cfg.Egress.Allow, strings.TrimPrefix(o.mailpit.API, "http://"))
+		appCfg.ContractMailURL = o.mailpit.API
+	}
 	if o.local != nil {
 		o.local(&cfg)
 	}
 	p, err := local.Open(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if o.mailpit != nil {
+		p.Mail = smtpMailer(t, o.mailpit)
 	}
 	if o.platform != nil {
 		o.platform(p)
@@ -154,7 +191,7 @@ func startHome(t testing.TB, o homeOptions) *home {
 		MaxStreams:         o.maxStreams,
 		Platform:           p.Platform,
 		JobEvery:           cmp.Or(o.jobEvery, 100*time.Millisecond),
-		Config:             handlers.Config{TestRoutes: true, ContractHTTPURL: echo.URL, WebhookTestAllow: o.webhookAllow},
+		Config:             appCfg,
 		Logger:             slog.New(slog.NewTextHandler(logs, nil)),
 	})
 	if err != nil {

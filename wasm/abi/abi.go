@@ -151,7 +151,10 @@ const (
 	// Realtime: a wake-up for the streams the host holds on a topic.
 	OpRealtimePublish Op = 35 // RealtimePublishReq -> Empty
 
-	opEnd Op = 36 // one past the last op
+	// Mail: hands one message to the host's mail service (storage.Mailer).
+	OpMailSend Op = 36 // MailSendReq -> MailSendResp
+
+	opEnd Op = 37 // one past the last op
 )
 
 var opNames = [...]string{
@@ -191,6 +194,7 @@ var opNames = [...]string{
 	OpBlobPutOpenSealed: "blob.put_open_sealed",
 	OpReadOpenSealed:    "read.open_sealed",
 	OpRealtimePublish:   "realtime.publish",
+	OpMailSend:          "mail.send",
 }
 
 func (o Op) String() string {
@@ -243,5 +247,6 @@ func Ops() map[Op][2]func() Message {
 		OpBlobPutOpenSealed: {func() Message { return new(BlobPutOpenSealedReq) }, func() Message { return new(HandleResp) }},
 		OpReadOpenSealed:    {func() Message { return new(ReadOpenSealedReq) }, func() Message { return new(Empty) }},
 		OpRealtimePublish:   {func() Message { return new(RealtimePublishReq) }, func() Message { return new(Empty) }},
+		OpMailSend:          {func() Message { return new(MailSendReq) }, func() Message { return new(MailSendResp) }},
 	}
 }

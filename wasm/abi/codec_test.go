@@ -81,6 +81,8 @@ func examples() []Message {
 		&LimitAllowReq{Name: "login", Key: "203.0.113.7"},
 		&LimitDecision{Allowed: false, RetryAfter: 12 * time.Second},
 		&RealtimePublishReq{Topic: "t/t_1/c/c_2"},
+		&MailSendReq{ID: "ml_0123456789abcdef01234567", To: "ayşe@example.com", Subject: "Şifrenizi sıfırlayın", Text: "line 1\r\nline 2", HTML: "<p>hi</p>"},
+		&MailSendResp{ProviderID: "<ml_0123456789abcdef01234567@example.com>"},
 		&ErrorMessage{Message: "storage: not found"},
 	}
 }

@@ -133,3 +133,5 @@ func FuzzDecodePasswordVerifyResp(f *testing.F)   { fuzzDecode[PasswordVerifyRes
 func FuzzDecodeLimitAllowReq(f *testing.F)        { fuzzDecode[LimitAllowReq](f) }
 func FuzzDecodeLimitDecision(f *testing.F)        { fuzzDecode[LimitDecision](f) }
 func FuzzDecodeRealtimePublishReq(f *testing.F)   { fuzzDecode[RealtimePublishReq](f) }
+func FuzzDecodeMailSendReq(f *testing.F)          { fuzzDecode[MailSendReq](f) }
+func FuzzDecodeMailSendResp(f *testing.F)         { fuzzDecode[MailSendResp](f) }

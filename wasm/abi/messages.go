@@ -791,6 +791,35 @@ type RealtimePublishReq struct{ Topic string }
 func (m *RealtimePublishReq) Encode(e *Encoder) { e.String(m.Topic) }
 func (m *RealtimePublishReq) Decode(d *Decoder) { m.Topic = d.String() }
 
+// MailSendReq hands one message to the host's mail service
+// (storage.Mailer.Send with a storage.Mail of the same fields). The host
+// refuses what storage.Mail.Check refuses with invalid.
+type MailSendReq struct {
+	ID, To, Subject, Text, HTML string
+}
+
+func (m *MailSendReq) Encode(e *Encoder) {
+	e.String(m.ID)
+	e.String(m.To)
+	e.String(m.Subject)
+	e.String(m.Text)
+	e.String(m.HTML)
+}
+
+func (m *MailSendReq) Decode(d *Decoder) {
+	m.ID = d.String()
+	m.To = d.String()
+	m.Subject = d.String()
+	m.Text = d.String()
+	m.HTML = d.String()
+}
+
+// MailSendResp is the mail service's id for the accepted message.
+type MailSendResp struct{ ProviderID string }
+
+func (m *MailSendResp) Encode(e *Encoder) { e.String(m.ProviderID) }
+func (m *MailSendResp) Decode(d *Decoder) { m.ProviderID = d.String() }
+
 // ---- time -------------------------------------------------------------------
 
 // Time encodes t as Unix nanoseconds, the zero time as 0.

@@ -37,6 +37,9 @@ func newPlatform(c *client) storage.Platform {
 		Limiter:   limiterPort{c},
 		// Wake-ups go to the host's hub, which holds the streams.
 		Realtime: realtimePort{c},
+		// Mail leaves through the host's mail service (SMTP, or its log
+		// when none is configured: the host always has one to offer).
+		Mail: mailPort{c},
 	}
 }
 
@@ -601,6 +604,25 @@ func (p realtimePort) Publish(ctx context.Context, topic string) error {
 		return fmt.Errorf("%w: realtime topic %q", storage.ErrInvalid, topic)
 	}
 	return p.c.do(abi.OpRealtimePublish, &abi.RealtimePublishReq{Topic: topic}, &abi.Empty{})
+}
+
+// ---- mail ----
+
+type mailPort struct{ c *client }
+
+// Send hands m to the host's Mailer. A message Check refuses never
+// crosses; the host's error classes (invalid: refused for good;
+// unavailable: try again) arrive as the same storage sentinels.
+func (p mailPort) Send(ctx context.Context, m storage.Mail) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	if err := m.Check(); err != nil {
+		return "", err
+	}
+	var r abi.MailSendResp
+	err := p.c.do(abi.OpMailSend, &abi.MailSendReq{ID: m.ID, To: m.To, Subject: m.Subject, Text: m.Text, HTML: m.HTML}, &r)
+	return r.ProviderID, err
 }
 
 // ---- logging ----

@@ -160,7 +160,12 @@ type Options struct {
 	// every instance from other requests.
 	StreamPollers int
 
+	// MailTimeout bounds each mail.send (default MailTimeout).
+	MailTimeout time.Duration
+
 	// Platform holds the native adapters the guest reaches through the ABI.
+	// Platform.Mail sends the guest's mail (mail.send); nil: every send
+	// is unavailable, and mail jobs retry until a mail service is set.
 	// Platform.Home is ignored: the guest reports "local". Its Realtime is
 	// ignored too: the host's own hub (Host.Realtime) takes the guest's
 	// wake-ups.

@@ -447,6 +447,10 @@ func (inv *invocation) perform(req abi.Message) (abi.Message, error) {
 	case *abi.RealtimePublishReq:
 		return empty, inv.h.hub.Publish(ctx, m.Topic)
 
+	// ---- mail ----
+	case *abi.MailSendReq:
+		return inv.h.sendMail(ctx, m)
+
 	// ---- host services ----
 	case *abi.ClockNowReq:
 		return &abi.ClockNow{Now: p.Clock.Now()}, nil
