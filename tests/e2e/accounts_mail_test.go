@@ -165,7 +165,9 @@ func TestAccountMailEmailChange(t *testing.T) {
 	m2 := mp.WaitFor(t, to, func(x mailpit.Message) bool { return hasLink("/account/email")(x) && x.ID != m.ID })
 	c.Do(t, "POST", "/v1/email/change/confirm", map[string]string{"token": linkIn(t, m2).token}).Expect(t, 200)
 	// The old address is told, with the new one half hidden.
-	n := mp.WaitFor(t, o.Email, func(x mailpit.Message) bool { return !strings.Contains(x.Text, "#token=") && strings.Contains(x.Text, "***@example.com") })
+	n := mp.WaitFor(t, o.Email, func(x mailpit.Message) bool {
+		return !strings.Contains(x.Text, "#token=") && strings.Contains(x.Text, "***@example.com")
+	})
 	if strings.Contains(n.Text, to) {
 		t.Errorf("the notice to the old address shows the new one in full:\n%s", n.Text)
 	}
