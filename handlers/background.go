@@ -19,6 +19,7 @@ func jobRegistry(p storage.Platform, cfg Config) *jobs.Registry {
 	registerConversationJobs(reg, p)
 	identity.RegisterJobs(reg, p)
 	mail.Register(reg, p)
+	identity.RegisterNotices(reg, p)
 	return reg
 }
 

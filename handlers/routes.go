@@ -8,6 +8,7 @@ import (
 
 	"pommy.ai/edge/handlers/audit"
 	"pommy.ai/edge/handlers/identity"
+	"pommy.ai/edge/handlers/mail"
 	"pommy.ai/edge/handlers/web"
 )
 
@@ -220,6 +221,8 @@ func (a *app) routes() []route {
 		r("GET", "/v1/audit/export", permAuditRead, nil, "export audit events as NDJSON", a.auditRoute(audit.ExportHandler(a.auditLog()))),
 		r("GET", "/v1/audit/verify", permAuditRead, nil, "verify the audit hash chain", a.auditRoute(audit.VerifyHandler(a.auditLog()))),
 		r("GET", "/v1/audit/notices", permAuditRead, nil, "security notices (login bursts, new locations)", a.auditRoute(audit.NoticesHandler(a.auditLog()))),
+		// Session only, like the audit log: the mail log names people's addresses.
+		r("GET", "/v1/mail", permAuditRead, nil, "the mail sent about the organization: to, template, status (never a body or a link), newest first", mail.List),
 
 		r("GET", "/v1/webhooks", permWebhooksManage, scope("webhooks", false), "list webhook subscriptions", a.hooks().List),
 		r("POST", "/v1/webhooks", permWebhooksManage, scope("webhooks", true), "subscribe an HTTPS endpoint to events (secret shown once)", a.hooks().Create),

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"pommy.ai/edge/storage"
@@ -226,7 +228,7 @@ func (l *Log) raise(ctx context.Context, tenant, kind, dedupe, message string, n
 	_, err := l.RecordBatch(ctx, ev, []storage.Stmt{{
 		Query: `INSERT INTO security_notices (tenant_id, id, at, kind, message, dedupe) VALUES (?, ?, ?, ?, ?, ?)`,
 		Args:  []any{tenant, id, now.UnixMilli(), kind, message, dedupe},
-	}})
+	}, NoticeJob(tenant, id, noticeSubject(ev), now.UnixMilli())})
 	if errors.Is(err, storage.ErrConflict) {
 		// Another request raised it first (the notice's unique dedupe).
 		if ok, xerr := exists(); xerr == nil && ok {
@@ -291,4 +293,45 @@ func (l *Log) Raise(ctx context.Context, tenant, kind, dedupe, message string, e
 		ev.Details = map[string]string{}
 	}
 	return l.raise(ctx, tenant, kind, dedupe, message, l.clock.Now(), ev)
+}
+
+// NoticeJobKind is the job that mails a raised notice (package identity
+// runs it: to the person the notice is about and, if the tenant wants, to
+// its owners).
+const NoticeJobKind = "notice.deliver"
+
+// NoticePayload is a notice job's payload.
+type NoticePayload struct {
+	Tenant string `json:"tenant"`
+	Notice string `json:"notice"`
+	// User is the person the notice is about ("" when it is about no one:
+	// failures from one address over many accounts, a webhook).
+	User string `json:"user,omitempty"`
+}
+
+// NoticeJob is the statement that queues the delivery of notice id, for
+// the batch that raises it. It is the row handlers/jobs' Enqueue writes
+// (this package sits below jobs and cannot call it; the root package's
+// TestNoticeJobIsAJobsRow holds the two together). Its id derives from
+// the notice's, so a notice is queued for delivery once.
+func NoticeJob(tenant, id, user string, now int64) storage.Stmt {
+	payload, _ := json.Marshal(NoticePayload{Tenant: tenant, Notice: id, User: user})
+	return storage.Stmt{
+		Query: `INSERT INTO jobs (tenant_id, id, kind, ref, payload, state, run_at, attempts, max_attempts, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, 'queued', ?, 0, ?, ?, ?) ON CONFLICT (tenant_id, id) DO NOTHING`,
+		Args: []any{tenant, "deliver_" + id, NoticeJobKind, id, string(payload), now, noticeJobAttempts, now, now},
+	}
+}
+
+// noticeJobAttempts: the delivery only queues mail (each mail retries on
+// its own), so its own failures are storage faults.
+const noticeJobAttempts = 8
+
+// noticeSubject is the person a security event is about: its target when
+// that is a user ("user:u_…"), else the actor it names in its details.
+func noticeSubject(ev Event) string {
+	if u, ok := strings.CutPrefix(ev.Target, "user:"); ok {
+		return u
+	}
+	return ev.Details["actor_id"]
 }

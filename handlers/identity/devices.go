@@ -50,18 +50,21 @@ func (svc *Service) trustedDevice(r *http.Request, user string) ([]byte, error) 
 // a device of user, and the function that sets its cookie once the
 // statement has run. The request's device cookie is kept (its last use
 // moved) when it is already this user's; otherwise the browser gets a new
-// token: one presented for another account is never taken over.
-func (svc *Service) trustDevice(r *http.Request, user string) (storage.Stmt, func(http.ResponseWriter), error) {
+// token: one presented for another account is never taken over. fresh is
+// the new token's hash when the browser got one (a device new to the
+// account), else nil.
+func (svc *Service) trustDevice(r *http.Request, user string) (st storage.Stmt, set func(http.ResponseWriter), fresh []byte, err error) {
 	now := svc.now().UnixMilli()
 	token := deviceToken(r)
 	known, err := svc.trustedDevice(r, user)
 	if err != nil {
-		return storage.Stmt{}, nil, err
+		return storage.Stmt{}, nil, nil, err
 	}
 	if known == nil {
 		token = newToken()
+		fresh = tokenHash(token)
 	}
-	st := storage.Stmt{
+	st = storage.Stmt{
 		// tenant-lookup: a device is trusted for a person's account, which spans tenants.
 		Query: `INSERT INTO trusted_devices (token_hash, user_id, created_at, last_used_at) VALUES (?, ?, ?, ?)
 		ON CONFLICT (token_hash) DO UPDATE SET last_used_at = excluded.last_used_at WHERE trusted_devices.user_id = excluded.user_id`,
@@ -70,5 +73,5 @@ func (svc *Service) trustDevice(r *http.Request, user string) (storage.Stmt, fun
 	return st, func(w http.ResponseWriter) {
 		http.SetCookie(w, &http.Cookie{Name: deviceCookie, Value: token, Path: "/", HttpOnly: true, Secure: true,
 			SameSite: http.SameSiteStrictMode, MaxAge: int(deviceLifetime / time.Second)})
-	}, nil
+	}, fresh, nil
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"pommy.ai/edge/handlers/audit"
 	"pommy.ai/edge/handlers/web"
 	"pommy.ai/edge/storage"
 )
@@ -58,12 +59,26 @@ func (svc *Service) startSession(w http.ResponseWriter, r *http.Request, tenant,
 			Args:  []any{now, tokenHash(old)},
 		})
 	}
-	device, setDevice, err := svc.trustDevice(r, user)
+	device, setDevice, fresh, err := svc.trustDevice(r, user)
 	if err != nil {
 		return "", err
 	}
+	var newDevice *audit.Event
+	if fresh != nil {
+		var notice []storage.Stmt
+		if notice, newDevice, err = svc.newDeviceNotice(r, tenant, user, fresh); err != nil {
+			return "", err
+		}
+		stmts = append(stmts, notice...)
+	}
 	stmts = append(stmts, device)
-	if _, err := svc.p.SQL.Batch(ctx, stmts); err != nil {
+	if newDevice != nil {
+		// The session, its device, the mail and the audit event: one batch.
+		_, err = web.AuditLog(svc.p).RecordBatch(ctx, *newDevice, stmts)
+	} else {
+		_, err = svc.p.SQL.Batch(ctx, stmts)
+	}
+	if err != nil {
 		return "", err
 	}
 	setSessionCookie(w, token)

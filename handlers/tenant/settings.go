@@ -46,11 +46,14 @@ type settings struct {
 	AuditRetentionDays int `json:"audit_retention_days"`
 	// RateLimitPerMinute is the organization's request rate (rate.go).
 	RateLimitPerMinute int64 `json:"rate_limit_per_minute"`
+	// SecurityNoticesToOwners: the audit log's security notices about a
+	// member are mailed to the owners too, not only to that member.
+	SecurityNoticesToOwners bool `json:"security_notices_to_owners"`
 }
 
 func (svc *Service) loadSettings(r *http.Request, s *web.Scope) (*settings, error) {
 	// tenant-lookup: the tenants row is keyed by id, which is the scope's tenant.
-	rows, err := svc.p.SQL.Query(r.Context(), `SELECT name, session_idle_minutes, session_absolute_minutes, rate_limit_per_minute FROM tenants WHERE id = ?`, s.Tenant)
+	rows, err := svc.p.SQL.Query(r.Context(), `SELECT name, session_idle_minutes, session_absolute_minutes, rate_limit_per_minute, notices_to_owners FROM tenants WHERE id = ?`, s.Tenant)
 	if err != nil {
 		return nil, err
 	}
@@ -58,9 +61,11 @@ func (svc *Service) loadSettings(r *http.Request, s *web.Scope) (*settings, erro
 		return nil, storage.ErrNotFound
 	}
 	var st settings
-	if err := rows.Scan(0, &st.Name, &st.SessionIdleMinutes, &st.SessionAbsoluteMinutes, &st.RateLimitPerMinute); err != nil {
+	var toOwners int64
+	if err := rows.Scan(0, &st.Name, &st.SessionIdleMinutes, &st.SessionAbsoluteMinutes, &st.RateLimitPerMinute, &toOwners); err != nil {
 		return nil, err
 	}
+	st.SecurityNoticesToOwners = toOwners != 0
 	st.AuditRetentionDays, err = web.AuditLog(svc.p).Retention(r.Context(), s.Tenant)
 	return &st, err
 }
@@ -75,11 +80,12 @@ func (svc *Service) GetSettings(w http.ResponseWriter, r *http.Request, s *web.S
 }
 
 type settingsUpdate struct {
-	Name                   *string `json:"name"`
-	SessionIdleMinutes     *int64  `json:"session_idle_minutes"`
-	SessionAbsoluteMinutes *int64  `json:"session_absolute_minutes"`
-	AuditRetentionDays     *int    `json:"audit_retention_days"`
-	RateLimitPerMinute     *int64  `json:"rate_limit_per_minute"`
+	Name                    *string `json:"name"`
+	SessionIdleMinutes      *int64  `json:"session_idle_minutes"`
+	SessionAbsoluteMinutes  *int64  `json:"session_absolute_minutes"`
+	AuditRetentionDays      *int    `json:"audit_retention_days"`
+	RateLimitPerMinute      *int64  `json:"rate_limit_per_minute"`
+	SecurityNoticesToOwners *bool   `json:"security_notices_to_owners"`
 }
 
 func (svc *Service) UpdateSettings(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
@@ -115,6 +121,9 @@ func (svc *Service) UpdateSettings(w http.ResponseWriter, r *http.Request, s *we
 		}
 		st.RateLimitPerMinute = *v
 	}
+	if v := req.SecurityNoticesToOwners; v != nil {
+		st.SecurityNoticesToOwners = *v
+	}
 	if st.SessionIdleMinutes > st.SessionAbsoluteMinutes {
 		return web.Errorf(http.StatusBadRequest, "invalid_session_idle_minutes", "the idle timeout cannot exceed the absolute timeout")
 	}
@@ -131,8 +140,8 @@ func (svc *Service) UpdateSettings(w http.ResponseWriter, r *http.Request, s *we
 		old.AuditRetentionDays = *v // recorded by SetRetention as audit.retention.changed
 	}
 	// tenant-lookup: the tenants row is keyed by id, which is the scope's tenant.
-	if _, err := svc.p.SQL.Exec(r.Context(), `UPDATE tenants SET name = ?, session_idle_minutes = ?, session_absolute_minutes = ?, rate_limit_per_minute = ? WHERE id = ?`,
-		st.Name, st.SessionIdleMinutes, st.SessionAbsoluteMinutes, st.RateLimitPerMinute, s.Tenant); err != nil {
+	if _, err := svc.p.SQL.Exec(r.Context(), `UPDATE tenants SET name = ?, session_idle_minutes = ?, session_absolute_minutes = ?, rate_limit_per_minute = ?, notices_to_owners = ? WHERE id = ?`,
+		st.Name, st.SessionIdleMinutes, st.SessionAbsoluteMinutes, st.RateLimitPerMinute, boolInt(st.SecurityNoticesToOwners), s.Tenant); err != nil {
 		return err
 	}
 	if from, to := settingsDiff(&old, st); len(from) > 0 {
@@ -177,3 +186,10 @@ const (
 	minAbsoluteMinutes     = 60
 	maxAbsoluteMinutes     = 24 * 60
 )
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}

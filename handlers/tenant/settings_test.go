@@ -23,6 +23,8 @@ func TestSettingsDiffCoversEveryField(t *testing.T) {
 			fv.SetString("changed")
 		case reflect.Int, reflect.Int64:
 			fv.SetInt(7)
+		case reflect.Bool:
+			fv.SetBool(true)
 		default:
 			t.Fatalf("field %s of kind %s: extend this test", f.Name, fv.Kind())
 		}

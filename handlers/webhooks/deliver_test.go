@@ -236,9 +236,14 @@ func TestFailuresRetryDieAndDisable(t *testing.T) {
 	if len(codes) != MaxAttempts || codes[0] != int64(500) {
 		t.Fatalf("attempt codes %v", codes)
 	}
-	rows, _ := e.p.SQL.Query(ctx, `SELECT state, COUNT(*) FROM jobs WHERE tenant_id = ? GROUP BY state`, "t1")
+	rows, _ := e.p.SQL.Query(ctx, `SELECT state, COUNT(*) FROM jobs WHERE tenant_id = ? AND kind = ? GROUP BY state`, "t1", KindDeliver)
 	if rows.Len() != 1 || rows.Values[0][0] != "dead" {
 		t.Fatalf("job states %v", rows.Values)
+	}
+	// The notice raised below is queued for mailing in the same batch.
+	rows, _ = e.p.SQL.Query(ctx, `SELECT state FROM jobs WHERE tenant_id = ? AND kind = 'notice.deliver'`, "t1")
+	if rows.Len() != 1 || rows.Values[0][0] != "queued" {
+		t.Fatalf("notice delivery jobs %v", rows.Values)
 	}
 	rows, _ = e.p.SQL.Query(ctx, `SELECT enabled, disabled_reason FROM webhooks WHERE tenant_id = ? AND id = ?`, "t1", "wh_a")
 	if rows.Values[0][0] != int64(0) {

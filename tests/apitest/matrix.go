@@ -911,6 +911,9 @@ var mxRecipes = map[string]mxRecipe{
 	"GET /v1/audit/export":  {never: []string{"agent"}, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall { return mxCall{path: "/v1/audit/export"} }},
 	"GET /v1/audit/verify":  {never: []string{"agent"}, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall { return mxCall{path: "/v1/audit/verify"} }},
 	"GET /v1/audit/notices": {never: []string{"agent"}, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall { return mxCall{path: "/v1/audit/notices"} }},
+	// The mail log names people's addresses: like the audit log, never an
+	// agent's nor an API key's.
+	"GET /v1/mail": {never: []string{"agent", "key"}, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall { return mxCall{path: "/v1/mail"} }},
 
 	// An allowed caller is the owner of a new tenant made for the call.
 	"DELETE /v1/tenant": {never: []string{"agent", "admin", "key"}, ok: 204, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
