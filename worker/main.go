@@ -24,7 +24,14 @@
 //	POMMY_TEST_ROUTES        "1" mounts the contract/test routes in a test build
 //	                         (-tags testroutes); the shipped worker answers 503
 //	                         not_configured while it is set
+//	MAIL_FROM, MAIL_SES_REGION, MAIL_SES_ENDPOINT (optional)
+//	MAIL_SES_ACCESS_KEY_ID, MAIL_SES_SECRET_ACCESS_KEY  secrets
+//	                         -> storage.Mailer (Amazon SES v2 through fetch:
+//	                         worker/sesmail); none set: no mail service (mail
+//	                         jobs wait and retry); some set: not configured
 //	POMMY_CONTRACT_HTTP_URL  URL the outbound-HTTP contract suite calls (tests only)
+//	POMMY_CONTRACT_MAIL_URL  mail API whose copy of mailpit's API the mail
+//	                         contract suite reads (tests only)
 //	POMMY_TEST_WEBHOOK_ALLOW comma-separated ip:port destinations that webhook
 //	                         subscriptions and deliveries may use although they
 //	                         are not public HTTPS (the workerd suite's receiver
@@ -58,6 +65,7 @@ import (
 	"pommy.ai/edge/worker/r2"
 	"pommy.ai/edge/worker/ratelimit"
 	"pommy.ai/edge/worker/realtime"
+	"pommy.ai/edge/worker/sesmail"
 	"pommy.ai/edge/worker/webcrypto"
 )
 
@@ -74,6 +82,13 @@ const (
 	varTestRoutes   = "POMMY_TEST_ROUTES"
 	varContractURL  = "POMMY_CONTRACT_HTTP_URL"
 	varWebhookAllow = "POMMY_TEST_WEBHOOK_ALLOW"
+	varContractMail = "POMMY_CONTRACT_MAIL_URL"
+	// Mail (worker/sesmail).
+	varMailFrom         = "MAIL_FROM"
+	varMailRegion       = "MAIL_SES_REGION"
+	varMailEndpoint     = "MAIL_SES_ENDPOINT"
+	secretMailKeyID     = "MAIL_SES_ACCESS_KEY_ID"
+	secretMailKeySecret = "MAIL_SES_SECRET_ACCESS_KEY"
 	// varOrigins optionally lists the worker's public origins, comma
 	// separated (handlers.Config.PublicOrigins): requests for any other
 	// Host, a workers.dev name left on, say, are then refused.
@@ -85,6 +100,7 @@ func main() {
 		Version:          version,
 		TestRoutes:       jsbridge.Var(varTestRoutes) == "1",
 		ContractHTTPURL:  jsbridge.Var(varContractURL),
+		ContractMailURL:  jsbridge.Var(varContractMail),
 		WebhookTestAllow: list(jsbridge.Var(varWebhookAllow)),
 	}
 	cerr := cfg.Check()
@@ -172,7 +188,36 @@ func platform(testAllow []string) (storage.Platform, error) {
 	if p.Limiter, err = ratelimit.New(storage.Limits); err != nil {
 		errs = append(errs, err)
 	}
+	if p.Mail, err = mailer(p.HTTP); err != nil {
+		errs = append(errs, err)
+	}
 	return p, errors.Join(errs...)
+}
+
+// mailer makes the mail service from the MAIL_* variables and secrets:
+// nil (no mail service) when none is set, an error naming what is missing
+// when only some are. Mail leaves through the same fetch as every other
+// outbound request.
+func mailer(doer storage.HTTPDoer) (storage.Mailer, error) {
+	from, region, endpoint := jsbridge.Var(varMailFrom), jsbridge.Var(varMailRegion), jsbridge.Var(varMailEndpoint)
+	id, secret := jsbridge.Var(secretMailKeyID), jsbridge.Var(secretMailKeySecret)
+	if from == "" && region == "" && endpoint == "" && id == "" && secret == "" {
+		return nil, nil
+	}
+	var missing []string
+	for _, v := range [][2]string{{varMailFrom, from}, {varMailRegion, region}, {secretMailKeyID, id}, {secretMailKeySecret, secret}} {
+		if v[1] == "" {
+			missing = append(missing, v[0])
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("mail is partly configured: set %s too (wrangler secret put for the secrets; docs/edge.md), or unset every MAIL_ setting", strings.Join(missing, ", "))
+	}
+	m, err := sesmail.New(sesmail.Config{Region: region, Endpoint: endpoint, AccessKeyID: id, SecretAccessKey: secret, From: from, HTTP: doer})
+	if err != nil {
+		return nil, fmt.Errorf("mail: %v", err)
+	}
+	return m, nil
 }
 
 // list splits a comma-separated variable, dropping empty entries.

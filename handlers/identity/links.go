@@ -202,14 +202,6 @@ func (svc *Service) linkOrigin(r *http.Request) (string, error) {
 	return o, nil
 }
 
-// mailLocale is a stored locale as the outbox takes it.
-func mailLocale(l string) string {
-	if l == "tr" {
-		return "tr"
-	}
-	return "en"
-}
-
 // accountMail queues a mail about the person's own account (under
 // mail.AccountTenant, which no organization lists), optionally with a link.
 // origin is where the link points (web.SelfOrigin of the request).
