@@ -175,7 +175,7 @@ func (svc *Service) EndOtherSessions(w http.ResponseWriter, r *http.Request, s *
 
 // Sweep deletes what no longer serves: sessions ended or idle for
 // over 30 days, stale throttle counters and rate windows, and invitations
-// long expired.
+// and account links long expired.
 func Sweep(ctx context.Context, p storage.Platform) error {
 	now := p.Clock.Now()
 	month := now.Add(-knownIPWindow).UnixMilli()
@@ -190,6 +190,8 @@ func Sweep(ctx context.Context, p storage.Platform) error {
 		{Query: `DELETE FROM rate_windows WHERE window_start < ?`, Args: []any{now.Add(-time.Hour).UnixMilli()}},
 		// tenant-lookup: the sweep runs for every tenant at once.
 		{Query: `DELETE FROM invitations WHERE expires_at < ?`, Args: []any{month}},
+		// tenant-lookup: account links belong to people's accounts, which span tenants; a month after they expire they serve no answer.
+		{Query: `DELETE FROM account_tokens WHERE expires_at < ?`, Args: []any{month}},
 	})
 	return err
 }
