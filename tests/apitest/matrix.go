@@ -809,6 +809,16 @@ var mxRecipes = map[string]mxRecipe{
 		return mxCall{path: "/v1/password/reset", body: map[string]any{"token": tok, "new_password": newPassword()},
 			after: func(t testing.TB, r *Response) { s.Do(t, "GET", "/v1/me", nil).Expect(t, 401) }}
 	}},
+	"GET /account/{page}": {ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/account/reset", after: func(t testing.TB, r *Response) {
+			if !strings.Contains(r.Header.Get("Content-Security-Policy"), "script-src 'self'") || !bytes.Contains(r.Body, []byte(`id="reset"`)) {
+				t.Errorf("account page: %v %s", r.Header, trunc(r.Body))
+			}
+		}}
+	}},
+	"GET /account/assets/{name}": {ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/account/assets/account.js"}
+	}},
 	"PATCH /v1/me": {never: []string{"key"}, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
 		return mxCall{path: "/v1/me", body: map[string]string{"locale": "en"}}
 	}},
