@@ -241,6 +241,12 @@ func TestNewDeviceMailed(t *testing.T) {
 	if l := listMail(t, o, "template=new_device"); len(l.Mail) != 0 {
 		t.Fatalf("the organization lists a person's new-device mail: %+v", l)
 	}
+	// A user agent cut (at 256 bytes) inside a character is still mailed.
+	h.c.Login(t, o.Email, apitest.Password, "User-Agent", strings.Repeat("a", 255)+"şş\xff").Expect(t, 200)
+	h.jobs()
+	if got := h.box.to(o.Email, "New sign-in"); len(got) != 2 || !strings.Contains(got[1].Text, strings.Repeat("a", 190)) {
+		t.Fatalf("%d new-device mails after a long user agent", len(got))
+	}
 }
 
 // TestRefusedMailIsVisible: a mail the service refuses for good is
