@@ -6,7 +6,7 @@
 // header of the right shape, for service "ses" and the server's region,
 // signing at least content-type, host and x-amz-date, whose signature it
 // recomputes from the request (its own implementation of the algorithm,
-// not the SDK's); an X-Amz-Date within 15 minutes; a JSON body with only
+// neither the SDK's nor the adapter's); an X-Amz-Date within 15 minutes; a JSON body with only
 // SendEmail's fields and one recipient. It answers {"MessageId": ...} and
 // keeps the message, which it serves through the subset of mailpit's HTTP
 // API that storagetest.MailpitInbox reads, so the mail contract suite runs
