@@ -192,7 +192,8 @@ func (m *Mailer) submit(ctx context.Context, to string, body []byte) (err error)
 	}
 	// The context's end (its timeout included) closes the connection,
 	// which ends any read or write net/smtp is blocked in.
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	raw := conn // closing it ends a TLS connection over it too
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	defer stop()
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(dl)
