@@ -1,3 +1,5 @@
+//go:build !nopasskeys
+
 package identity
 
 import (

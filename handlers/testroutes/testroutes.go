@@ -33,6 +33,7 @@ func mount(mux *http.ServeMux, env handlers.TestEnv) {
 	mountWebhooks(mux, env)
 	mountAccounts(mux, env)
 	mountClock(mux, env)
+	mountPasskeyPage(mux, env)
 	mountAccountLinks(mux, env)
 	mux.HandleFunc("GET /__contract/{suite}", func(w http.ResponseWriter, r *http.Request) {
 		var s storagetest.Suite

@@ -124,6 +124,11 @@ type mxTenant struct {
 
 	deadJob string // a dead background job (of a kind no build runs)
 
+	// passkey is a passkey of a member who holds one (never a fixture
+	// principal, whose password sign-ins must not turn into MFA ones).
+	passkey       string
+	passkeyHolder *Session
+
 	// The widget: the one allowed origin, and the identity secret (kept
 	// current by the identity-secret route's recipe).
 	widgetOrigin, widgetSecret string
@@ -165,7 +170,7 @@ func Matrix(t *testing.T, c *Client) {
 	m.a = m.tenant(t, "Matrix A", true)
 	m.b = m.tenant(t, "Matrix B", false)
 	b := m.b
-	m.secrets = []string{b.id, b.owner.UserID, b.victim.UserID, b.victimSession, b.msg, b.invitation, b.keyID, b.contact, b.conv, b.conv2, b.canned, b.webhook}
+	m.secrets = []string{b.id, b.owner.UserID, b.victim.UserID, b.victimSession, b.msg, b.invitation, b.keyID, b.contact, b.conv, b.conv2, b.canned, b.webhook, b.passkey}
 	principals := m.principals(t)
 	m.secrets = append(m.secrets, b.deadJob)
 	baseB := m.snapshot(t, m.b, true)
@@ -336,6 +341,8 @@ func (m *matrix) tenant(t *testing.T, name string, full bool) *mxTenant {
 	}
 	tn.victim = o.Invite(t, "agent")
 	tn.victimSession = sessionID(t, tn.victim)
+	tn.passkeyHolder = o.Invite(t, "agent")
+	tn.passkey = tn.passkeyHolder.EnrolPasskey(t, m.c.NewAuthenticator(t), "matrix")["id"].(string)
 	tn.invitation = newInvitation(t, o)
 	k := o.Do(t, "POST", "/v1/api-keys", map[string]any{"name": "victim", "scopes": []string{"conversations:read"}}).Expect(t, 201).JSON(t)
 	tn.keyID, tn.keyStr = k["id"].(string), k["key"].(string)
@@ -455,6 +462,8 @@ func (m *matrix) snapshot(t testing.TB, tn *mxTenant, all bool) map[string]strin
 	att := o.Do(t, "GET", attachmentPath(tn.conv, tn.msg), nil)
 	s["attachment "+tn.msg] = fmt.Sprintf("%d %x", att.Status, sha256.Sum256(att.Body))
 	s["victim session"] = fmt.Sprint(tn.victim.Do(t, "GET", "/v1/me", nil).Status)
+	pk := tn.passkeyHolder.Do(t, "GET", "/v1/me/passkeys", nil)
+	s["passkeys"] = fmt.Sprintf("%d %x", pk.Status, sha256.Sum256(pk.Body))
 	s["victim key"] = fmt.Sprint(m.c.Do(t, "GET", "/v1/canned-responses", nil, bearer(tn.keyStr)...).Status)
 	// The chat core's stable objects (B's whole state is in them: nothing
 	// of B's is made during the matrix).
@@ -799,6 +808,16 @@ var mxRecipes = map[string]mxRecipe{
 		tok := m.c.Do(t, "POST", "/__test/account-links/make", map[string]string{"email": s.Email, "purpose": "password_reset"}).Expect(t, 200).JSON(t)["token"]
 		return mxCall{path: "/v1/password/reset", body: map[string]any{"token": tok, "new_password": newPassword()},
 			after: func(t testing.TB, r *Response) { s.Do(t, "GET", "/v1/me", nil).Expect(t, 401) }}
+	}},
+	"GET /account/{page}": {ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/account/reset", after: func(t testing.TB, r *Response) {
+			if !strings.Contains(r.Header.Get("Content-Security-Policy"), "script-src 'self'") || !bytes.Contains(r.Body, []byte(`id="reset"`)) {
+				t.Errorf("account page: %v %s", r.Header, trunc(r.Body))
+			}
+		}}
+	}},
+	"GET /account/assets/{name}": {ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/account/assets/account.js"}
 	}},
 	"PATCH /v1/me": {never: []string{"key"}, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
 		return mxCall{path: "/v1/me", body: map[string]string{"locale": "en"}}

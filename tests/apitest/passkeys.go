@@ -413,3 +413,84 @@ func passkeyBadInput(t *testing.T, c *Client) {
 	c.Do(t, "POST", "/v1/login/passkey/options", map[string]any{"x": 1}).Expect(t, 400)
 	c.Do(t, "POST", "/v1/login/passkey", map[string]any{"challenge_token": "nope", "credential": cred}).Expect(t, 401)
 }
+
+// passkeyHolder is a new member of tn with role and a passkey on a.
+func passkeyHolder(t testing.TB, m *matrix, tn *mxTenant, role string) (*Session, *webauthntest.Authenticator, string) {
+	s := tn.owner.Invite(t, role)
+	a := m.c.NewAuthenticator(t)
+	return s, a, s.EnrolPasskey(t, a, "matrix")["id"].(string)
+}
+
+// The cross-tenant matrix's recipes for the passkey routes. Enrolling
+// happens on new members (a fixture principal with a passkey could no
+// longer sign in with its password alone); a person's own passkey routes
+// name no tenant's objects but the person's, so another tenant's passkey id
+// is 404.
+func init() {
+	self := []string{"key"}
+	mxRecipes["POST /v1/login/passkey/options"] = mxRecipe{ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/login/passkey/options", body: map[string]any{}}
+	}}
+	mxRecipes["POST /v1/login/passkey"] = mxRecipe{ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		_, a, _ := passkeyHolder(t, m, x.own, "agent")
+		tok, ro := m.c.PasskeyOptions(t)
+		got, err := a.Get(ro)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mxCall{path: "/v1/login/passkey", as: m.fresh(t, x.p), body: map[string]any{"challenge_token": tok, "credential": got},
+			after: func(t testing.TB, r *Response) {
+				if got := r.JSON(t)["tenant"].(map[string]any)["id"]; got != x.own.id {
+					t.Errorf("signed in to tenant %v, want %s", got, x.own.id)
+				}
+			}}
+	}}
+	mxRecipes["POST /v1/login/mfa/webauthn"] = mxRecipe{ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		s, _, _ := passkeyHolder(t, m, x.own, "agent")
+		return mxCall{path: "/v1/login/mfa/webauthn", body: map[string]string{"mfa_token": m.c.PasswordStep(t, s.Email)}}
+	}}
+	mxRecipes["POST /v1/me/reauth/webauthn"] = mxRecipe{never: self, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		c := mxCall{path: "/v1/me/reauth/webauthn", body: map[string]any{}}
+		if x.allowed && x.p.sess != nil {
+			c.as, _, _ = passkeyHolder(t, m, x.own, x.p.role)
+		}
+		return c
+	}}
+	mxRecipes["POST /v1/me/passkeys/options"] = mxRecipe{never: self, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/me/passkeys/options", body: map[string]any{}, as: m.fresh(t, x.p)}
+	}}
+	mxRecipes["POST /v1/me/passkeys"] = mxRecipe{never: self, ok: 201, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		c := mxCall{path: "/v1/me/passkeys", body: map[string]any{"challenge_token": "none", "credential": map[string]any{}}}
+		if x.allowed && x.p.sess != nil {
+			s := x.own.owner.Invite(t, x.p.role)
+			o := s.Do(t, "POST", "/v1/me/passkeys/options", map[string]any{}).Expect(t, 200).JSON(t)
+			cred, _, err := m.c.NewAuthenticator(t).Create(rawJSON(t, o["options"]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.as, c.body = s, map[string]any{"challenge_token": o["challenge_token"], "credential": cred, "name": "matrix"}
+		}
+		return c
+	}}
+	mxRecipes["GET /v1/me/passkeys"] = mxRecipe{never: self, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/me/passkeys"}
+	}}
+	mxRecipes["PATCH /v1/me/passkeys/{id}"] = mxRecipe{never: self, ids: true, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		c := mxCall{body: map[string]string{"name": "renamed by the matrix"}}
+		c.path = "/v1/me/passkeys/" + idOr(x, func() string {
+			var id string
+			c.as, _, id = passkeyHolder(t, m, x.own, x.p.role)
+			return id
+		}, x.target.passkey)
+		return c
+	}}
+	mxRecipes["DELETE /v1/me/passkeys/{id}"] = mxRecipe{never: self, ids: true, ok: 204, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		var c mxCall
+		c.path = "/v1/me/passkeys/" + idOr(x, func() string {
+			var id string
+			c.as, _, id = passkeyHolder(t, m, x.own, x.p.role)
+			return id
+		}, x.target.passkey)
+		return c
+	}}
+}

@@ -36,12 +36,13 @@ import (
 
 	"pommy.ai/edge/storage/storagetest"
 	"pommy.ai/edge/tests/apitest"
+	"pommy.ai/edge/tests/sesserver"
 	"pommy.ai/edge/tests/workerd/wrangler"
 )
 
 // suites are the storage contract suites every home runs; the handlers
 // serve each at /__contract/{suite} when test routes are on.
-var suites = []string{"sql", "kv", "blobs", "keys", "http", "passwords", "limiter"}
+var suites = []string{"sql", "kv", "blobs", "keys", "http", "passwords", "limiter", "mail"}
 
 // suiteTimeout bounds one contract suite's request; a whole suite runs in
 // one request and takes seconds.
@@ -69,8 +70,17 @@ func TestWorkerd(t *testing.T) {
 	contract := httptest.NewServer(storagetest.EchoHandler())
 	t.Cleanup(contract.Close)
 
+	// The mail suite sends through the edge adapter (Amazon SES v2 through
+	// fetch) to this loopback server, and reads what it kept through its
+	// copy of mailpit's API. The secrets are plain vars here (tests).
+	ses := sesserver.New("eu-west-1", "AKIAPOMMYWORKERD0001", "workerd/test/secret0123456789", storagetest.RefusedMailTo)
+	t.Cleanup(ses.Close)
+
 	w := start(t, wrangler.Options{Root: root, Name: "configured", SkipBuild: true, BuildDir: testBuild,
-		Vars: []string{"POMMY_TEST_ROUTES:1", "POMMY_CONTRACT_HTTP_URL:" + contract.URL}})
+		Vars: []string{"POMMY_TEST_ROUTES:1", "POMMY_CONTRACT_HTTP_URL:" + contract.URL,
+			"MAIL_FROM:Pommy <noreply@pommy.example>", "MAIL_SES_REGION:" + ses.Region, "MAIL_SES_ENDPOINT:" + ses.URL,
+			"MAIL_SES_ACCESS_KEY_ID:" + ses.AccessKey, "MAIL_SES_SECRET_ACCESS_KEY:" + ses.SecretKey,
+			"POMMY_CONTRACT_MAIL_URL:" + ses.URL}})
 
 	t.Run("healthz", func(t *testing.T) {
 		status, body := get(t, w, "/healthz", 30*time.Second)
@@ -111,6 +121,9 @@ func TestWorkerd(t *testing.T) {
 						t.Error("failed without a message")
 					}
 				})
+			}
+			if suite == "mail" && t.Failed() {
+				t.Logf("the SES server refused: %q", ses.Refusals())
 			}
 		})
 	}
@@ -208,7 +221,9 @@ func TestWorkerd(t *testing.T) {
 	// than ignore them.
 	t.Run("no-master-key", func(t *testing.T) {
 		bare := start(t, wrangler.Options{Root: root, Name: "unconfigured", SkipBuild: true, BuildDir: shipped,
-			SkipMigrations: true, NoMasterKey: true, Vars: []string{"POMMY_TEST_ROUTES:1", "POMMY_PUBLIC_ORIGINS:ftp://support.example.com"}})
+			SkipMigrations: true, NoMasterKey: true, Vars: []string{"POMMY_TEST_ROUTES:1", "POMMY_PUBLIC_ORIGINS:ftp://support.example.com",
+				// Mail half configured: the sender without SES's region and key.
+				"MAIL_FROM:Pommy <noreply@pommy.example>"}})
 		for _, path := range []string{"/healthz", "/v1/conversations", "/__contract/sql"} {
 			status, body := get(t, bare, path, 30*time.Second)
 			var e struct {
@@ -216,8 +231,9 @@ func TestWorkerd(t *testing.T) {
 			}
 			if status != http.StatusServiceUnavailable || json.Unmarshal(body, &e) != nil || e.Error.Code != "not_configured" ||
 				!strings.Contains(e.Error.Message, "MASTER_KEY") || !strings.Contains(e.Error.Message, "POMMY_TEST_ROUTES") ||
-				!strings.Contains(e.Error.Message, "POMMY_PUBLIC_ORIGINS") {
-				t.Errorf("GET %s without MASTER_KEY, with POMMY_TEST_ROUTES and a bad POMMY_PUBLIC_ORIGINS: %d %s, want 503 not_configured naming all three", path, status, body)
+				!strings.Contains(e.Error.Message, "POMMY_PUBLIC_ORIGINS") || !strings.Contains(e.Error.Message, "MAIL_SES_REGION") ||
+				!strings.Contains(e.Error.Message, "MAIL_SES_SECRET_ACCESS_KEY") {
+				t.Errorf("GET %s without MASTER_KEY, with POMMY_TEST_ROUTES, a bad POMMY_PUBLIC_ORIGINS and mail half configured: %d %s, want 503 not_configured naming all four", path, status, body)
 			}
 		}
 		// The cron run must fail visibly (and promptly), not report success.
