@@ -101,18 +101,48 @@ func (svc *Service) Signup(w http.ResponseWriter, r *http.Request) error {
 	if err := envelope.New(svc.p).Ensure(ctx, tenant); err != nil {
 		return err
 	}
-	if _, err := svc.startSession(w, r, tenant, userID, []string{methodPassword}); err != nil {
+	body := map[string]any{
+		"tenant": map[string]any{"id": tenant, "name": org},
+		"user":   map[string]any{"id": userID, "email": email, "role": web.RoleOwner, "email_verified": verified, "locale": locale},
+	}
+	if err := svc.startSessionOrChallenge(w, r, tenant, userID, existing != nil, body); err != nil {
 		return err
 	}
 	if err := web.RecordEvent(r, svc.p, audit.Event{TenantID: tenant, ActorType: audit.ActorUser, ActorID: userID, Action: "tenant.created",
 		Target: "tenant:" + tenant, Details: map[string]string{"owner": userID}}); err != nil {
 		return err
 	}
-	web.WriteJSON(w, http.StatusCreated, map[string]any{
-		"tenant": map[string]any{"id": tenant, "name": org},
-		"user":   map[string]any{"id": userID, "email": email, "role": web.RoleOwner, "email_verified": verified, "locale": locale},
-	})
+	web.WriteJSON(w, http.StatusCreated, body)
 	return nil
+}
+
+// startSessionOrChallenge signs in the person who has just signed up or
+// accepted an invitation with their password. An existing account with a
+// second factor is not signed in by its password alone, here any more
+// than at POST /v1/login (else a password would open a session that could
+// remove the factor, its step-up satisfied by that very sign-in): body
+// gets "mfa_required": true and a challenge for the new membership
+// ("mfa_token", "methods", "expires_at") that POST /v1/login/mfa turns
+// into the session.
+func (svc *Service) startSessionOrChallenge(w http.ResponseWriter, r *http.Request, tenant, user string, existing bool, body map[string]any) error {
+	ctx := r.Context()
+	if existing {
+		methods, err := svc.secondFactors(ctx, user)
+		if err != nil {
+			return err
+		}
+		if len(methods) > 0 {
+			token, err := svc.newChallenge(ctx, "mfa", user, tenant, mfaChallengeData{Methods: methods}, mfaChallengeTTL)
+			if err != nil {
+				return err
+			}
+			body["mfa_required"], body["mfa_token"], body["methods"] = true, token, methods
+			body["expires_at"] = web.Millis(svc.now().Add(mfaChallengeTTL).UnixMilli())
+			return nil
+		}
+	}
+	_, err := svc.startSession(w, r, tenant, user, []string{methodPassword})
+	return err
 }
 
 // account is the person signing up or accepting an invitation: an

@@ -26,6 +26,7 @@ func runMFA(t *testing.T, c *Client) {
 	t.Run("MFAPolicy", func(t *testing.T) { mfaPolicy(t, c) })
 	t.Run("MFABadInput", func(t *testing.T) { mfaBadInput(t, c) })
 	t.Run("MFAConcurrentReplay", func(t *testing.T) { mfaConcurrentReplay(t, c) })
+	t.Run("PasswordAloneOpensNoSession", func(t *testing.T) { passwordAloneOpensNoSession(t, c) })
 }
 
 // ServerTime is the home's present (its clock, which a test may move).
@@ -416,5 +417,45 @@ func mfaConcurrentReplay(t *testing.T, c *Client) {
 		if ok != 1 {
 			t.Errorf("%v sent %d times at once signed in %d times (statuses %v), want once", answer, n, ok, statuses)
 		}
+	}
+}
+
+// passwordAloneOpensNoSession: an account with a second factor gets no
+// session from its password anywhere: not by signing up another
+// organization with it, not by accepting an invitation with it (an
+// attacker holding only the password could otherwise invite the person to
+// an organization of their own, accept, and remove the factor, the fresh
+// sign-in satisfying step-up). The membership is made; the second factor
+// opens the session.
+func passwordAloneOpensNoSession(t *testing.T, c *Client) {
+	o := c.Signup(t, "Guarded Co")
+	_, codes := o.EnrolTOTP(t)
+	check := func(what string, r *Response) (token, tenant string) {
+		t.Helper()
+		if tok, _ := cookieToken(r); tok != "" {
+			t.Fatalf("%s with the password alone set a session cookie", what)
+		}
+		m := r.JSON(t)
+		token, _ = m["mfa_token"].(string)
+		tenant, _ = m["tenant"].(map[string]any)["id"].(string)
+		if m["mfa_required"] != true || len(token) != 43 || tenant == "" {
+			t.Fatalf("%s: %v", what, m)
+		}
+		return token, tenant
+	}
+	tok, tenant := check("sign-up", c.Do(t, "POST", "/v1/signup", map[string]string{"organization": "Second Org", "email": o.Email, "password": Password}).Expect(t, 201))
+	s := c.sessionFrom(t, c.SecondStep(t, tok, map[string]string{"recovery_code": codes[0]}).Expect(t, 200), o.Email)
+	if s.Tenant != tenant || s.Tenant == o.Tenant {
+		t.Errorf("signed in to %s, want the new organization %s", s.Tenant, tenant)
+	}
+	inviter := c.Signup(t, "Inviting Co")
+	inv := inviter.Do(t, "POST", "/v1/invitations", map[string]string{"email": o.Email, "role": "agent"}).Expect(t, 201).JSON(t)
+	tok, tenant = check("accepting an invitation", c.Do(t, "POST", "/v1/invitations/accept", map[string]any{"token": inv["token"], "password": Password}).Expect(t, 201))
+	if tenant != inviter.Tenant {
+		t.Errorf("joined %s, want %s", tenant, inviter.Tenant)
+	}
+	s = c.sessionFrom(t, c.SecondStep(t, tok, map[string]string{"recovery_code": codes[1]}).Expect(t, 200), o.Email)
+	if s.Tenant != inviter.Tenant {
+		t.Errorf("signed in to %s, want %s", s.Tenant, inviter.Tenant)
 	}
 }
