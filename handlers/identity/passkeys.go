@@ -518,6 +518,11 @@ func (svc *Service) PasskeyLoginOptions(w http.ResponseWriter, r *http.Request) 
 	if err := web.DecodeJSON(w, r, identityBodyLimit, &emptyBody{}); err != nil {
 		return err
 	}
+	// Each call stores a ceremony (kept a day after it expires): anyone
+	// may ask, so an address asks as often as it may sign in.
+	if err := web.Shed(r, svc.p.Limiter, storage.LimitLogin, "passkey-options "+web.ClientIP(r), "too many passkey sign-ins from this address; slow down"); err != nil {
+		return err
+	}
 	rp, err := svc.relyingParty(r)
 	if err != nil {
 		return err
