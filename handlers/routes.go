@@ -182,6 +182,8 @@ func (a *app) routes() []route {
 		pub("POST", "/v1/email/change/confirm", "confirm a new address with the link mailed to it; the old one is told", a.id.ConfirmEmailChange),
 		pub("POST", "/v1/password/forgot", "mail a password reset link, if an account uses the address (same answer either way)", a.id.ForgotPassword),
 		pub("POST", "/v1/password/reset", "set a new password with a mailed reset link; ends every session", a.id.ResetPassword),
+		pub("GET", "/account/{page}", "the page a mailed link opens (verify, reset, email, invitation): posts the link's token", a.id.AccountPage),
+		pub("GET", "/account/assets/{name}", "the account pages' script and style", a.id.AccountAsset),
 
 		pub("GET", "/widget.js", "the widget's loader script (one line on the tenant's site)", a.wid.Loader),
 		pub("GET", "/widget/frame/{tenant}", "the widget's iframe page (frame-ancestors: the tenant's allowed origins)", a.wid.Frame),

@@ -24,7 +24,14 @@
 //	POMMY_TEST_ROUTES        "1" mounts the contract/test routes in a test build
 //	                         (-tags testroutes); the shipped worker answers 503
 //	                         not_configured while it is set
+//	MAIL_FROM, MAIL_SES_REGION, MAIL_SES_ENDPOINT (optional)
+//	MAIL_SES_ACCESS_KEY_ID, MAIL_SES_SECRET_ACCESS_KEY  secrets
+//	                         -> storage.Mailer (Amazon SES v2 through fetch:
+//	                         worker/sesmail); none set: no mail service (mail
+//	                         jobs wait and retry); some set: not configured
 //	POMMY_CONTRACT_HTTP_URL  URL the outbound-HTTP contract suite calls (tests only)
+//	POMMY_CONTRACT_MAIL_URL  mail API whose copy of mailpit's API the mail
+//	                         contract suite reads (tests only)
 //	POMMY_TEST_WEBHOOK_ALLOW comma-separated ip:port destinations that webhook
 //	                         subscriptions and deliveries may use although they
 //	                         are not public HTTPS (the workerd suite's receiver
@@ -74,6 +81,13 @@ const (
 	varTestRoutes   = "POMMY_TEST_ROUTES"
 	varContractURL  = "POMMY_CONTRACT_HTTP_URL"
 	varWebhookAllow = "POMMY_TEST_WEBHOOK_ALLOW"
+	varContractMail = "POMMY_CONTRACT_MAIL_URL"
+	// Mail (worker/sesmail).
+	varMailFrom         = "MAIL_FROM"
+	varMailRegion       = "MAIL_SES_REGION"
+	varMailEndpoint     = "MAIL_SES_ENDPOINT"
+	secretMailKeyID     = "MAIL_SES_ACCESS_KEY_ID"
+	secretMailKeySecret = "MAIL_SES_SECRET_ACCESS_KEY"
 	// varOrigins optionally lists the worker's public origins, comma
 	// separated (handlers.Config.PublicOrigins): requests for any other
 	// Host, a workers.dev name left on, say, are then refused.
@@ -85,6 +99,7 @@ func main() {
 		Version:          version,
 		TestRoutes:       jsbridge.Var(varTestRoutes) == "1",
 		ContractHTTPURL:  jsbridge.Var(varContractURL),
+		ContractMailURL:  jsbridge.Var(varContractMail),
 		WebhookTestAllow: list(jsbridge.Var(varWebhookAllow)),
 	}
 	cerr := cfg.Check()
@@ -170,6 +185,9 @@ func platform(testAllow []string) (storage.Platform, error) {
 		errs = append(errs, err)
 	}
 	if p.Limiter, err = ratelimit.New(storage.Limits); err != nil {
+		errs = append(errs, err)
+	}
+	if p.Mail, err = mailer(p.HTTP); err != nil {
 		errs = append(errs, err)
 	}
 	return p, errors.Join(errs...)

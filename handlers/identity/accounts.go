@@ -74,7 +74,7 @@ func (svc *Service) Signup(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		verify, err := svc.verificationStmts(ctx, origin, userID, email, locale)
+		_, verify, err := svc.verificationStmts(ctx, origin, userID, email, locale)
 		if err != nil {
 			return err
 		}

@@ -120,20 +120,14 @@ func RegisterJobs(reg *jobs.Registry, p storage.Platform) {
 // runForgot is a reset request's hidden half. Its link's id derives from
 // the job's, so a job that runs twice makes one link and one mail.
 func (svc *Service) runForgot(ctx context.Context, j jobs.Job) error {
-	var p forgotJob
-	if err := json.Unmarshal(j.Payload, &p); err != nil {
-		return jobs.Permanent(err)
-	}
-	email, err := normalizeEmail(p.Email)
+	p, err := decodeForgot(j.Payload)
 	if err != nil {
-		return jobs.Permanent(errors.New("account.forgot: a malformed address"))
-	}
-	if _, err := web.ParseOrigin(p.Origin); err != nil {
 		return jobs.Permanent(err)
 	}
-	linkID := "atk_" + strings.TrimPrefix(j.ID, "job_")
-	if !web.ValidID("atk", linkID) {
-		return jobs.Permanent(errors.New("account.forgot: a job id of an unexpected shape"))
+	email := p.Email
+	linkID, err := forgotLinkID(j.ID)
+	if err != nil {
+		return jobs.Permanent(err)
 	}
 	// tenant-lookup: account links belong to a person's account, which spans tenants.
 	done, err := svc.p.SQL.Query(ctx, `SELECT 1 FROM account_tokens WHERE id = ?`, linkID)
@@ -181,6 +175,33 @@ func (svc *Service) runForgot(ctx context.Context, j jobs.Job) error {
 		Args: []any{now, a.id, a.id, now, liveResetLinks - 1},
 	}, ins}, m...)
 	return svc.batch(ctx, stmts)
+}
+
+// decodeForgot reads a reset request's payload as stored, trusting
+// nothing: the address must be a plain address in normal form, the origin
+// a normalized http(s) origin.
+func decodeForgot(payload []byte) (forgotJob, error) {
+	var p forgotJob
+	if err := json.Unmarshal(payload, &p); err != nil {
+		return forgotJob{}, fmt.Errorf("account.forgot: %w", err)
+	}
+	if e, err := normalizeEmail(p.Email); err != nil || e != p.Email {
+		return forgotJob{}, errors.New("account.forgot: a malformed address")
+	}
+	if o, err := web.ParseOrigin(p.Origin); err != nil || o != p.Origin {
+		return forgotJob{}, errors.New("account.forgot: a malformed origin")
+	}
+	return p, nil
+}
+
+// forgotLinkID is the id of the reset link a job makes: the job's own
+// random part, so that the job run twice makes one link.
+func forgotLinkID(jobID string) (string, error) {
+	id := "atk_" + strings.TrimPrefix(jobID, "job_")
+	if !strings.HasPrefix(jobID, "job_") || !web.ValidID("atk", id) {
+		return "", errors.New("account.forgot: a job id of an unexpected shape")
+	}
+	return id, nil
 }
 
 type resetRequest struct {

@@ -183,7 +183,8 @@ func (svc *Service) EndOtherSessions(w http.ResponseWriter, r *http.Request, s *
 
 // Sweep deletes what no longer serves: sessions ended or idle for
 // over 30 days, stale throttle counters and rate windows, invitations
-// long expired, and sign-in challenges a day after they expired.
+// and account links long expired, and sign-in challenges a day after they
+// expired.
 func Sweep(ctx context.Context, p storage.Platform) error {
 	now := p.Clock.Now()
 	month := now.Add(-knownIPWindow).UnixMilli()
@@ -198,6 +199,8 @@ func Sweep(ctx context.Context, p storage.Platform) error {
 		{Query: `DELETE FROM rate_windows WHERE window_start < ?`, Args: []any{now.Add(-time.Hour).UnixMilli()}},
 		// tenant-lookup: the sweep runs for every tenant at once.
 		{Query: `DELETE FROM invitations WHERE expires_at < ?`, Args: []any{month}},
+		// tenant-lookup: account links belong to people's accounts, which span tenants; a month after they expire they serve no answer.
+		{Query: `DELETE FROM account_tokens WHERE expires_at < ?`, Args: []any{month}},
 		// tenant-lookup: sign-in challenges belong to people's accounts; the sweep runs for all at once.
 		{Query: `DELETE FROM auth_challenges WHERE expires_at < ?`, Args: []any{now.Add(-challengeKeep).UnixMilli()}},
 	})

@@ -288,23 +288,28 @@ func (svc *Service) ConfirmTOTP(w http.ResponseWriter, r *http.Request, s *web.S
 		return err
 	}
 	ms := now.UnixMilli()
-	stmts := []stmt{{
+	// The confirmation alone first: of two racing confirmations one wins,
+	// and only the winner writes the recovery codes it shows (the loser's
+	// would otherwise replace them). A crash between the two leaves the app
+	// set up without codes: POST /v1/me/mfa/recovery-codes makes them.
+	ok, err := svc.runGuarded(ctx, []stmt{{
 		// tenant-lookup: a second factor is the person's, across tenants; the sealed secret pins the one this code proves.
 		Query: `UPDATE mfa_totp SET confirmed_at = ?, last_step = ? WHERE user_id = ? AND confirmed_at IS NULL AND secret_sealed = ? AND last_step < ?`,
 		Args:  []any{ms, step, s.UserID, t.sealed, step},
-	}, svc.sessionProvedStmt(s, methodTOTP, ms)}
-	stmts = append(stmts, codeStmts...)
+	}})
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return web.Errorf(http.StatusConflict, "conflict", "the authenticator app was replaced or confirmed meanwhile; start again")
+	}
+	stmts := append([]stmt{svc.sessionProvedStmt(s, methodTOTP, ms)}, codeStmts...)
 	notice, err := svc.factorNotice(ctx, s, mail.MFATOTPAdded)
 	if err != nil {
 		return err
 	}
-	stmts = append(stmts, notice...)
-	res, err := svc.p.SQL.Batch(ctx, stmts)
-	if err != nil {
+	if err := svc.batch(ctx, append(stmts, notice...)); err != nil {
 		return err
-	}
-	if res[0].RowsAffected != 1 {
-		return web.Errorf(http.StatusConflict, "conflict", "the authenticator app was replaced or confirmed meanwhile; start again")
 	}
 	if err := svc.throttleSuccess(ctx, lt); err != nil {
 		return err

@@ -44,17 +44,17 @@ func displayName(name, email string) string {
 
 // verificationStmts revoke the person's open verification links and make
 // a new one, mailed to email: for the batch of a sign-up or a resend. It
-// returns the mail's log id too.
-func (svc *Service) verificationStmts(ctx context.Context, origin, user, email, locale string) ([]stmt, error) {
+// returns the new link's id too.
+func (svc *Service) verificationStmts(ctx context.Context, origin, user, email, locale string) (string, []stmt, error) {
 	id, ins, err := svc.newLink(ctx, purposeVerify, user, email, verifyTTL)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	m, err := svc.accountMail(origin, verifyEvent(id), email, locale, mail.TemplateVerifyEmail, nil, pageVerify, id)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
-	return append([]stmt{revokeLinksStmt(user, purposeVerify, id, svc.now().UnixMilli()), ins}, m...), nil
+	return id, append([]stmt{revokeLinksStmt(user, purposeVerify, id, svc.now().UnixMilli()), ins}, m...), nil
 }
 
 func verifyEvent(linkID string) string { return "verify:" + linkID }
@@ -138,14 +138,13 @@ func (svc *Service) ResendVerification(w http.ResponseWriter, r *http.Request, s
 	if err != nil {
 		return err
 	}
-	stmts, err := svc.verificationStmts(ctx, origin, a.id, a.email, a.locale)
+	linkID, stmts, err := svc.verificationStmts(ctx, origin, a.id, a.email, a.locale)
 	if err != nil {
 		return err
 	}
 	if err := svc.batch(ctx, stmts); err != nil {
 		return err
 	}
-	linkID := stmts[1].Args[0].(string)
 	if err := s.Record(r, "user.email.verification_sent", "user:"+a.id, nil); err != nil {
 		return err
 	}

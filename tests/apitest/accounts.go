@@ -385,6 +385,26 @@ func forgotLimits(t *testing.T, c *Client) {
 	if r.Header.Get("Retry-After") == "" {
 		t.Error("429 without Retry-After")
 	}
+	// At most three open reset links per person: a new one revokes the oldest.
+	p := c.Signup(t, "Live Links Co")
+	for range 3 {
+		c.Do(t, "POST", "/__test/account-links/make", map[string]string{"email": p.Email, "purpose": "password_reset"}).Expect(t, 200)
+	}
+	c.Do(t, "POST", "/v1/password/forgot", map[string]string{"email": p.Email}).Expect(t, 202)
+	c.RunJobs(t)
+	var open, revoked int
+	for _, l := range c.AccountLinks(t, p.Email) {
+		switch {
+		case l.Purpose != "password_reset":
+		case l.Revoked:
+			revoked++
+		case !l.Used:
+			open++
+		}
+	}
+	if open != 3 || revoked != 1 {
+		t.Errorf("%d open and %d revoked reset links after a fourth, want 3 and 1", open, revoked)
+	}
 	o := c.Signup(t, "Limit Co")
 	for range 4 {
 		c.Do(t, "POST", "/v1/password/forgot", map[string]string{"email": o.Email}).Expect(t, 202)

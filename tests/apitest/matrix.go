@@ -809,6 +809,16 @@ var mxRecipes = map[string]mxRecipe{
 		return mxCall{path: "/v1/password/reset", body: map[string]any{"token": tok, "new_password": newPassword()},
 			after: func(t testing.TB, r *Response) { s.Do(t, "GET", "/v1/me", nil).Expect(t, 401) }}
 	}},
+	"GET /account/{page}": {ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/account/reset", after: func(t testing.TB, r *Response) {
+			if !strings.Contains(r.Header.Get("Content-Security-Policy"), "script-src 'self'") || !bytes.Contains(r.Body, []byte(`id="reset"`)) {
+				t.Errorf("account page: %v %s", r.Header, trunc(r.Body))
+			}
+		}}
+	}},
+	"GET /account/assets/{name}": {ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/account/assets/account.js"}
+	}},
 	"PATCH /v1/me": {never: []string{"key"}, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
 		return mxCall{path: "/v1/me", body: map[string]string{"locale": "en"}}
 	}},
@@ -969,6 +979,9 @@ var mxRecipes = map[string]mxRecipe{
 	"GET /v1/audit/export":  {never: []string{"agent"}, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall { return mxCall{path: "/v1/audit/export"} }},
 	"GET /v1/audit/verify":  {never: []string{"agent"}, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall { return mxCall{path: "/v1/audit/verify"} }},
 	"GET /v1/audit/notices": {never: []string{"agent"}, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall { return mxCall{path: "/v1/audit/notices"} }},
+	// The mail log names people's addresses: like the audit log, never an
+	// agent's nor an API key's.
+	"GET /v1/mail": {never: []string{"agent", "key"}, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall { return mxCall{path: "/v1/mail"} }},
 
 	// An allowed caller is the owner of a new tenant made for the call.
 	"DELETE /v1/tenant": {never: []string{"agent", "admin", "key"}, ok: 204, build: func(t testing.TB, m *matrix, x mxCase) mxCall {

@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +25,7 @@ func runMFA(t *testing.T, c *Client) {
 	t.Run("Reauth", func(t *testing.T) { reauth(t, c) })
 	t.Run("MFAPolicy", func(t *testing.T) { mfaPolicy(t, c) })
 	t.Run("MFABadInput", func(t *testing.T) { mfaBadInput(t, c) })
+	t.Run("MFAConcurrentReplay", func(t *testing.T) { mfaConcurrentReplay(t, c) })
 }
 
 // ServerTime is the home's present (its clock, which a test may move).
@@ -375,4 +377,44 @@ func mfaBadInput(t *testing.T, c *Client) {
 	}
 	// None of that counted as a wrong answer: the challenge still takes five.
 	c.SecondStep(t, tok, map[string]string{"recovery_code": codes[0]}).Expect(t, 200)
+}
+
+// mfaConcurrentReplay: one code, or one recovery code, sent at once to
+// finish two sign-ins signs in once: the conditional UPDATE of the step
+// (or of the code) decides, not the order of the checks.
+func mfaConcurrentReplay(t *testing.T, c *Client) {
+	o := c.Signup(t, "Race Co")
+	secret, codes := o.EnrolTOTP(t)
+	for _, answer := range []map[string]string{{"code": c.TOTPCode(t, secret, 0)}, {"recovery_code": codes[0]}} {
+		const n = 4
+		toks := make([]string, n)
+		for i := range toks {
+			toks[i] = c.PasswordStep(t, o.Email)
+		}
+		statuses := make([]int, n)
+		var wg sync.WaitGroup
+		for i := range toks {
+			wg.Go(func() {
+				body := map[string]string{"mfa_token": toks[i]}
+				for k, v := range answer {
+					body[k] = v
+				}
+				statuses[i] = c.Do(t, "POST", "/v1/login/mfa", body).Status
+			})
+		}
+		wg.Wait()
+		ok := 0
+		for _, st := range statuses {
+			switch st {
+			case 200:
+				ok++
+			case 401, 429: // refused as a replay, or by the second-factor throttle the replays fed
+			default:
+				t.Errorf("%v: status %d", answer, st)
+			}
+		}
+		if ok != 1 {
+			t.Errorf("%v sent %d times at once signed in %d times (statuses %v), want once", answer, n, ok, statuses)
+		}
+	}
 }

@@ -110,7 +110,7 @@ func TestAccountMailVerifyAndInvite(t *testing.T) {
 }
 
 func TestAccountMailReset(t *testing.T) {
-	_, c, mp, clk := mailHome(t)
+	h, c, mp, clk := mailHome(t)
 	o := c.Signup(t, "Reset Mail Co")
 	other := c.LoginSession(t, o.Email)
 	nobody := randomAddress("nobody")
@@ -147,6 +147,12 @@ func TestAccountMailReset(t *testing.T) {
 		t.Errorf("late: %s", code)
 	}
 	c.Login(t, o.Email, newPw).Expect(t, 200)
+	// No token reached the host's log (the mail went to the SMTP server).
+	for _, tok := range []string{l.token, linkIn(t, late).token} {
+		if strings.Contains(h.log.String(), tok) {
+			t.Error("the host log holds a reset token")
+		}
+	}
 }
 
 func TestAccountMailEmailChange(t *testing.T) {

@@ -1,11 +1,17 @@
 package native
 
 import (
+	"context"
+	"net/http/httptest"
 	"strconv"
 	"testing"
 	"time"
 
+	"pommy.ai/edge/handlers"
+	"pommy.ai/edge/handlers/identity"
+	"pommy.ai/edge/storage/storagetest"
 	"pommy.ai/edge/tests/apitest"
+	"pommy.ai/edge/wasm/host/local"
 )
 
 // The account links' lifetimes and the resend limits, on a clock the test
@@ -96,4 +102,33 @@ func TestResendLimits(t *testing.T) {
 	}
 	c.Do(t, "POST", "/v1/email/verify", map[string]string{"token": links[0].Token}).Expect(t, 200)
 	expectCode(t, s.Do(t, "POST", "/v1/email/verify/resend", nil), 409, "already_verified")
+}
+
+// TestSweepForgetsOldLinks: a link is kept for a month after it expires
+// (a late click still gets "expired", not "invalid"), then swept.
+func TestSweepForgetsOldLinks(t *testing.T) {
+	clock := storagetest.NewClock(time.Now().UTC())
+	p, err := local.Open(context.Background(), local.Config{Dir: t.TempDir(), Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	srv := httptest.NewServer(handlers.New(p.Platform, handlers.Config{Version: "test", TestRoutes: true}))
+	t.Cleanup(srv.Close)
+	c := &apitest.Client{Base: srv.URL}
+	s, _ := c.SignupUnverified(t, "Sweep Co", nil)
+	l := c.LatestLink(t, s.Email, "verify_email")
+	clock.Advance(48*time.Hour + 30*24*time.Hour - time.Minute)
+	if err := identity.Sweep(context.Background(), p.Platform); err != nil {
+		t.Fatal(err)
+	}
+	expectCode(t, c.Do(t, "POST", "/v1/email/verify", map[string]string{"token": l.Token}), 410, "link_expired")
+	clock.Advance(2 * time.Minute)
+	if err := identity.Sweep(context.Background(), p.Platform); err != nil {
+		t.Fatal(err)
+	}
+	if links := c.AccountLinks(t, s.Email); len(links) != 0 {
+		t.Fatalf("links after the sweep: %+v", links)
+	}
+	expectCode(t, c.Do(t, "POST", "/v1/email/verify", map[string]string{"token": l.Token}), 400, "invalid_link")
 }

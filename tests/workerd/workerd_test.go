@@ -36,12 +36,13 @@ import (
 
 	"pommy.ai/edge/storage/storagetest"
 	"pommy.ai/edge/tests/apitest"
+	"pommy.ai/edge/tests/sesserver"
 	"pommy.ai/edge/tests/workerd/wrangler"
 )
 
 // suites are the storage contract suites every home runs; the handlers
 // serve each at /__contract/{suite} when test routes are on.
-var suites = []string{"sql", "kv", "blobs", "keys", "http", "passwords", "limiter"}
+var suites = []string{"sql", "kv", "blobs", "keys", "http", "passwords", "limiter", "mail"}
 
 // suiteTimeout bounds one contract suite's request; a whole suite runs in
 // one request and takes seconds.
@@ -69,8 +70,17 @@ func TestWorkerd(t *testing.T) {
 	contract := httptest.NewServer(storagetest.EchoHandler())
 	t.Cleanup(contract.Close)
 
+	// The mail suite sends through the edge adapter (Amazon SES v2 through
+	// fetch) to this loopback server, and reads what it kept through its
+	// copy of mailpit's API. The secrets are plain vars here (tests).
+	ses := sesserver.New("eu-west-1", "AKIAPOMMYWORKERD0001", "workerd/test/secret0123456789", storagetest.RefusedMailTo)
+	t.Cleanup(ses.Close)
+
 	w := start(t, wrangler.Options{Root: root, Name: "configured", SkipBuild: true, BuildDir: testBuild,
-		Vars: []string{"POMMY_TEST_ROUTES:1", "POMMY_CONTRACT_HTTP_URL:" + contract.URL}})
+		Vars: []string{"POMMY_TEST_ROUTES:1", "POMMY_CONTRACT_HTTP_URL:" + contract.URL,
+			"MAIL_FROM:Pommy <noreply@pommy.example>", "MAIL_SES_REGION:" + ses.Region, "MAIL_SES_ENDPOINT:" + ses.URL,
+			"MAIL_SES_ACCESS_KEY_ID:" + ses.AccessKey, "MAIL_SES_SECRET_ACCESS_KEY:" + ses.SecretKey,
+			"POMMY_CONTRACT_MAIL_URL:" + ses.URL}})
 
 	t.Run("healthz", func(t *testing.T) {
 		status, body := get(t, w, "/healthz", 30*time.Second)
@@ -111,6 +121,9 @@ func TestWorkerd(t *testing.T) {
 						t.Error("failed without a message")
 					}
 				})
+			}
+			if suite == "mail" && t.Failed() {
+				t.Logf("the SES server refused: %q", ses.Refusals())
 			}
 		})
 	}

@@ -109,6 +109,13 @@ func ParseSender(s string) (*mail.Address, error) {
 	if err := storage.CheckMailAddress(a.Address); err != nil {
 		return nil, fmt.Errorf("mail sender %q: the address must be a plain address (name@example.com)", s)
 	}
+	for i := 0; i < len(a.Address); i++ {
+		if a.Address[i] >= 0x80 {
+			// It names the EHLO and ends every Message-ID, both ASCII
+			// only; MAIL FROM would need SMTPUTF8 everywhere.
+			return nil, fmt.Errorf("mail sender %q: the address must be ASCII (write an international domain in its xn-- form)", s)
+		}
+	}
 	for _, r := range a.Name {
 		if r < 0x20 || r == 0x7f {
 			return nil, fmt.Errorf("mail sender %q: control character in the name", s)
