@@ -8,7 +8,7 @@ import (
 )
 
 // mailBytes measures what the edge mail adapter (worker/sesmail: Amazon
-// SES v2 signed with the SDK's SigV4 signer) adds to the worker: the
+// SES v2 with its own SigV4 signer) adds to the worker: the
 // worker built as make builds it, against the same build with -tags
 // pommy_nomail, which leaves the adapter out (worker/mail_none.go).
 func (x *b) mailBytes() error {
@@ -36,7 +36,7 @@ func (x *b) mailBytes() error {
 	}
 	x.rep.section("The edge mail adapter's bytes",
 		"The worker (`-s -w -trimpath`, gzip -9) with its mail adapter (`worker/sesmail`: Amazon SES v2's SendEmail written by hand, "+
-			"signed with the SDK's `aws/signer/v4` alone) and without it (`-tags pommy_nomail`, a measurement build). "+
+			"signed by its own SigV4) and without it (`-tags pommy_nomail`, a measurement build). "+
 			"The SDK's SES client instead measured +1,691,182 B gzip when the adapter was chosen (docs/decisions.md).")
 	x.rep.table([]string{"worker", "raw", "gzip -9"}, [][]string{
 		{"with the mail adapter", thousands(with) + " B", thousands(withGz) + " B"},

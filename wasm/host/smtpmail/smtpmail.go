@@ -25,8 +25,10 @@ package smtpmail
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -142,7 +144,7 @@ func (m *Mailer) Send(ctx context.Context, msg storage.Mail) (string, error) {
 		return "", err
 	}
 	now := m.cfg.Now()
-	messageID := "<" + msg.ID + "@" + m.domain + ">"
+	messageID := "<" + idLeft(msg.ID) + "@" + m.domain + ">"
 	body, err := buildMessage(m.from, msg, messageID, now)
 	if err != nil {
 		return "", err
@@ -153,6 +155,22 @@ func (m *Mailer) Send(ctx context.Context, msg storage.Mail) (string, error) {
 		return "", err
 	}
 	return messageID, nil
+}
+
+// idLeft is the Message-ID's left side for a mail id: the id itself when
+// it is letters, digits, '_' and '-' (the outbox's "ml_<hex>"), else a
+// digest of it, so that any id storage.Mail.Check allows (it allows
+// punctuation and non-ASCII that RFC 5322's dot-atom does not) still makes
+// a valid Message-ID, the same one on every retry.
+func idLeft(id string) string {
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			sum := sha256.Sum256([]byte(id))
+			return "id-" + hex.EncodeToString(sum[:16])
+		}
+	}
+	return id
 }
 
 // stage names the step of the conversation that failed, for the error and

@@ -290,3 +290,15 @@ func TestParseSender(t *testing.T) {
 		}
 	}
 }
+
+func TestIDLeft(t *testing.T) {
+	if got := idLeft("ml_0123abcd-x"); got != "ml_0123abcd-x" {
+		t.Errorf("a plain id changed: %q", got)
+	}
+	for _, id := range []string{"a(b", "ş", "a.b", "a..b", "x:y", "[a]"} {
+		got := idLeft(id)
+		if got != idLeft(id) || !strings.HasPrefix(got, "id-") || len(got) != 35 {
+			t.Errorf("%q -> %q", id, got)
+		}
+	}
+}
