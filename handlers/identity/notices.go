@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"pommy.ai/edge/handlers/audit"
 	"pommy.ai/edge/handlers/jobs"
@@ -93,6 +94,13 @@ func (svc *Service) deliverNotice(ctx context.Context, j jobs.Job) error {
 	if toOwners != 0 || n.User == "" {
 		if err := add(people+` AND m.role = 'owner' ORDER BY m.created_at LIMIT ?`, j.Tenant, maxNoticeOwners); err != nil {
 			return err
+		}
+	}
+	// The notice names the person by id ("user:u_…"); a mail names them
+	// by the address people know them by.
+	for _, r := range to {
+		if n.User != "" && r.id == n.User {
+			message = strings.ReplaceAll(message, "user:"+n.User, r.email)
 		}
 	}
 	now := svc.now()

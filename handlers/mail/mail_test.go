@@ -383,3 +383,24 @@ func TestPrune(t *testing.T) {
 		t.Fatalf("a queued row was pruned: %v, %d rows", err, count())
 	}
 }
+
+// A mail whose last try never finished (the home died mid-send) is buried
+// by the runner; its log row then says failed, not queued forever.
+func TestBuriedMailIsFailed(t *testing.T) {
+	e := open(t)
+	e.enqueue(t, reset("reset:buried"))
+	lease := e.clk.Now().Add(-time.Second).UnixMilli()
+	if _, err := e.p.SQL.Exec(context.Background(), `UPDATE jobs SET state = 'running', attempts = max_attempts, lease_until = ? WHERE tenant_id = ? AND ref = ?`,
+		lease, mail.AccountTenant, mail.LogID("reset:buried")); err != nil {
+		t.Fatal(err)
+	}
+	if res := e.run(t); res.Dead != 1 {
+		t.Fatalf("%+v", res)
+	}
+	if r := e.log(t, mail.AccountTenant, "reset:buried"); r.Status != "failed" || !strings.Contains(r.LastError, "did not finish") {
+		t.Fatalf("log %+v", r)
+	}
+	if len(e.m.all()) != 0 {
+		t.Fatal("a buried job sent mail")
+	}
+}

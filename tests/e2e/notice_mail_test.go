@@ -127,7 +127,7 @@ func TestSecurityNoticesByMail(t *testing.T) {
 		return strings.Contains(m.Subject, noticeSubject) || strings.Contains(m.Subject, "güvenlik bildirimi")
 	})
 	if !strings.Contains(toOwner.Subject, "Notice Mail Co") || !strings.Contains(toOwner.Text, "Repeated failed sign-ins") ||
-		!strings.Contains(toOwner.Text, "user:"+a.UserID) || toOwner.HTML == "" {
+		!strings.Contains(toOwner.Text, "failed logins for "+a.Email) || toOwner.HTML == "" {
 		t.Fatalf("the owner's notice:\n%s\n%s", toOwner.Subject, toOwner.Text)
 	}
 	rows := settled(t, o, 2)

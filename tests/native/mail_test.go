@@ -139,7 +139,7 @@ func TestSecurityNoticeMailed(t *testing.T) {
 		t.Fatalf("the owner got %d notices, want 1", len(owner))
 	}
 	if m := owner[0]; !strings.Contains(m.Subject, "Notice Co") || !strings.Contains(m.Text, "Repeated failed sign-ins") ||
-		!strings.Contains(m.Text, "failed logins for user:"+a.UserID) || !strings.Contains(m.HTML, "<p>") {
+		!strings.Contains(m.Text, "failed logins for "+a.Email) || !strings.Contains(m.HTML, "<p>") {
 		t.Fatalf("the notice as mailed:\n%s\n%s", m.Subject, m.Text)
 	}
 	// The burst goes on in the same window: the same notice, no new mail.
