@@ -16,6 +16,7 @@ func runAccounts(t *testing.T, c *Client) {
 	t.Run("InvitationMail", func(t *testing.T) { invitationMail(t, c) })
 	t.Run("EmailChange", func(t *testing.T) { emailChange(t, c) })
 	t.Run("PasswordReset", func(t *testing.T) { passwordReset(t, c) })
+	t.Run("ResetClearsThrottle", func(t *testing.T) { resetClearsThrottle(t, c) })
 	t.Run("ForgotSameAnswer", func(t *testing.T) { forgotSameAnswer(t, c) })
 	t.Run("ForgotLimits", func(t *testing.T) { forgotLimits(t, c) })
 	t.Run("LinksDisabledPerson", func(t *testing.T) { linksDisabledPerson(t, c) })
@@ -343,6 +344,22 @@ func passwordReset(t *testing.T, c *Client) {
 	}
 	c.Do(t, "POST", "/v1/password/reset", map[string]string{"token": open[0].Token, "new_password": "the third passphrase"}).Expect(t, 204)
 	expectCode(t, c.Do(t, "POST", "/v1/password/reset", map[string]string{"token": open[1].Token, "new_password": "the fourth passphrase"}), 410, "link_expired")
+}
+
+// resetClearsThrottle: a person locked out by failed sign-ins from their
+// address resets the password from there and signs in at once.
+func resetClearsThrottle(t *testing.T, c *Client) {
+	o := c.Signup(t, "Throttled Reset Co")
+	ip := []string{TestClientIP, "192.0.2.77"}
+	for range 5 {
+		c.Login(t, o.Email, "a wrong guess here", ip...).Expect(t, 401)
+	}
+	c.Login(t, o.Email, Password, ip...).Expect(t, 429)
+	c.Do(t, "POST", "/v1/password/forgot", map[string]string{"email": o.Email}, ip...).Expect(t, 202)
+	c.RunJobs(t)
+	newPw := "unlocked by the reset link"
+	c.Do(t, "POST", "/v1/password/reset", map[string]string{"token": c.LatestLink(t, o.Email, "password_reset").Token, "new_password": newPw}, ip...).Expect(t, 204)
+	c.Login(t, o.Email, newPw, ip...).Expect(t, 200)
 }
 
 // forgotSameAnswer: an address with an account and one without get the
