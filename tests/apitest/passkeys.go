@@ -203,6 +203,7 @@ func passkeySecondFactor(t *testing.T, c *Client) {
 		t.Fatal(err)
 	}
 	r := c.Do(t, "POST", "/v1/login/mfa", map[string]any{"mfa_token": tok, "webauthn": got}).Expect(t, 200)
+	seen := a.Creds[0].SignCount // the counter the server now holds
 	s := c.sessionFrom(t, r, o.Email)
 	if m := authMethods(s.me(t)); !slices.Equal(m, []string{"password", "webauthn"}) {
 		t.Errorf("auth_methods %v", m)
@@ -226,6 +227,19 @@ func passkeySecondFactor(t *testing.T, c *Client) {
 	// Their own still works on that challenge (one wrong answer of five).
 	theirs, _ := b.Get(rawJSON(t, oopts))
 	c.Do(t, "POST", "/v1/login/mfa", map[string]any{"mfa_token": otok, "webauthn": theirs}).Expect(t, 200)
+
+	// A counter that did not move up (a cloned authenticator) is a wrong
+	// second factor, and audited.
+	tok = c.PasswordStep(t, o.Email)
+	opts = c.Do(t, "POST", "/v1/login/mfa/webauthn", map[string]string{"mfa_token": tok}).Expect(t, 200).JSON(t)["options"]
+	cloned, _ := a.Get(rawJSON(t, opts), webauthntest.Tweak{SignCount: &seen})
+	if code := c.Do(t, "POST", "/v1/login/mfa", map[string]any{"mfa_token": tok, "webauthn": cloned}).Expect(t, 401).ErrorCode(t); code != "wrong_second_factor" {
+		t.Errorf("a cloned authenticator as the second factor: %s", code)
+	}
+	ev := s.Do(t, "GET", "/v1/audit/events?action=user.passkey.clone_suspected", nil).Expect(t, 200)
+	if !strings.Contains(string(ev.Body), "clone_suspected") {
+		t.Errorf("clone not audited: %s", trunc(ev.Body))
+	}
 }
 
 func passkeyStepUp(t *testing.T, c *Client) {
