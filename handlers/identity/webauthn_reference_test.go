@@ -108,3 +108,49 @@ func FuzzAssertionAgainstReference(f *testing.F) {
 		}
 	})
 }
+
+// FuzzRegistrationAgainstReference: a registration we accept (its client
+// data and attestation object changed anyhow) the reference accepts too.
+func FuzzRegistrationAgainstReference(f *testing.F) {
+	a := webauthntest.New(testOrigin)
+	s := &webauthnSession{Challenge: newWebAuthnChallenge(), RPID: "pommy.example", Origins: []string{testOrigin}, User: "u_person"}
+	resp, _, err := a.Create(creationOptions(testRP(), s.Challenge, s.User, "p@example.com", "P", nil))
+	if err != nil {
+		f.Fatal(err)
+	}
+	var m struct {
+		ID       string
+		Response struct{ ClientDataJSON, AttestationObject string }
+	}
+	json.Unmarshal(resp, &m)
+	dec := base64.RawURLEncoding.DecodeString
+	cd, _ := dec(m.Response.ClientDataJSON)
+	att, _ := dec(m.Response.AttestationObject)
+	f.Add(cd, att)
+	params := []protocol.CredentialParameter{{Type: "public-key", Algorithm: -7}, {Type: "public-key", Algorithm: -8}, {Type: "public-key", Algorithm: -257}}
+	f.Fuzz(func(t *testing.T, cd, att []byte) {
+		enc := base64.RawURLEncoding.EncodeToString
+		// The id is the attested one, when there is one to read.
+		id := m.ID
+		if v, _, err := cborDecode(att); err == nil {
+			if ad, ok := v.textKey("authData"); ok {
+				if d, err := parseAuthData(ad.b); err == nil && d.credID != nil {
+					id = enc(d.credID)
+				}
+			}
+		}
+		js, _ := json.Marshal(map[string]any{"id": id, "rawId": id, "type": "public-key", "clientExtensionResults": map[string]any{},
+			"response": map[string]any{"clientDataJSON": enc(cd), "attestationObject": enc(att)}})
+		if _, ours := verifyRegistration(js, s); ours != nil {
+			return
+		}
+		parsed, theirs := protocol.ParseCredentialCreationResponseBytes(js)
+		if theirs == nil {
+			_, theirs = parsed.Verify(s.Challenge, s.RPID, s.Origins, nil, nil, protocol.TopOriginExplicitVerificationMode, false, false, true, nil, params,
+				protocol.AttestationPolicy{}, protocol.SignaturePolicy{ECDSAEncoding: protocol.ECDSASignatureEncodingDER})
+		}
+		if theirs != nil {
+			t.Fatalf("we accept a registration the reference refuses: %v", theirs)
+		}
+	})
+}
