@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 
 	"pommy.ai/edge/handlers/web"
 	"pommy.ai/edge/storage"
@@ -282,7 +283,12 @@ func (svc *Service) AddPasskey(w http.ResponseWriter, r *http.Request, s *web.Sc
 	if err != nil {
 		var we *web.Error
 		if errors.As(err, &we) && we.Code == "webauthn_failed" {
-			if rerr := s.Record(r, "user.passkey.refused", "user:"+s.UserID, map[string]string{"reason": we.Message}); rerr != nil {
+			// The reason may quote what the client sent: bounded.
+			reason := we.Message
+			if len(reason) > 200 {
+				reason = strings.ToValidUTF8(reason[:200], "") + "…"
+			}
+			if rerr := s.Record(r, "user.passkey.refused", "user:"+s.UserID, map[string]string{"reason": reason}); rerr != nil {
 				return rerr
 			}
 			return svc.failChallenge(ctx, c, we)
@@ -516,6 +522,11 @@ func (svc *Service) ReauthWebAuthn(w http.ResponseWriter, r *http.Request, s *we
 // the password and a second factor at once).
 func (svc *Service) PasskeyLoginOptions(w http.ResponseWriter, r *http.Request) error {
 	if err := web.DecodeJSON(w, r, identityBodyLimit, &emptyBody{}); err != nil {
+		return err
+	}
+	// Each call stores a ceremony (kept a day after it expires): anyone
+	// may ask, so an address asks as often as it may sign in.
+	if err := web.Shed(r, svc.p.Limiter, storage.LimitLogin, "passkey-options "+web.ClientIP(r), "too many passkey sign-ins from this address; slow down"); err != nil {
 		return err
 	}
 	rp, err := svc.relyingParty(r)

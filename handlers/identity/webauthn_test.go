@@ -326,3 +326,32 @@ func FuzzCredential(f *testing.F) {
 		}
 	})
 }
+
+func TestRelyingParty(t *testing.T) {
+	req := func(host string) *http.Request {
+		r, _ := http.NewRequest("POST", "http://"+host+"/v1/login/passkey/options", nil)
+		r.Host = host
+		return r
+	}
+	for _, c := range []struct {
+		origins []string
+		host    string
+		id      string
+		accept  []string
+	}{
+		// No public origins: the request's own host.
+		{nil, "localhost:8787", "localhost", []string{"http://localhost:8787"}},
+		// The public origin the request came to, and the others on its host.
+		{[]string{"https://support.example.com", "https://support.example.com:8443", "https://other.example"}, "support.example.com",
+			"support.example.com", []string{"https://support.example.com", "https://support.example.com:8443"}},
+		{[]string{"https://support.example.com", "https://other.example"}, "other.example", "other.example", []string{"https://other.example"}},
+		// A host that is none of them: the first public origin, never the request's.
+		{[]string{"https://support.example.com"}, "evil.example", "support.example.com", []string{"https://support.example.com"}},
+	} {
+		svc := &Service{Origins: c.origins}
+		rp, err := svc.relyingParty(req(c.host))
+		if err != nil || rp.ID != c.id || strings.Join(rp.Origins, " ") != strings.Join(c.accept, " ") {
+			t.Errorf("origins %v, host %s: %+v %v, want %s %v", c.origins, c.host, rp, err, c.id, c.accept)
+		}
+	}
+}

@@ -24,6 +24,7 @@ func runPasskeys(t *testing.T, c *Client) {
 	t.Run("PasskeyRefused", func(t *testing.T) { passkeyRefused(t, c) })
 	t.Run("PasskeyPolicyAndLimits", func(t *testing.T) { passkeyPolicy(t, c) })
 	t.Run("PasskeyBadInput", func(t *testing.T) { passkeyBadInput(t, c) })
+	t.Run("PasskeyMemberships", func(t *testing.T) { passkeyMemberships(t, c) })
 }
 
 // Origin is the origin of the home the client talks to: the page a
@@ -202,6 +203,7 @@ func passkeySecondFactor(t *testing.T, c *Client) {
 		t.Fatal(err)
 	}
 	r := c.Do(t, "POST", "/v1/login/mfa", map[string]any{"mfa_token": tok, "webauthn": got}).Expect(t, 200)
+	seen := a.Creds[0].SignCount // the counter the server now holds
 	s := c.sessionFrom(t, r, o.Email)
 	if m := authMethods(s.me(t)); !slices.Equal(m, []string{"password", "webauthn"}) {
 		t.Errorf("auth_methods %v", m)
@@ -225,6 +227,19 @@ func passkeySecondFactor(t *testing.T, c *Client) {
 	// Their own still works on that challenge (one wrong answer of five).
 	theirs, _ := b.Get(rawJSON(t, oopts))
 	c.Do(t, "POST", "/v1/login/mfa", map[string]any{"mfa_token": otok, "webauthn": theirs}).Expect(t, 200)
+
+	// A counter that did not move up (a cloned authenticator) is a wrong
+	// second factor, and audited.
+	tok = c.PasswordStep(t, o.Email)
+	opts = c.Do(t, "POST", "/v1/login/mfa/webauthn", map[string]string{"mfa_token": tok}).Expect(t, 200).JSON(t)["options"]
+	cloned, _ := a.Get(rawJSON(t, opts), webauthntest.Tweak{SignCount: &seen})
+	if code := c.Do(t, "POST", "/v1/login/mfa", map[string]any{"mfa_token": tok, "webauthn": cloned}).Expect(t, 401).ErrorCode(t); code != "wrong_second_factor" {
+		t.Errorf("a cloned authenticator as the second factor: %s", code)
+	}
+	ev := s.Do(t, "GET", "/v1/audit/events?action=user.passkey.clone_suspected", nil).Expect(t, 200)
+	if !strings.Contains(string(ev.Body), "clone_suspected") {
+		t.Errorf("clone not audited: %s", trunc(ev.Body))
+	}
 }
 
 func passkeyStepUp(t *testing.T, c *Client) {
@@ -493,4 +508,43 @@ func init() {
 		}, x.target.passkey)
 		return c
 	}}
+}
+
+// A passwordless sign-in picks the organization as a password sign-in
+// does: one of several is named (409 tenant_required lists them, and the
+// same answer may be sent again with tenant), and a disabled membership
+// signs no one in.
+func passkeyMemberships(t *testing.T, c *Client) {
+	o := c.Signup(t, "First Org")
+	a := c.NewAuthenticator(t)
+	o.EnrolPasskey(t, a, "Key")
+	other := c.Signup(t, "Second Org")
+	inv := other.Do(t, "POST", "/v1/invitations", map[string]string{"email": o.Email, "role": "agent"}).Expect(t, 201).JSON(t)
+	c.Do(t, "POST", "/v1/invitations/accept", map[string]string{"token": inv["token"].(string), "password": Password}).Expect(t, 201)
+
+	tok, ro := c.PasskeyOptions(t)
+	got, _ := a.Get(ro)
+	r := c.PasskeyLogin(t, tok, got, "").Expect(t, 409)
+	if r.ErrorCode(t) != "tenant_required" || len(asList(r.JSON(t)["tenants"])) != 2 {
+		t.Fatalf("two organizations: %s", trunc(r.Body))
+	}
+	if tk, _ := cookieToken(r); tk != "" {
+		t.Error("tenant_required set a session cookie")
+	}
+	r = c.PasskeyLogin(t, tok, got, other.Tenant).Expect(t, 200)
+	if r.JSON(t)["tenant"].(map[string]any)["id"] != other.Tenant {
+		t.Errorf("signed in to %s", trunc(r.Body))
+	}
+	// Spent now.
+	c.PasskeyLogin(t, tok, got, o.Tenant).Expect(t, 401)
+
+	// Disabled in the second organization: no sign-in there.
+	other.Do(t, "PATCH", "/v1/members/"+o.UserID, map[string]string{"status": "disabled"}).Expect(t, 200)
+	tok, ro = c.PasskeyOptions(t)
+	got, _ = a.Get(ro)
+	if code := c.PasskeyLogin(t, tok, got, other.Tenant).Expect(t, 403).ErrorCode(t); code != "no_membership" {
+		t.Errorf("a disabled membership: %s", code)
+	}
+	// The first organization still lets them in, with the same answer.
+	c.PasskeyLogin(t, tok, got, o.Tenant).Expect(t, 200)
 }

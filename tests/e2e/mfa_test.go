@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/base64"
 	"strings"
 	"testing"
 	"time"
@@ -60,4 +61,31 @@ func TestMFANoticesMailed(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// TestPasskeyNoticesMailed: enrolling and removing a passkey each mail the
+// person (through the guest, to mailpit); the mail carries no credential.
+func TestPasskeyNoticesMailed(t *testing.T) {
+	_, c, mp, _ := mailHome(t)
+	o := c.Signup(t, "Passkey Notice Co")
+	a := c.NewAuthenticator(t)
+	added := o.EnrolPasskey(t, a, "Laptop")
+	mp.WaitFor(t, o.Email, func(m mailpit.Message) bool { return strings.Contains(m.Text, "a passkey was added") })
+	o.Do(t, "DELETE", "/v1/me/passkeys/"+added["id"].(string), nil).Expect(t, 204)
+	removed := mp.WaitFor(t, o.Email, func(m mailpit.Message) bool { return strings.Contains(m.Text, "a passkey was removed") })
+	id := base64.RawURLEncoding.EncodeToString(a.Creds[0].ID)
+	for _, s := range append([]string{id}, asStrings(added["recovery_codes"])...) {
+		if strings.Contains(removed.Raw, s) {
+			t.Errorf("the notice carries %q", s)
+		}
+	}
+}
+
+func asStrings(v any) []string {
+	var out []string
+	l, _ := v.([]any)
+	for _, x := range l {
+		out = append(out, x.(string))
+	}
+	return out
 }

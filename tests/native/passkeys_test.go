@@ -47,9 +47,16 @@ func TestPasskeyLoginShedding(t *testing.T) {
 	tok, ro := c.PasskeyOptions(t)
 	got, _ := b.Get(ro)
 	c.Do(t, "POST", "/v1/login/passkey", map[string]any{"challenge_token": tok, "credential": got}, apitest.TestClientIP, "203.0.113.61").Expect(t, 200)
+	// Asking for options stores a ceremony: an address asks as often as it
+	// may sign in.
+	for range 3 {
+		c.Do(t, "POST", "/v1/login/passkey/options", map[string]any{}, apitest.TestClientIP, "203.0.113.62").Expect(t, 200)
+	}
+	c.Do(t, "POST", "/v1/login/passkey/options", map[string]any{}, apitest.TestClientIP, "203.0.113.62").Expect(t, 429)
 	// The windows slide away.
 	clock.Advance(2*time.Minute + time.Second)
 	signIn("203.0.113.60").Expect(t, 200)
+	c.Do(t, "POST", "/v1/login/passkey/options", map[string]any{}, apitest.TestClientIP, "203.0.113.62").Expect(t, 200)
 }
 
 // TestPasskeyTimes: ceremonies expire after 5 minutes, and a session's
