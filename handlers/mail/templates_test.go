@@ -248,3 +248,31 @@ func TestLargestMessageFitsAJob(t *testing.T) {
 		t.Fatalf("%d variables: %v", maxVars+1, err)
 	}
 }
+
+// FuzzEnqueue: whatever address, event and values reach it, Enqueue
+// returns statements or an error, never panics (jobs.Enqueue panics on a
+// spec it refuses), and what it accepts renders.
+func FuzzEnqueue(f *testing.F) {
+	f.Add("ada@example.com", "notice:ntc_1:u_1", "Acme", uint8(0))
+	f.Add("a@b\r\nBcc: c@d", "e", "\xff", uint8(1))
+	f.Add("\"x\"@example.com", strings.Repeat("e", 200), strings.Repeat("\u2028", 333), uint8(7))
+	names := Templates()
+	f.Fuzz(func(t *testing.T, to, event, v string, which uint8) {
+		name := names[int(which)%len(names)]
+		tm := templates[name]
+		m := Message{Tenant: "t_x", Event: event, To: to, Template: name, Vars: fullVars(tm, v)}
+		if tm.link {
+			m.Link = &Link{Origin: "https://pommy.example", Path: "/account/x", Purpose: PurposeAccount, ID: "atk_1"}
+		}
+		stmts, err := Enqueue(m, time.Unix(1, 0))
+		if err != nil {
+			return
+		}
+		if len(stmts) != 2 {
+			t.Fatalf("%d statements", len(stmts))
+		}
+		if _, err := render(name, "en", m.Vars, linkFor(tm)); err != nil {
+			t.Fatalf("accepted but does not render: %v", err)
+		}
+	})
+}
