@@ -105,3 +105,35 @@ func TestNoticeOwnersOptedOut(t *testing.T) {
 		t.Fatalf("recipients %v", got)
 	}
 }
+
+// A person no longer active in the tenant is not mailed its notices.
+func TestNoticeSkipsDisabledPerson(t *testing.T) {
+	p, reg, tenant := noticeEnv(t, 1, false)
+	if _, err := p.SQL.Exec(context.Background(), `UPDATE memberships SET status = 'disabled' WHERE tenant_id = ? AND user_id = 'u_agent'`, tenant); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Run(context.Background(), p, jobs.RunOptions{Limit: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if got := mailTo(t, p, tenant); len(got) != 0 {
+		t.Fatalf("recipients %v", got)
+	}
+}
+
+// A notice about no one in particular goes to the owners even when they
+// opted out of notices about members (else it would reach no one).
+func TestNoticeAboutNoOneGoesToOwners(t *testing.T) {
+	p, reg, tenant := noticeEnv(t, 2, false)
+	log := audit.New(p.SQL, p.Clock).Sealed(p.Keys)
+	if ok, err := log.Raise(context.Background(), tenant, "webhook.disabled", "webhook:wh_1", "the webhook https://example.com/hook was disabled",
+		audit.Event{TenantID: tenant, ActorType: audit.ActorSystem, Action: "webhook.disabled", Target: "webhook:wh_1"}); err != nil || !ok {
+		t.Fatalf("raise: %v %v", ok, err)
+	}
+	if _, err := reg.Run(context.Background(), p, jobs.RunOptions{Limit: 10}); err != nil {
+		t.Fatal(err)
+	}
+	got := mailTo(t, p, tenant)
+	if len(got) != 3 || !got["u_owner00@example.com"] || !got["u_owner01@example.com"] || !got["u_agent@example.com"] {
+		t.Fatalf("recipients %v (the agent's burst notice, and the owners' webhook notice)", got)
+	}
+}
