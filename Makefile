@@ -8,7 +8,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 export GOFLAGS := -trimpath
 
-.PHONY: all run guest host test test-js test-cross vet fuzz bench clean help browser-deps
+.PHONY: all run guest host test test-js test-cross test-mailpit vet fuzz bench clean help browser-deps
 
 all: guest host
 
@@ -86,8 +86,14 @@ browser-deps: worker-deps
 	fi
 	@echo "==> browser tests use $$(command -v $(CHROMIUM)) ($$($(CHROMIUM) --version 2>/dev/null))"
 
-test: vet test-cross worker-deps browser-deps test-js
-	@echo "==> go test ./... (unit, contract suites, e2e in wazero and real Chromium, S3 against a real server, smoke in workerd)"
+# mailpit, the SMTP server the mail tests send to, is built from the Go
+# module proxy once per machine (tests/mailpit; a few minutes the first time).
+test-mailpit: deps
+	@echo "==> the SMTP test server (mailpit $$(sed -nE 's/^const Version = "(.*)"/\1/p' tests/mailpit/mailpit.go), built once per machine)"
+	@$(PROGRESS) "building mailpit" $(GO) run ./tests/mailpit/build
+
+test: vet test-cross worker-deps browser-deps test-js test-mailpit
+	@echo "==> go test ./... (unit, contract suites, e2e in wazero and real Chromium, S3 and SMTP against real servers, smoke in workerd)"
 	@$(GO) test -count=1 -timeout 30m ./...
 
 # Edge packages whose tests need a JavaScript runtime (WebCrypto interop, a

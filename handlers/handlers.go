@@ -306,6 +306,7 @@ func Scheduled(ctx context.Context, p storage.Platform, cfg Config) error {
 		audit.New(p.SQL, p.Clock).Sealed(p.Keys).PruneAll(ctx, p.Clock.Now()),
 		conversationSweeps(ctx, p),
 		jobs.Prune(ctx, p, 1000),
+		mail.Prune(ctx, p, 1000),
 	}
 	// Due background jobs: the edge's cron trigger runs them only here;
 	// the host's job workers run them every second besides.

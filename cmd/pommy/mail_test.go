@@ -4,12 +4,19 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log/slog"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"pommy.ai/edge/storage"
+	"pommy.ai/edge/tests/apitest"
+	"pommy.ai/edge/tests/mailpit"
 	"pommy.ai/edge/wasm/host/logmail"
 	"pommy.ai/edge/wasm/host/smtpmail"
 )
@@ -94,5 +101,127 @@ func TestMailConfig(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("%v %v: got %v, want an error with %q", bad.args, bad.env, err, bad.want)
 		}
+	}
+}
+
+// TestRunMail runs the command as a person would, with the shipped guest:
+// without mail settings a sign-up's verification mail is printed to the
+// log under the banner, link included; with --smtp-url (STARTTLS, AUTH,
+// the server's certificate from --smtp-ca, the password from the
+// environment) it arrives at a real SMTP server, and the log names the
+// service but never the password.
+func TestRunMail(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the guest")
+	}
+	dir := t.TempDir()
+	module := filepath.Join(dir, "guest.wasm")
+	build := exec.Command("go", "build", "-buildmode=c-shared", "-o", module, "pommy.ai/edge/wasm/guest")
+	build.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the guest: %v\n%s", err, out)
+	}
+	mp := mailpit.Start(t, mailpit.Options{TLS: mailpit.TLSStartTLS, User: "pommy", Password: "run-mail-secret-pw"})
+	ca := filepath.Join(dir, "smtp-ca.pem")
+	if err := os.WriteFile(ca, mp.CAPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(mp.SMTPAddr)
+
+	for _, c := range []struct {
+		name string
+		args []string
+		env  map[string]string
+	}{
+		{"log", nil, nil},
+		{"smtp", []string{"--smtp-url", "smtp://localhost:" + port, "--smtp-user", "pommy", "--smtp-ca", ca, "--mail-from", "Pommy Test <noreply@pommy.example>"},
+			map[string]string{"POMMY_SMTP_PASSWORD": "run-mail-secret-pw"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			args := append([]string{"--addr", "127.0.0.1:0", "--data", filepath.Join(t.TempDir(), "data"), "--module", module, "--jobs-every", "100ms"}, c.args...)
+			cfg, err := parseConfig(args, func(k string) string { return c.env[k] }, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mailLog := &syncLog{}
+			cfg.mailLog = mailLog
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			addrc := make(chan string, 1)
+			done := make(chan error, 1)
+			logs := &syncLog{}
+			go func() {
+				done <- run(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil)), func(a string) { addrc <- a })
+			}()
+			var base string
+			select {
+			case a := <-addrc:
+				base = "http://" + a
+			case err := <-done:
+				t.Fatalf("ended before listening: %v", err)
+			}
+			s, _ := (&apitest.Client{Base: base}).SignupUnverified(t, "Acme", nil)
+			deadline := time.Now().Add(time.Minute)
+			if c.name == "log" {
+				if !strings.Contains(logs.String(), "mail is not configured") {
+					t.Errorf("the host did not say at start that mail is printed to the log:\n%s", logs)
+				}
+				for !strings.Contains(mailLog.String(), "To: "+s.Email) {
+					if time.Now().After(deadline) {
+						t.Fatalf("no mail to %s printed; the mail log holds:\n%s\nhost log:\n%s", s.Email, mailLog, logs)
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+				out := mailLog.String()
+				if !strings.Contains(out, logmail.Banner) || !strings.Contains(out, "/account/verify#token=") {
+					t.Errorf("the printed mail lacks the banner or the link:\n%s", out)
+				}
+			} else {
+				m := mp.WaitFor(t, s.Email, nil)
+				if !strings.Contains(m.Text, "/account/verify#token=") || m.From.Address != "noreply@pommy.example" {
+					t.Errorf("the verification mail: from %+v, text:\n%s", m.From, m.Text)
+				}
+				if mailLog.String() != "" {
+					t.Errorf("mail printed to the log although SMTP is configured:\n%s", mailLog)
+				}
+				if l := logs.String(); !strings.Contains(l, "smtp://localhost:"+port) || strings.Contains(l, "run-mail-secret-pw") {
+					t.Errorf("the host log should name the SMTP server and never the password:\n%s", l)
+				}
+			}
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("shutdown: %v", err)
+				}
+			case <-time.After(time.Minute):
+				t.Fatal("did not shut down")
+			}
+		})
+	}
+}
+
+var linkToken = regexp.MustCompile(`#token=([A-Za-z0-9_-]{43})`)
+
+// mailedToken waits for the log mail service to print a mail to the
+// address and returns the token of the link in it.
+func mailedToken(t *testing.T, mailLog *syncLog, to string) string {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out := mailLog.String()
+		if i := strings.Index(out, "To: "+to+"\n"); i >= 0 {
+			msg := out[i:]
+			if end := strings.Index(msg, "===== end of mail ====="); end >= 0 {
+				if m := linkToken.FindStringSubmatch(msg[:end]); m != nil {
+					return m[1]
+				}
+				t.Fatalf("the mail to %s has no link:\n%s", to, msg[:end])
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no mail to %s printed; the mail log holds:\n%s", to, out)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -1,9 +1,11 @@
 package identity
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"pommy.ai/edge/handlers/audit"
 	"pommy.ai/edge/handlers/mail"
@@ -99,18 +101,48 @@ func (svc *Service) Signup(w http.ResponseWriter, r *http.Request) error {
 	if err := envelope.New(svc.p).Ensure(ctx, tenant); err != nil {
 		return err
 	}
-	if _, err := svc.startSession(w, r, tenant, userID); err != nil {
+	body := map[string]any{
+		"tenant": map[string]any{"id": tenant, "name": org},
+		"user":   map[string]any{"id": userID, "email": email, "role": web.RoleOwner, "email_verified": verified, "locale": locale},
+	}
+	if err := svc.startSessionOrChallenge(w, r, tenant, userID, existing != nil, body); err != nil {
 		return err
 	}
 	if err := web.RecordEvent(r, svc.p, audit.Event{TenantID: tenant, ActorType: audit.ActorUser, ActorID: userID, Action: "tenant.created",
 		Target: "tenant:" + tenant, Details: map[string]string{"owner": userID}}); err != nil {
 		return err
 	}
-	web.WriteJSON(w, http.StatusCreated, map[string]any{
-		"tenant": map[string]any{"id": tenant, "name": org},
-		"user":   map[string]any{"id": userID, "email": email, "role": web.RoleOwner, "email_verified": verified, "locale": locale},
-	})
+	web.WriteJSON(w, http.StatusCreated, body)
 	return nil
+}
+
+// startSessionOrChallenge signs in the person who has just signed up or
+// accepted an invitation with their password. An existing account with a
+// second factor is not signed in by its password alone, here any more
+// than at POST /v1/login (else a password would open a session that could
+// remove the factor, its step-up satisfied by that very sign-in): body
+// gets "mfa_required": true and a challenge for the new membership
+// ("mfa_token", "methods", "expires_at") that POST /v1/login/mfa turns
+// into the session.
+func (svc *Service) startSessionOrChallenge(w http.ResponseWriter, r *http.Request, tenant, user string, existing bool, body map[string]any) error {
+	ctx := r.Context()
+	if existing {
+		methods, err := svc.secondFactors(ctx, user)
+		if err != nil {
+			return err
+		}
+		if len(methods) > 0 {
+			token, err := svc.newChallenge(ctx, "mfa", user, tenant, mfaChallengeData{Methods: methods}, mfaChallengeTTL)
+			if err != nil {
+				return err
+			}
+			body["mfa_required"], body["mfa_token"], body["methods"] = true, token, methods
+			body["expires_at"] = web.Millis(svc.now().Add(mfaChallengeTTL).UnixMilli())
+			return nil
+		}
+	}
+	_, err := svc.startSession(w, r, tenant, user, []string{methodPassword})
+	return err
 }
 
 // account is the person signing up or accepting an invitation: an
@@ -134,10 +166,6 @@ type loginRequest struct {
 	Email    string `json:"email"`
 	Password string `json:"password"`
 	Tenant   string `json:"tenant"`
-}
-
-type membershipRow struct {
-	tenant, name, role string
 }
 
 func (svc *Service) Login(w http.ResponseWriter, r *http.Request) error {
@@ -165,22 +193,55 @@ func (svc *Service) Login(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	// The person is who they say. Which tenant?
-	rows, err := svc.p.SQL.Query(ctx, `SELECT m.tenant_id, t.name, m.role FROM memberships m JOIN tenants t ON t.id = m.tenant_id
-		WHERE m.user_id = ? AND m.status = 'active' AND (? = '' OR m.tenant_id = ?) ORDER BY t.name LIMIT 50`, u.id, req.Tenant, req.Tenant)
+	ms, err := svc.memberships(ctx, u.id, req.Tenant)
 	if err != nil {
 		return err
 	}
-	var ms []membershipRow
-	for i := range rows.Len() {
-		var m membershipRow
-		if err := rows.Scan(i, &m.tenant, &m.name, &m.role); err != nil {
-			return err
-		}
-		ms = append(ms, m)
+	m, done, err := pickMembership(w, ms)
+	if done || err != nil {
+		return err
 	}
+	// A second factor, when the person has one, before any session.
+	methods, err := svc.secondFactors(ctx, u.id)
+	if err != nil {
+		return err
+	}
+	if len(methods) > 0 {
+		return svc.askSecondFactor(w, r, u, m.tenant, methods)
+	}
+	return svc.finishSignIn(w, r, u, m.tenant, []string{methodPassword})
+}
+
+// membershipRow is one of a person's active memberships, with the
+// tenant's MFA policy.
+type membershipRow struct {
+	tenant, name, role, mfaPolicy string
+}
+
+// memberships lists a person's active memberships (only tenant's when
+// tenant is not "").
+func (svc *Service) memberships(ctx context.Context, user, tenant string) ([]membershipRow, error) {
+	rows, err := svc.p.SQL.Query(ctx, `SELECT m.tenant_id, t.name, m.role, t.mfa_required FROM memberships m JOIN tenants t ON t.id = m.tenant_id
+		WHERE m.user_id = ? AND m.status = 'active' AND (? = '' OR m.tenant_id = ?) ORDER BY t.name LIMIT 50`, user, tenant, tenant)
+	if err != nil {
+		return nil, err
+	}
+	ms := make([]membershipRow, rows.Len())
+	for i := range ms {
+		if err := rows.Scan(i, &ms[i].tenant, &ms[i].name, &ms[i].role, &ms[i].mfaPolicy); err != nil {
+			return nil, err
+		}
+	}
+	return ms, nil
+}
+
+// pickMembership is the one membership a sign-in is for. With none it is
+// 403 no_membership; with several (and no tenant asked for) it writes 409
+// tenant_required listing them and reports done.
+func pickMembership(w http.ResponseWriter, ms []membershipRow) (m membershipRow, done bool, err error) {
 	switch {
 	case len(ms) == 0:
-		return web.Errorf(http.StatusForbidden, "no_membership", "this account has no active membership in that organization")
+		return m, false, web.Errorf(http.StatusForbidden, "no_membership", "this account has no active membership in that organization")
 	case len(ms) > 1:
 		list := make([]map[string]string, len(ms))
 		for i, m := range ms {
@@ -191,18 +252,48 @@ func (svc *Service) Login(w http.ResponseWriter, r *http.Request) error {
 			"error":   &web.Error{Code: "tenant_required", Message: "this account belongs to several organizations; send tenant"},
 			"tenants": list,
 		})
-		return nil
+		return m, true, nil
 	}
-	m := ms[0]
-	if _, err := svc.startSession(w, r, m.tenant, u.id); err != nil {
+	return ms[0], false, nil
+}
+
+// finishSignIn completes a sign-in (password, password and a second
+// factor, or a passkey): it picks the membership (tenant "" means the
+// person's only one), runs extra (the conditional statements that make the
+// sign-in count: the challenge used, the TOTP step, the recovery code
+// taken, the passkey's sign count), and only when every one of them
+// changed a row starts the session with methods, audits the sign-in and
+// writes the 200 body. A lost race (the challenge used meanwhile) is 401
+// invalid_challenge and grants nothing.
+func (svc *Service) finishSignIn(w http.ResponseWriter, r *http.Request, u *userRow, tenant string, methods []string, extra ...stmt) error {
+	ctx := r.Context()
+	ms, err := svc.memberships(ctx, u.id, tenant)
+	if err != nil {
 		return err
 	}
-	if err := svc.recordLogin(r, audit.Event{TenantID: m.tenant, ActorType: audit.ActorUser, ActorID: u.id, Action: audit.ActionLoginSucceeded, Target: "user:" + u.id}); err != nil {
+	m, done, err := pickMembership(w, ms)
+	if done || err != nil {
+		return err
+	}
+	ok, err := svc.runGuarded(ctx, extra)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errInvalidChallenge
+	}
+	if _, err := svc.startSession(w, r, m.tenant, u.id, methods); err != nil {
+		return err
+	}
+	if err := svc.recordLogin(r, audit.Event{TenantID: m.tenant, ActorType: audit.ActorUser, ActorID: u.id, Action: audit.ActionLoginSucceeded, Target: "user:" + u.id,
+		Details: map[string]string{"methods": strings.Join(methods, " ")}}); err != nil {
 		return err
 	}
 	web.WriteJSON(w, http.StatusOK, map[string]any{
-		"tenant": map[string]any{"id": m.tenant, "name": m.name},
-		"user":   map[string]any{"id": u.id, "email": u.email, "name": u.name, "role": m.role},
+		"tenant":                 map[string]any{"id": m.tenant, "name": m.name},
+		"user":                   map[string]any{"id": u.id, "email": u.email, "name": u.name, "role": m.role},
+		"auth_methods":           methods,
+		"mfa_enrolment_required": MFARequired(m.mfaPolicy, m.role) && !HasSecondFactor(methods),
 	})
 	return nil
 }
@@ -256,11 +347,18 @@ func (svc *Service) Me(w http.ResponseWriter, r *http.Request, s *web.Scope) err
 	if err := rows.Scan(0, &email, &name, &tname, &locale); err != nil {
 		return err
 	}
+	mfa, err := svc.mfaSummary(r.Context(), s.UserID)
+	if err != nil {
+		return err
+	}
 	web.WriteJSON(w, http.StatusOK, map[string]any{
 		"user": map[string]any{"id": s.UserID, "email": email, "name": name, "role": s.Role,
 			"email_verified": s.EmailVerified, "locale": locale},
-		"tenant":  map[string]any{"id": s.Tenant, "name": tname},
-		"session": map[string]any{"id": s.SessionID},
+		"tenant": map[string]any{"id": s.Tenant, "name": tname},
+		"session": map[string]any{"id": s.SessionID, "auth_methods": nonNil(s.AuthMethods),
+			"reauth_at": web.Millis(s.ReauthAt.UnixMilli())},
+		"mfa":                    mfa,
+		"mfa_enrolment_required": s.MFAMissing,
 	})
 	return nil
 }

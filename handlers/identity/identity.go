@@ -1,13 +1,16 @@
 // Package identity is who may act for a tenant: accounts and their
-// passwords, sign-up and sign-in (throttled), sessions and the devices a
-// person has used, members and their roles, invitations, ownership, API
-// keys, and the authentication of a request to a *web.Scope from its one
-// credential (a session cookie or an API key).
+// passwords, sign-up and sign-in (throttled), second factors (TOTP,
+// recovery codes, passkeys) and the sign-in challenges between a password
+// and a second factor, step-up, sessions (and how each was authenticated)
+// and the devices a person has used, members and their roles, invitations,
+// ownership, API keys, and the authentication of a request to a *web.Scope
+// from its one credential (a session cookie or an API key).
 //
 // The route table and the authorization middleware (package handlers)
 // decide who may call each route; this package decides who the caller is,
 // and owns the SQL of the identity tables (users, memberships, sessions,
-// trusted_devices, login_throttle, invitations, api_keys, rate_windows).
+// trusted_devices, login_throttle, invitations, api_keys, rate_windows,
+// auth_challenges, mfa_totp, mfa_recovery_codes, webauthn_credentials).
 package identity
 
 import (

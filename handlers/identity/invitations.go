@@ -299,16 +299,17 @@ func (svc *Service) AcceptInvitation(w http.ResponseWriter, r *http.Request) err
 	if res[len(res)-2].RowsAffected != 1 {
 		return web.Errorf(http.StatusConflict, "already_member", "you are already a member of this organization")
 	}
-	if _, err := svc.startSession(w, r, tenant, userID); err != nil {
+	body := map[string]any{
+		"tenant": map[string]any{"id": tenant},
+		"user":   map[string]any{"id": userID, "email": email, "role": role},
+	}
+	if err := svc.startSessionOrChallenge(w, r, tenant, userID, u != nil, body); err != nil {
 		return err
 	}
 	if err := web.RecordEvent(r, svc.p, audit.Event{TenantID: tenant, ActorType: audit.ActorUser, ActorID: userID, Action: "member.joined",
 		Target: "user:" + userID, Details: map[string]string{"role": role, "invitation": invID}}); err != nil {
 		return err
 	}
-	web.WriteJSON(w, http.StatusCreated, map[string]any{
-		"tenant": map[string]any{"id": tenant},
-		"user":   map[string]any{"id": userID, "email": email, "role": role},
-	})
+	web.WriteJSON(w, http.StatusCreated, body)
 	return nil
 }

@@ -17,8 +17,10 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"pommy.ai/edge/handlers/audit"
 	"pommy.ai/edge/handlers/jobs"
@@ -94,16 +96,27 @@ func (svc *Service) deliverNotice(ctx context.Context, j jobs.Job) error {
 			return err
 		}
 	}
+	// The notice names the person by id ("user:u_…"); a mail names them
+	// by the address people know them by.
+	for _, r := range to {
+		if n.User != "" && r.id == n.User {
+			message = strings.ReplaceAll(message, "user:"+n.User, r.email)
+		}
+	}
 	now := svc.now()
 	var stmts []storage.Stmt
 	for _, r := range to {
 		st, err := mail.Enqueue(mail.Message{Tenant: j.Tenant, Event: "notice:" + n.Notice + ":" + r.id, To: r.email, Locale: mailLocale(r.locale),
-			Template: mail.TemplateSecurityNotice, Vars: map[string]string{"kind": kind, "message": message, "organization": org}}, now)
-		if err != nil {
-			// An address that cannot receive mail (accounts made before
-			// addresses were checked this strictly): the others still get
-			// theirs.
+			Template: mail.TemplateSecurityNotice, Vars: map[string]string{"kind": kind, "message": jobs.Truncate(message, 900), "organization": org}}, now)
+		var bad *web.Error
+		switch {
+		case errors.As(err, &bad):
+			// An address that cannot receive mail (an account made
+			// before addresses were checked this strictly): the others
+			// still get theirs.
 			continue
+		case err != nil:
+			return jobs.Permanent(err)
 		}
 		stmts = append(stmts, st...)
 	}
@@ -155,8 +168,8 @@ func (svc *Service) newDeviceNotice(r *http.Request, tenant, user string, h []by
 	// lists.
 	stmts, err := mail.Enqueue(mail.Message{Tenant: mail.AccountTenant, Event: "device:" + user + ":" + hex.EncodeToString(h[:12]), To: email,
 		Locale: mailLocale(locale), Template: mail.TemplateNewDevice,
-		Vars: map[string]string{"when": svc.now().UTC().Format("2006-01-02 15:04 UTC"), "ip": orUnknown(ip), "place": place,
-			"user_agent": orUnknown(web.Truncate(ua, 200)), "organization": org}}, svc.now())
+		Vars: map[string]string{"when": svc.now().UTC().Format("2006-01-02 15:04 UTC"), "ip": orUnknown(jobs.Truncate(ip, 64)), "place": jobs.Truncate(place, 16),
+			"user_agent": orUnknown(jobs.Truncate(ua, 200)), "organization": org}}, svc.now())
 	if err != nil {
 		return nil, ev, nil
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"net/http"
+	"strings"
 	"time"
 
 	"pommy.ai/edge/handlers/audit"
@@ -40,14 +41,20 @@ func tokenHash(t string) []byte {
 // startSession creates a session for a member and sets its cookie. Every
 // Login gets a new token; every session cookie the request already carried
 // is ended (no fixation, no orphan). The browser is remembered as one of the
-// person's devices (devices.go).
-func (svc *Service) startSession(w http.ResponseWriter, r *http.Request, tenant, user string) (string, error) {
+// person's devices (devices.go). methods are how the person proved who they
+// are ("password", "password totp", "passkey", ...): they are recorded in
+// sessions.auth_methods, and the sign-in counts as the session's latest
+// proof (reauth_at) for step-up.
+func (svc *Service) startSession(w http.ResponseWriter, r *http.Request, tenant, user string, methods []string) (string, error) {
 	ctx := r.Context()
 	now := svc.now().UnixMilli()
 	token, id := newToken(), web.NewID("s")
+	if len(methods) == 0 {
+		methods = []string{methodPassword}
+	}
 	stmts := []storage.Stmt{{
-		Query: `INSERT INTO sessions (id, token_hash, tenant_id, user_id, created_at, last_seen_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		Args:  []any{id, tokenHash(token), tenant, user, now, now, web.ClientIP(r), web.UserAgent(r)},
+		Query: `INSERT INTO sessions (id, token_hash, tenant_id, user_id, created_at, last_seen_at, ip, user_agent, auth_methods, reauth_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		Args:  []any{id, tokenHash(token), tenant, user, now, now, web.ClientIP(r), web.UserAgent(r), strings.Join(methods, " "), now},
 	}}
 	for _, old := range cookieValues(r.Header, sessionCookie) {
 		if !validToken(old) {
@@ -118,20 +125,21 @@ func endSessionsStmt(tenant, user, reason string, now int64) storage.Stmt {
 }
 
 func (svc *Service) ListSessions(w http.ResponseWriter, r *http.Request, s *web.Scope) error {
-	rows, err := svc.p.SQL.Query(r.Context(), `SELECT id, created_at, last_seen_at, ip, user_agent FROM sessions
+	rows, err := svc.p.SQL.Query(r.Context(), `SELECT id, created_at, last_seen_at, ip, user_agent, auth_methods, COALESCE(reauth_at, created_at) FROM sessions
 		WHERE tenant_id = ? AND user_id = ? AND ended_at IS NULL ORDER BY last_seen_at DESC LIMIT 100`, s.Tenant, s.UserID)
 	if err != nil {
 		return err
 	}
 	out := make([]map[string]any, 0, rows.Len())
 	for i := range rows.Len() {
-		var id, ip, ua string
-		var created, seen int64
-		if err := rows.Scan(i, &id, &created, &seen, &ip, &ua); err != nil {
+		var id, ip, ua, methods string
+		var created, seen, reauth int64
+		if err := rows.Scan(i, &id, &created, &seen, &ip, &ua, &methods, &reauth); err != nil {
 			return err
 		}
 		out = append(out, map[string]any{"id": id, "current": id == s.SessionID, "created_at": web.Millis(created),
-			"last_seen_at": web.Millis(seen), "ip": ip, "user_agent": ua})
+			"last_seen_at": web.Millis(seen), "ip": ip, "user_agent": ua,
+			"auth_methods": nonNil(strings.Fields(methods)), "reauth_at": web.Millis(reauth)})
 	}
 	web.WriteJSON(w, http.StatusOK, map[string]any{"sessions": out})
 	return nil
@@ -174,8 +182,9 @@ func (svc *Service) EndOtherSessions(w http.ResponseWriter, r *http.Request, s *
 }
 
 // Sweep deletes what no longer serves: sessions ended or idle for
-// over 30 days, stale throttle counters and rate windows, and invitations
-// and account links long expired.
+// over 30 days, stale throttle counters and rate windows, invitations
+// and account links long expired, and sign-in challenges a day after they
+// expired.
 func Sweep(ctx context.Context, p storage.Platform) error {
 	now := p.Clock.Now()
 	month := now.Add(-knownIPWindow).UnixMilli()
@@ -192,6 +201,8 @@ func Sweep(ctx context.Context, p storage.Platform) error {
 		{Query: `DELETE FROM invitations WHERE expires_at < ?`, Args: []any{month}},
 		// tenant-lookup: account links belong to people's accounts, which span tenants; a month after they expire they serve no answer.
 		{Query: `DELETE FROM account_tokens WHERE expires_at < ?`, Args: []any{month}},
+		// tenant-lookup: sign-in challenges belong to people's accounts; the sweep runs for all at once.
+		{Query: `DELETE FROM auth_challenges WHERE expires_at < ?`, Args: []any{now.Add(-challengeKeep).UnixMilli()}},
 	})
 	return err
 }

@@ -39,6 +39,20 @@ import (
 // NAT) and trips the address's or the account's brake cannot lock them out
 // of a browser they have used before.
 //
+// A second factor (a TOTP code or a recovery code, at sign-in, at step-up
+// or confirming an enrolment) has its own counter per account, whatever
+// the address or device:
+//
+//	second factor : 5 free, then 30 s doubling to 15 min. Reset only by a
+//	                right second factor.
+//
+// A password success must not reset it: whoever holds the password could
+// otherwise start a fresh challenge every five guesses and try the
+// million TOTP codes at the speed of sign-ins. It is per account, not per
+// address, since the password already narrowed the attacker to one
+// account; its cap means that at worst someone who knows the password
+// slows the real person's second step to one try per 15 minutes.
+//
 // Counters forget after 24 h without a failure.
 type throttleRule struct {
 	kind      string
@@ -51,6 +65,7 @@ var (
 	throttleIP        = throttleRule{"ip", 50, time.Minute, time.Hour}
 	throttleAccount   = throttleRule{"account", 20, 5 * time.Second, time.Minute}
 	throttleDevice    = throttleRule{"device", 10, 30 * time.Second, 15 * time.Minute}
+	throttleMFA       = throttleRule{"second-factor", 5, 30 * time.Second, 15 * time.Minute}
 	throttleForget    = 24 * time.Hour
 	knownIPWindow     = 30 * 24 * time.Hour
 )
@@ -82,7 +97,13 @@ type loginThrottle struct {
 	// device is the hash of a trusted device cookie of this account, or
 	// nil.
 	device []byte
+	// mfaUser, when set, makes this the second-factor counter of that
+	// account (and nothing else).
+	mfaUser string
 }
+
+// mfaThrottle is the second-factor counter of a person's account.
+func mfaThrottle(user string) loginThrottle { return loginThrottle{mfaUser: user} }
 
 type throttleCounter struct {
 	rule throttleRule
@@ -90,6 +111,9 @@ type throttleCounter struct {
 }
 
 func (lt loginThrottle) keys() []throttleCounter {
+	if lt.mfaUser != "" {
+		return []throttleCounter{{throttleMFA, throttleKey(throttleMFA, lt.mfaUser)}}
+	}
 	if lt.device != nil {
 		return []throttleCounter{{throttleDevice, throttleKey(throttleDevice, string(lt.device))}}
 	}
@@ -156,6 +180,12 @@ func (svc *Service) throttleFail(ctx context.Context, lt loginThrottle) error {
 // throttleSuccess clears the account+IP, account and device counters: the
 // person proved they know the password from here. The IP counter stays.
 func (svc *Service) throttleSuccess(ctx context.Context, lt loginThrottle) error {
+	if lt.mfaUser != "" {
+		return svc.batch(ctx, []stmt{
+			// tenant-lookup: login throttling is per account, across tenants.
+			{Query: `DELETE FROM login_throttle WHERE key = ?`, Args: []any{throttleKey(throttleMFA, lt.mfaUser)}},
+		})
+	}
 	return svc.batch(ctx, []stmt{
 		// tenant-lookup: login throttling is per account and IP, before any tenant is known.
 		{Query: `DELETE FROM login_throttle WHERE key = ? OR key = ? OR key = ?`, Args: []any{throttleKey(throttleAccountIP, lt.email, lt.ip),

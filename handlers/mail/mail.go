@@ -111,9 +111,6 @@ func Enqueue(m Message, now time.Time) ([]storage.Stmt, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(payload) > 12<<10 {
-		return nil, fmt.Errorf("mail: the message for %s is %d bytes of JSON, over 12 KiB", m.Event, len(payload))
-	}
 	id := LogID(m.Event)
 	job := jobID(m.Event)
 	ms := now.UnixMilli()
@@ -262,6 +259,20 @@ func Status(ctx context.Context, sql storage.SQL, tenant, id string) (string, er
 	}
 	var s string
 	return s, rows.Scan(0, &s)
+}
+
+// Retention is how long the mail log keeps a row: long enough to answer
+// "did they get the invitation, the reset link, the notice?", not a
+// record of every address ever mailed.
+const Retention = 90 * 24 * time.Hour
+
+// Prune deletes log rows older than Retention, at most limit per call (a
+// bounded statement). A row still queued is kept: its job may yet send it.
+func Prune(ctx context.Context, p storage.Platform, limit int) error {
+	// tenant-lookup: retention applies to every tenant (and the accounts' mail) alike; rows are chosen by age and status only.
+	_, err := p.SQL.Exec(ctx, `DELETE FROM mail_log WHERE rowid IN (SELECT rowid FROM mail_log WHERE created_at < ? AND status != 'queued' LIMIT ?)`,
+		p.Clock.Now().Add(-Retention).UnixMilli(), limit)
+	return err
 }
 
 // PurgeTenantStmts delete a tenant's mail log, for the tenant's deletion.

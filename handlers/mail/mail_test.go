@@ -352,3 +352,55 @@ func TestDeletedTenantSendsNothing(t *testing.T) {
 		t.Fatal("mail for a deleted tenant was sent")
 	}
 }
+
+// The log keeps a row Retention long, then Prune deletes it; a queued row
+// stays whatever its age.
+func TestPrune(t *testing.T) {
+	e := open(t)
+	e.enqueue(t, reset("reset:old"))
+	e.run(t) // sent (and the clock moved 5 h)
+	e.p.Mail = nil
+	e.enqueue(t, mail.Message{Tenant: "t_a", Event: "notice:x:u", To: "a@example.com", Template: mail.TemplatePasswordChanged})
+	count := func() int {
+		rows, err := e.p.SQL.Query(context.Background(), `SELECT COUNT(*) FROM mail_log`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		rows.Scan(0, &n)
+		return n
+	}
+	e.clk.Advance(mail.Retention - 6*time.Hour)
+	if err := mail.Prune(context.Background(), e.p, 10); err != nil || count() != 2 {
+		t.Fatalf("before its time: %v, %d rows", err, count())
+	}
+	e.clk.Advance(2 * time.Hour)
+	if err := mail.Prune(context.Background(), e.p, 10); err != nil || count() != 1 {
+		t.Fatalf("after its time: %v, %d rows", err, count())
+	}
+	e.clk.Advance(mail.Retention)
+	if err := mail.Prune(context.Background(), e.p, 10); err != nil || count() != 1 {
+		t.Fatalf("a queued row was pruned: %v, %d rows", err, count())
+	}
+}
+
+// A mail whose last try never finished (the home died mid-send) is buried
+// by the runner; its log row then says failed, not queued forever.
+func TestBuriedMailIsFailed(t *testing.T) {
+	e := open(t)
+	e.enqueue(t, reset("reset:buried"))
+	lease := e.clk.Now().Add(-time.Second).UnixMilli()
+	if _, err := e.p.SQL.Exec(context.Background(), `UPDATE jobs SET state = 'running', attempts = max_attempts, lease_until = ? WHERE tenant_id = ? AND ref = ?`,
+		lease, mail.AccountTenant, mail.LogID("reset:buried")); err != nil {
+		t.Fatal(err)
+	}
+	if res := e.run(t); res.Dead != 1 {
+		t.Fatalf("%+v", res)
+	}
+	if r := e.log(t, mail.AccountTenant, "reset:buried"); r.Status != "failed" || !strings.Contains(r.LastError, "did not finish") {
+		t.Fatalf("log %+v", r)
+	}
+	if len(e.m.all()) != 0 {
+		t.Fatal("a buried job sent mail")
+	}
+}

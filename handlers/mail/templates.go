@@ -87,9 +87,9 @@ type text struct {
 
 // chrome is the greeting and the closing lines of every mail, per locale.
 var chrome = map[string]struct{ hello, footer, copy string }{
-	"en": {"Hello,", "This mail was sent by Pommy about your account. Replies to it are not read.",
+	"en": {"Hello,", "This mail was sent by Pommy. Replies to it are not read.",
 		"If the button does not work, copy this address into your browser:"},
-	"tr": {"Merhaba,", "Bu e-posta, hesabınızla ilgili olarak Pommy tarafından gönderildi. Yanıtlar okunmaz.",
+	"tr": {"Merhaba,", "Bu e-posta Pommy tarafından gönderildi. Yanıtlar okunmaz.",
 		"Düğme çalışmazsa bu adresi tarayıcınıza kopyalayın:"},
 }
 
@@ -177,7 +177,7 @@ var templates = map[string]template{
 	TemplateInvitation: {vars: []string{"organization", "inviter", "role"}, coded: []string{"role"}, link: true, text: map[string]text{
 		"en": {subject: "{{inviter}} invited you to {{organization}} on Pommy",
 			body: []string{
-				"{{inviter}} invited you to join {{organization}} on Pommy as {{role}}.",
+				"{{inviter}} invited you to join {{organization}} on Pommy, with the role {{role}}.",
 				"{{link}}",
 				"The invitation works once and expires in 7 days.",
 				"If you don't know {{organization}}, ignore this mail: nothing happens without the link.",

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // hostile are values a person controls (names, organizations, user
@@ -212,4 +213,38 @@ func FuzzRender(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The largest message any template allows (every variable at its limit,
+// the longest event, address and link) fits in a job's payload, so
+// Enqueue never hands jobs.Enqueue one it refuses.
+func TestLargestMessageFitsAJob(t *testing.T) {
+	for _, name := range Templates() {
+		tm := templates[name]
+		m := Message{Tenant: strings.Repeat("t", maxTenant), Event: strings.Repeat("e", maxEvent), Template: name, Locale: "tr",
+			To: strings.Repeat("a", 64) + "@" + strings.Repeat("b", 185) + ".com", Vars: map[string]string{}}
+		for _, k := range tm.vars {
+			m.Vars[k] = strings.Repeat("\u2028", maxVarLen/3)
+		}
+		if tm.link {
+			m.Link = &Link{Origin: "https://" + strings.Repeat("o", 200), Path: "/" + strings.Repeat("p", maxPath-1), Purpose: PurposeInvitation, ID: strings.Repeat("i", maxLinkID)}
+		}
+		if err := m.check(); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		stmts, err := Enqueue(m, time.Unix(0, 0))
+		if err != nil || len(stmts) != 2 {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if n := len(stmts[1].Args[4].(string)); n > 16<<10 {
+			t.Fatalf("%s: a payload of %d bytes", name, n)
+		}
+	}
+	m := Message{Tenant: "t", Event: "e", To: "a@example.com", Template: TemplatePasswordChanged, Vars: map[string]string{}}
+	for i := range maxVars + 1 {
+		m.Vars[strings.Repeat("v", i+1)] = "x"
+	}
+	if _, err := Enqueue(m, time.Unix(0, 0)); err == nil || !strings.Contains(err.Error(), "at most") {
+		t.Fatalf("%d variables: %v", maxVars+1, err)
+	}
 }

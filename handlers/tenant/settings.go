@@ -1,5 +1,5 @@
 // Package tenant is the organization itself: its settings (name, session
-// timeouts, audit retention, request rate), the request rate every
+// timeouts, audit retention, request rate, the MFA policy), the request rate every
 // authenticated request counts against, and its deletion, which destroys
 // its data key first (crypto-shredding) and then every capability's rows.
 package tenant
@@ -46,6 +46,9 @@ type settings struct {
 	AuditRetentionDays int `json:"audit_retention_days"`
 	// RateLimitPerMinute is the organization's request rate (rate.go).
 	RateLimitPerMinute int64 `json:"rate_limit_per_minute"`
+	// MFARequired is who must sign in with a second factor: "off",
+	// "admins" (owners and admins) or "everyone".
+	MFARequired string `json:"mfa_required"`
 	// SecurityNoticesToOwners: the audit log's security notices about a
 	// member are mailed to the owners too, not only to that member.
 	SecurityNoticesToOwners bool `json:"security_notices_to_owners"`
@@ -53,7 +56,7 @@ type settings struct {
 
 func (svc *Service) loadSettings(r *http.Request, s *web.Scope) (*settings, error) {
 	// tenant-lookup: the tenants row is keyed by id, which is the scope's tenant.
-	rows, err := svc.p.SQL.Query(r.Context(), `SELECT name, session_idle_minutes, session_absolute_minutes, rate_limit_per_minute, notices_to_owners FROM tenants WHERE id = ?`, s.Tenant)
+	rows, err := svc.p.SQL.Query(r.Context(), `SELECT name, session_idle_minutes, session_absolute_minutes, rate_limit_per_minute, mfa_required, notices_to_owners FROM tenants WHERE id = ?`, s.Tenant)
 	if err != nil {
 		return nil, err
 	}
@@ -62,7 +65,7 @@ func (svc *Service) loadSettings(r *http.Request, s *web.Scope) (*settings, erro
 	}
 	var st settings
 	var toOwners int64
-	if err := rows.Scan(0, &st.Name, &st.SessionIdleMinutes, &st.SessionAbsoluteMinutes, &st.RateLimitPerMinute, &toOwners); err != nil {
+	if err := rows.Scan(0, &st.Name, &st.SessionIdleMinutes, &st.SessionAbsoluteMinutes, &st.RateLimitPerMinute, &st.MFARequired, &toOwners); err != nil {
 		return nil, err
 	}
 	st.SecurityNoticesToOwners = toOwners != 0
@@ -85,6 +88,7 @@ type settingsUpdate struct {
 	SessionAbsoluteMinutes  *int64  `json:"session_absolute_minutes"`
 	AuditRetentionDays      *int    `json:"audit_retention_days"`
 	RateLimitPerMinute      *int64  `json:"rate_limit_per_minute"`
+	MFARequired             *string `json:"mfa_required"`
 	SecurityNoticesToOwners *bool   `json:"security_notices_to_owners"`
 }
 
@@ -121,6 +125,14 @@ func (svc *Service) UpdateSettings(w http.ResponseWriter, r *http.Request, s *we
 		}
 		st.RateLimitPerMinute = *v
 	}
+	if v := req.MFARequired; v != nil {
+		switch *v {
+		case "off", "admins", "everyone":
+			st.MFARequired = *v
+		default:
+			return web.Errorf(http.StatusBadRequest, "invalid_mfa_required", `mfa_required must be "off", "admins" (owners and admins) or "everyone"`)
+		}
+	}
 	if v := req.SecurityNoticesToOwners; v != nil {
 		st.SecurityNoticesToOwners = *v
 	}
@@ -140,8 +152,8 @@ func (svc *Service) UpdateSettings(w http.ResponseWriter, r *http.Request, s *we
 		old.AuditRetentionDays = *v // recorded by SetRetention as audit.retention.changed
 	}
 	// tenant-lookup: the tenants row is keyed by id, which is the scope's tenant.
-	if _, err := svc.p.SQL.Exec(r.Context(), `UPDATE tenants SET name = ?, session_idle_minutes = ?, session_absolute_minutes = ?, rate_limit_per_minute = ?, notices_to_owners = ? WHERE id = ?`,
-		st.Name, st.SessionIdleMinutes, st.SessionAbsoluteMinutes, st.RateLimitPerMinute, boolInt(st.SecurityNoticesToOwners), s.Tenant); err != nil {
+	if _, err := svc.p.SQL.Exec(r.Context(), `UPDATE tenants SET name = ?, session_idle_minutes = ?, session_absolute_minutes = ?, rate_limit_per_minute = ?, mfa_required = ?, notices_to_owners = ? WHERE id = ?`,
+		st.Name, st.SessionIdleMinutes, st.SessionAbsoluteMinutes, st.RateLimitPerMinute, st.MFARequired, boolInt(st.SecurityNoticesToOwners), s.Tenant); err != nil {
 		return err
 	}
 	if from, to := settingsDiff(&old, st); len(from) > 0 {

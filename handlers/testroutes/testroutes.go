@@ -32,6 +32,8 @@ func mount(mux *http.ServeMux, env handlers.TestEnv) {
 	writeJSON, writeError, errorf := env.WriteJSON, env.WriteError, env.Errorf
 	mountWebhooks(mux, env)
 	mountAccounts(mux, env)
+	mountClock(mux, env)
+	mountPasskeyPage(mux, env)
 	mountAccountLinks(mux, env)
 	mux.HandleFunc("GET /__contract/{suite}", func(w http.ResponseWriter, r *http.Request) {
 		var s storagetest.Suite

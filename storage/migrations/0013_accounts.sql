@@ -100,9 +100,13 @@ CREATE TABLE mfa_recovery_codes (
   PRIMARY KEY (user_id, code_hash)
 );
 
--- WebAuthn credentials (passkeys and security keys). credential is the
--- WebAuthn library's credential record as JSON (public key, sign count,
--- flags, AAGUID, transports): public data, no secret.
+-- WebAuthn credentials (passkeys and security keys), a person's across
+-- tenants. credential is the record as JSON (COSE public key and its
+-- algorithm, AAGUID, transports, backup eligibility, attestation "none"):
+-- public data, no secret. sign_count is the authenticator's counter, only
+-- ever raised (a conditional UPDATE): one that does not move up means a
+-- cloned authenticator. backed_up is the last seen BS flag (a synced
+-- passkey).
 CREATE TABLE webauthn_credentials (
   id            TEXT    PRIMARY KEY,
   user_id       TEXT    NOT NULL,
@@ -110,7 +114,9 @@ CREATE TABLE webauthn_credentials (
   credential    TEXT    NOT NULL,
   name          TEXT    NOT NULL DEFAULT '',
   created_at    INTEGER NOT NULL,
-  last_used_at  INTEGER
+  last_used_at  INTEGER,
+  sign_count    INTEGER NOT NULL DEFAULT 0,
+  backed_up     INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX webauthn_credentials_user ON webauthn_credentials (user_id);
 

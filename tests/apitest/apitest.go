@@ -161,7 +161,8 @@ func widgetPath(path string) bool {
 // the client's address from.
 const TestClientIP = "X-Pommy-Test-Client-IP"
 
-var publicAuth = map[string]bool{"/v1/signup": true, "/v1/login": true, "/v1/invitations/accept": true, "/v1/password/forgot": true}
+var publicAuth = map[string]bool{"/v1/signup": true, "/v1/login": true, "/v1/invitations/accept": true, "/v1/password/forgot": true,
+	"/v1/login/mfa": true, "/v1/login/passkey/options": true, "/v1/login/passkey": true, "/v1/login/mfa/webauthn": true}
 
 // Expect fails the test unless the response has the status.
 func (r *Response) Expect(t testing.TB, status int) *Response {
@@ -327,6 +328,8 @@ func Run(t *testing.T, c *Client, home string) {
 	t.Run("BadInput", func(t *testing.T) { badInput(t, c) })
 	t.Run("DeleteTenantShreds", func(t *testing.T) { deleteTenant(t, c) })
 	runIdentity(t, c)
+	runMFA(t, c)
+	runPasskeys(t, c)
 	runAccounts(t, c)
 	runConversations(t, c)
 	t.Run("CrossTenantMatrix", func(t *testing.T) { Matrix(t, c) })

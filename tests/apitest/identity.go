@@ -25,6 +25,7 @@ func runIdentity(t *testing.T, c *Client) {
 	t.Run("APIKeys", func(t *testing.T) { apiKeys(t, c) })
 	t.Run("KeyRateLimit", func(t *testing.T) { keyRateLimit(t, c) })
 	t.Run("Settings", func(t *testing.T) { settingsBounds(t, c) })
+	t.Run("MailLog", func(t *testing.T) { mailLog(t, c) })
 }
 
 func sessionCookie(t *testing.T, c *Client) {

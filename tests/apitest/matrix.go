@@ -124,6 +124,11 @@ type mxTenant struct {
 
 	deadJob string // a dead background job (of a kind no build runs)
 
+	// passkey is a passkey of a member who holds one (never a fixture
+	// principal, whose password sign-ins must not turn into MFA ones).
+	passkey       string
+	passkeyHolder *Session
+
 	// The widget: the one allowed origin, and the identity secret (kept
 	// current by the identity-secret route's recipe).
 	widgetOrigin, widgetSecret string
@@ -165,7 +170,7 @@ func Matrix(t *testing.T, c *Client) {
 	m.a = m.tenant(t, "Matrix A", true)
 	m.b = m.tenant(t, "Matrix B", false)
 	b := m.b
-	m.secrets = []string{b.id, b.owner.UserID, b.victim.UserID, b.victimSession, b.msg, b.invitation, b.keyID, b.contact, b.conv, b.conv2, b.canned, b.webhook}
+	m.secrets = []string{b.id, b.owner.UserID, b.victim.UserID, b.victimSession, b.msg, b.invitation, b.keyID, b.contact, b.conv, b.conv2, b.canned, b.webhook, b.passkey}
 	principals := m.principals(t)
 	m.secrets = append(m.secrets, b.deadJob)
 	baseB := m.snapshot(t, m.b, true)
@@ -336,6 +341,8 @@ func (m *matrix) tenant(t *testing.T, name string, full bool) *mxTenant {
 	}
 	tn.victim = o.Invite(t, "agent")
 	tn.victimSession = sessionID(t, tn.victim)
+	tn.passkeyHolder = o.Invite(t, "agent")
+	tn.passkey = tn.passkeyHolder.EnrolPasskey(t, m.c.NewAuthenticator(t), "matrix")["id"].(string)
 	tn.invitation = newInvitation(t, o)
 	k := o.Do(t, "POST", "/v1/api-keys", map[string]any{"name": "victim", "scopes": []string{"conversations:read"}}).Expect(t, 201).JSON(t)
 	tn.keyID, tn.keyStr = k["id"].(string), k["key"].(string)
@@ -455,6 +462,8 @@ func (m *matrix) snapshot(t testing.TB, tn *mxTenant, all bool) map[string]strin
 	att := o.Do(t, "GET", attachmentPath(tn.conv, tn.msg), nil)
 	s["attachment "+tn.msg] = fmt.Sprintf("%d %x", att.Status, sha256.Sum256(att.Body))
 	s["victim session"] = fmt.Sprint(tn.victim.Do(t, "GET", "/v1/me", nil).Status)
+	pk := tn.passkeyHolder.Do(t, "GET", "/v1/me/passkeys", nil)
+	s["passkeys"] = fmt.Sprintf("%d %x", pk.Status, sha256.Sum256(pk.Body))
 	s["victim key"] = fmt.Sprint(m.c.Do(t, "GET", "/v1/canned-responses", nil, bearer(tn.keyStr)...).Status)
 	// The chat core's stable objects (B's whole state is in them: nothing
 	// of B's is made during the matrix).
@@ -544,6 +553,20 @@ func (m *matrix) fresh(t testing.TB, p *mxPrincipal) *Session {
 		return nil
 	}
 	return m.c.LoginSession(t, p.sess.Email)
+}
+
+// newPerson is a new member of the caller's role in the caller's tenant,
+// signed in, for a call that changes the person's own second factors; nil
+// when the caller is not a person.
+func (m *matrix) newPerson(t testing.TB, x mxCase) *Session {
+	if x.p.sess == nil {
+		return nil
+	}
+	role := x.p.role
+	if role == "owner" {
+		role = "admin" // the routes are the same for every role; a new admin stands in for a new owner
+	}
+	return x.own.owner.Invite(t, role)
 }
 
 func newPassword() string {
@@ -836,6 +859,51 @@ var mxRecipes = map[string]mxRecipe{
 		c := mxCall{path: "/v1/me/password", body: map[string]string{"current_password": Password, "new_password": newPassword()}}
 		if x.allowed && x.p.sess != nil {
 			c.as = x.own.owner.Invite(t, x.p.role)
+		}
+		return c
+	}},
+	// Second factors: each allowed call is made by a new person of the
+	// caller's role (a factor set up on a principal would change how the
+	// matrix signs them in), except step-up, which only refreshes the
+	// caller's own session.
+	"POST /v1/login/mfa": {ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		p := x.own.owner.Invite(t, "agent")
+		_, codes := p.EnrolTOTP(t)
+		return mxCall{path: "/v1/login/mfa", as: m.fresh(t, x.p),
+			body: map[string]string{"mfa_token": m.c.PasswordStep(t, p.Email), "recovery_code": codes[0]},
+			after: func(t testing.TB, r *Response) {
+				if got := r.JSON(t)["user"].(map[string]any)["id"]; got != p.UserID {
+					t.Errorf("signed in as %v, want %s", got, p.UserID)
+				}
+			}}
+	}},
+	"POST /v1/me/reauth": {never: []string{"key"}, ok: 204, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/me/reauth", body: map[string]string{"password": Password}}
+	}},
+	"POST /v1/me/mfa/totp": {never: []string{"key"}, ok: 201, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		return mxCall{path: "/v1/me/mfa/totp", as: m.newPerson(t, x)}
+	}},
+	"POST /v1/me/mfa/totp/confirm": {never: []string{"key"}, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		c := mxCall{path: "/v1/me/mfa/totp/confirm", body: map[string]string{"code": "123456"}}
+		if p := m.newPerson(t, x); p != nil {
+			secret := p.Do(t, "POST", "/v1/me/mfa/totp", nil).Expect(t, 201).JSON(t)["secret"].(string)
+			c.as, c.body = p, map[string]string{"code": m.c.TOTPCode(t, secret, 0)}
+		}
+		return c
+	}},
+	"DELETE /v1/me/mfa/totp": {never: []string{"key"}, ok: 204, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		c := mxCall{path: "/v1/me/mfa/totp"}
+		if p := m.newPerson(t, x); p != nil {
+			p.EnrolTOTP(t)
+			c.as = p
+		}
+		return c
+	}},
+	"POST /v1/me/mfa/recovery-codes": {never: []string{"key"}, ok: 200, build: func(t testing.TB, m *matrix, x mxCase) mxCall {
+		c := mxCall{path: "/v1/me/mfa/recovery-codes"}
+		if p := m.newPerson(t, x); p != nil {
+			p.EnrolTOTP(t)
+			c.as = p
 		}
 		return c
 	}},

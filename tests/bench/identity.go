@@ -122,6 +122,15 @@ func (x *b) identity() error {
 		logins[i] = x.logins(a.h.url, a.s.Email)
 		x.rep.measured(a.label+", POST /v1/login", logins[i])
 	}
+	progress("identity: sign-in with a password and a TOTP code, %d people per home...", *totpN)
+	totpBoth, totpCode := make([]result, len(homes)), make([]result, len(homes))
+	for i, a := range homes {
+		if totpBoth[i], totpCode[i], err = x.totpSignIns(a.h.url); err != nil {
+			return fmt.Errorf("%s: %w", a.h.name, err)
+		}
+		x.rep.measured(a.label+", POST /v1/login + POST /v1/login/mfa (TOTP)", totpBoth[i])
+	}
+	progress("  password + TOTP p50: host %s, native %s", ms(totpBoth[1].pct(50)), ms(totpBoth[0].pct(50)))
 	guest, port, err := x.argon2(pool.url)
 	if err != nil {
 		return fmt.Errorf("host: %w", err)
@@ -163,6 +172,7 @@ func (x *b) identity() error {
 
 	x.reportGrowth(growth, plan)
 	x.reportLogin(homes[1].label, homes[0].label, logins, guest, port, nat)
+	x.reportTOTP([]string{homes[0].label, homes[1].label}, totpBoth, totpCode)
 	return nil
 }
 

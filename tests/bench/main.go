@@ -84,7 +84,7 @@ var (
 	aeadMiB  = flag.Int("aead-mib", 64, "MiB sealed by the software-AES route in the guest")
 	blobMiB  = flag.Int("blob-mib", 16, "MiB of the attachment uploaded and downloaded")
 	noWorker = flag.Bool("no-workerd", false, "skip the workerd measurements")
-	only     = flag.String("only", "", "measure only this part (identity, overload, chat, widget) and write it to -out (default: a file in the temporary directory)")
+	only     = flag.String("only", "", "measure only this part (identity, passkeys, overload, chat, widget, mail) and write it to -out (default: a file in the temporary directory)")
 )
 
 var began = time.Now()
@@ -163,6 +163,9 @@ func bench() error {
 	if err := x.sizes(); err != nil {
 		return err
 	}
+	if err := x.mailBytes(); err != nil {
+		return err
+	}
 	if err := x.compile(); err != nil {
 		return err
 	}
@@ -182,6 +185,9 @@ func bench() error {
 		return err
 	}
 	if err := x.identity(); err != nil {
+		return err
+	}
+	if err := x.passkeys(); err != nil {
 		return err
 	}
 	if err := x.chat(); err != nil {
@@ -211,11 +217,15 @@ func (x *b) onlyPart(start time.Time, head string) error {
 	if !set {
 		out = filepath.Join(os.TempDir(), "BENCHMARKS-"+*only+".md")
 	}
-	if err := x.ensureBuilt(); err != nil {
-		return err
-	}
 	var err error
+	if *only != "mail" { // the mail part makes its own builds
+		if err := x.ensureBuilt(); err != nil {
+			return err
+		}
+	}
 	switch *only {
+	case "mail":
+		err = x.mailBytes()
 	case "identity":
 		err = x.identity()
 	case "overload":
@@ -226,8 +236,10 @@ func (x *b) onlyPart(start time.Time, head string) error {
 		}
 	case "widget":
 		err = x.widget()
+	case "passkeys":
+		err = x.passkeys()
 	default:
-		err = fmt.Errorf("-only %q: the parts are: identity, overload, chat, widget", *only)
+		err = fmt.Errorf("-only %q: the parts are: identity, passkeys, overload, chat, widget, mail", *only)
 	}
 	if err != nil {
 		return err

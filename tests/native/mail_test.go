@@ -139,7 +139,7 @@ func TestSecurityNoticeMailed(t *testing.T) {
 		t.Fatalf("the owner got %d notices, want 1", len(owner))
 	}
 	if m := owner[0]; !strings.Contains(m.Subject, "Notice Co") || !strings.Contains(m.Text, "Repeated failed sign-ins") ||
-		!strings.Contains(m.Text, "failed logins for user:"+a.UserID) || !strings.Contains(m.HTML, "<p>") {
+		!strings.Contains(m.Text, "failed logins for "+a.Email) || !strings.Contains(m.HTML, "<p>") {
 		t.Fatalf("the notice as mailed:\n%s\n%s", m.Subject, m.Text)
 	}
 	// The burst goes on in the same window: the same notice, no new mail.
@@ -240,6 +240,12 @@ func TestNewDeviceMailed(t *testing.T) {
 	// The mail is about the person's account: no organization lists it.
 	if l := listMail(t, o, "template=new_device"); len(l.Mail) != 0 {
 		t.Fatalf("the organization lists a person's new-device mail: %+v", l)
+	}
+	// A user agent cut (at 256 bytes) inside a character is still mailed.
+	h.c.Login(t, o.Email, apitest.Password, "User-Agent", strings.Repeat("a", 255)+"şş\xff").Expect(t, 200)
+	h.jobs()
+	if got := h.box.to(o.Email, "New sign-in"); len(got) != 2 || !strings.Contains(got[1].Text, strings.Repeat("a", 190)) {
+		t.Fatalf("%d new-device mails after a long user agent", len(got))
 	}
 }
 

@@ -342,3 +342,19 @@ func TestParseOrigin(t *testing.T) {
 		}
 	}
 }
+
+// TestStepUpWindow: dangerous routes need a proof of identity from the
+// last five minutes (apitest.StepUpWindow).
+func TestStepUpWindow(t *testing.T) {
+	c, clock := start(t)
+	openapi.Attach(t, c)
+	apitest.StepUpWindow(t, c, clock.Advance)
+}
+
+// TestMFAChallengeExpiry: the second step of a sign-in expires after five
+// minutes (apitest.ChallengeExpiry).
+func TestMFAChallengeExpiry(t *testing.T) {
+	c, clock := start(t)
+	openapi.Attach(t, c)
+	apitest.ChallengeExpiry(t, c, clock.Advance)
+}

@@ -6,7 +6,7 @@
 // header of the right shape, for service "ses" and the server's region,
 // signing at least content-type, host and x-amz-date, whose signature it
 // recomputes from the request (its own implementation of the algorithm,
-// not the SDK's); an X-Amz-Date within 15 minutes; a JSON body with only
+// neither the SDK's nor the adapter's); an X-Amz-Date within 15 minutes; a JSON body with only
 // SendEmail's fields and one recipient. It answers {"MessageId": ...} and
 // keeps the message, which it serves through the subset of mailpit's HTTP
 // API that storagetest.MailpitInbox reads, so the mail contract suite runs
@@ -262,8 +262,11 @@ func (s *Server) sendEmail(w http.ResponseWriter, r *http.Request) {
 		m.HTML = simple.Body.Html.Data
 	}
 	for _, h := range simple.Headers {
-		if strings.ContainsAny(h.Name+h.Value, "\r\n") {
-			s.refuse(w, http.StatusBadRequest, "BadRequestException", "header %q has a line break", h.Name)
+		// SES's rules for MessageHeader: printable ASCII, no colon in the
+		// name, at most 126 and 995 characters, 996 together.
+		if !printableASCII(h.Name, false) || strings.Contains(h.Name, ":") || !printableASCII(h.Value, true) ||
+			len(h.Name) > 126 || len(h.Value) > 995 || len(h.Name)+len(h.Value) > 996 {
+			s.refuse(w, http.StatusBadRequest, "BadRequestException", "header %q is not printable ASCII within SES's lengths", h.Name)
 			return
 		}
 		m.Headers[h.Name] = append(m.Headers[h.Name], h.Value)
@@ -273,6 +276,15 @@ func (s *Server) sendEmail(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(map[string]string{"MessageId": id})
+}
+
+func printableASCII(v string, spaces bool) bool {
+	for i := 0; i < len(v); i++ {
+		if v[i] > 126 || v[i] < 33 && !(spaces && v[i] == ' ') {
+			return false
+		}
+	}
+	return v != ""
 }
 
 func newMessageID() string {

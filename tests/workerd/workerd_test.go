@@ -221,7 +221,9 @@ func TestWorkerd(t *testing.T) {
 	// than ignore them.
 	t.Run("no-master-key", func(t *testing.T) {
 		bare := start(t, wrangler.Options{Root: root, Name: "unconfigured", SkipBuild: true, BuildDir: shipped,
-			SkipMigrations: true, NoMasterKey: true, Vars: []string{"POMMY_TEST_ROUTES:1", "POMMY_PUBLIC_ORIGINS:ftp://support.example.com"}})
+			SkipMigrations: true, NoMasterKey: true, Vars: []string{"POMMY_TEST_ROUTES:1", "POMMY_PUBLIC_ORIGINS:ftp://support.example.com",
+				// Mail half configured: the sender without SES's region and key.
+				"MAIL_FROM:Pommy <noreply@pommy.example>"}})
 		for _, path := range []string{"/healthz", "/v1/conversations", "/__contract/sql"} {
 			status, body := get(t, bare, path, 30*time.Second)
 			var e struct {
@@ -229,8 +231,9 @@ func TestWorkerd(t *testing.T) {
 			}
 			if status != http.StatusServiceUnavailable || json.Unmarshal(body, &e) != nil || e.Error.Code != "not_configured" ||
 				!strings.Contains(e.Error.Message, "MASTER_KEY") || !strings.Contains(e.Error.Message, "POMMY_TEST_ROUTES") ||
-				!strings.Contains(e.Error.Message, "POMMY_PUBLIC_ORIGINS") {
-				t.Errorf("GET %s without MASTER_KEY, with POMMY_TEST_ROUTES and a bad POMMY_PUBLIC_ORIGINS: %d %s, want 503 not_configured naming all three", path, status, body)
+				!strings.Contains(e.Error.Message, "POMMY_PUBLIC_ORIGINS") || !strings.Contains(e.Error.Message, "MAIL_SES_REGION") ||
+				!strings.Contains(e.Error.Message, "MAIL_SES_SECRET_ACCESS_KEY") {
+				t.Errorf("GET %s without MASTER_KEY, with POMMY_TEST_ROUTES, a bad POMMY_PUBLIC_ORIGINS and mail half configured: %d %s, want 503 not_configured naming all four", path, status, body)
 			}
 		}
 		// The cron run must fail visibly (and promptly), not report success.

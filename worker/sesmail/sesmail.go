@@ -4,9 +4,10 @@
 // net/http in the tests).
 //
 // The request is SES v2's JSON, written here, and signed with AWS
-// Signature Version 4 by the SDK's signer (aws/signer/v4) alone: the SDK's
-// SES client would add its whole middleware stack to the worker for one
-// call (docs/decisions.md, "The edge mail adapter", has the bytes).
+// Signature Version 4 (sigv4.go): the SDK's SES client would add its whole
+// middleware stack to the worker for one call, and even its signer alone
+// the aws and smithy-go packages (docs/decisions.md, "The Email port's
+// adapters", has the bytes).
 //
 // SES makes its own Message-ID, and SendEmail takes no idempotency key, so
 // the mail's id travels as the header X-Pommy-Mail-Id, which lets a
@@ -35,9 +36,6 @@ import (
 	"net/url"
 	"strings"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 
 	"pommy.ai/edge/storage"
 )
@@ -80,7 +78,6 @@ type Mailer struct {
 	cfg      Config
 	endpoint *url.URL
 	from     string
-	signer   *v4.Signer
 }
 
 // New checks the configuration. Its errors name settings, never values of
@@ -117,7 +114,7 @@ func New(cfg Config) (*Mailer, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Mailer{cfg: cfg, endpoint: u, from: from.String(), signer: v4.NewSigner()}, nil
+	return &Mailer{cfg: cfg, endpoint: u, from: from.String()}, nil
 }
 
 func validRegion(r string) bool {
@@ -201,7 +198,7 @@ func (m *Mailer) Send(ctx context.Context, msg storage.Mail) (string, error) {
 		Content: content{Simple: simpleMessage{
 			Subject: textContent{Data: msg.Subject, Charset: "UTF-8"},
 			Body:    body{Text: &textContent{Data: msg.Text, Charset: "UTF-8"}},
-			Headers: []messageHead{{Name: MailIDHeader, Value: msg.ID}, {Name: "Auto-Submitted", Value: "auto-generated"}},
+			Headers: []messageHead{{Name: MailIDHeader, Value: headerID(msg.ID)}, {Name: "Auto-Submitted", Value: "auto-generated"}},
 		}},
 	}
 	if msg.HTML != "" {
@@ -220,10 +217,7 @@ func (m *Mailer) Send(ctx context.Context, msg storage.Mail) (string, error) {
 	hr.Header.Set("Content-Type", "application/json")
 	sum := sha256.Sum256(payload)
 	hash := hex.EncodeToString(sum[:])
-	creds := aws.Credentials{AccessKeyID: m.cfg.AccessKeyID, SecretAccessKey: m.cfg.SecretAccessKey}
-	if err := m.signer.SignHTTP(ctx, creds, hr, hash, "ses", m.cfg.Region, m.cfg.Now().UTC()); err != nil {
-		return "", fmt.Errorf("%w: ses: signing: %v", storage.ErrUnavailable, err)
-	}
+	signV4(hr, m.cfg.AccessKeyID, m.cfg.SecretAccessKey, m.cfg.Region, hash, m.cfg.Now())
 	resp, err := m.cfg.HTTP.Do(hr)
 	if err != nil {
 		// The network, a timeout, or the egress refusing the endpoint
@@ -292,6 +286,21 @@ func ParseResponse(status int, errorType string, raw []byte) (string, error) {
 		class = storage.ErrUnavailable
 	}
 	return "", fmt.Errorf("%w: ses: %s", class, detail)
+}
+
+// headerID is the X-Pommy-Mail-Id value for a mail id: the id itself when
+// it is letters, digits, '_' and '-' (the outbox's "ml_<hex>"), else a
+// digest of it: SES takes only printable ASCII in a header value, and
+// storage.Mail.Check allows more in an id.
+func headerID(id string) string {
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			sum := sha256.Sum256([]byte(id))
+			return "id-" + hex.EncodeToString(sum[:16])
+		}
+	}
+	return id
 }
 
 func oneLine(s string) string {

@@ -112,6 +112,29 @@ func TestServerDownAndHung(t *testing.T) {
 	}
 }
 
+// An id that SES would not take in a header still sends, with a digest in
+// X-Pommy-Mail-Id; the outbox's ids go as they are.
+func TestMailIDHeader(t *testing.T) {
+	s := newServer(t)
+	m := newMailer(t, s, testSecret, 0)
+	for _, id := range []string{"ml_0123abcdef", "ml_ş(1)"} {
+		if _, err := m.Send(context.Background(), storage.Mail{ID: id, To: "id@example.com", Subject: "s", Text: "t"}); err != nil {
+			t.Fatalf("%q: %v (server: %q)", id, err, s.Refusals())
+		}
+	}
+	got, err := storagetest.MailpitInbox(http.DefaultClient, s.URL).List(context.Background(), "id@example.com")
+	if err != nil || len(got) != 2 {
+		t.Fatalf("%d messages, %v", len(got), err)
+	}
+	ids := map[string]bool{}
+	for _, d := range got {
+		ids[d.Header(MailIDHeader)] = true
+	}
+	if !ids["ml_0123abcdef"] || !ids[headerID("ml_ş(1)")] || !strings.HasPrefix(headerID("ml_ş(1)"), "id-") {
+		t.Errorf("X-Pommy-Mail-Id values %v", ids)
+	}
+}
+
 func TestConfig(t *testing.T) {
 	good := Config{Region: "eu-west-1", AccessKeyID: "a", SecretAccessKey: "b", From: "a@example.com", HTTP: http.DefaultClient}
 	m, err := New(good)

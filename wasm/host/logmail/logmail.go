@@ -49,7 +49,16 @@ func (m *Mailer) Send(ctx context.Context, msg storage.Mail) (string, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n===== %s =====\n", Banner)
 	fmt.Fprintf(&b, "To: %s\nSubject: %s\nMessage id: %s\n\n", msg.To, msg.Subject, msg.ID)
-	b.WriteString(strings.ReplaceAll(strings.TrimRight(msg.Text, "\r\n"), "\r\n", "\n"))
+	// Control characters other than line ends and tabs (a terminal's
+	// escape sequences, which a name in the text could carry) are shown
+	// as U+FFFD rather than sent to the operator's terminal.
+	text := strings.ReplaceAll(strings.TrimRight(msg.Text, "\r\n"), "\r\n", "\n")
+	b.WriteString(strings.Map(func(r rune) rune {
+		if (r < 0x20 && r != '\n' && r != '\t') || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return '\uFFFD'
+		}
+		return r
+	}, text))
 	b.WriteString("\n===== end of mail =====\n\n")
 	m.mu.Lock()
 	defer m.mu.Unlock()

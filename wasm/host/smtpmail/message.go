@@ -3,6 +3,7 @@ package smtpmail
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"mime"
@@ -59,11 +60,15 @@ func buildMessage(from *mail.Address, m storage.Mail, messageID string, now time
 	return b.Bytes(), nil
 }
 
-// writeQP writes s quoted-printable: line breaks (LF or CRLF) become CRLF,
+// writeQP writes s quoted-printable: line breaks (LF, CRLF or CR) become CRLF,
 // everything else that is not printable ASCII is escaped, lines are
 // soft-wrapped at 76 characters. A quoted-printable body cannot contain
 // the boundary, which has "=_" in it ("=" is always escaped in the body).
 func writeQP(b *bytes.Buffer, s string) error {
+	// Every line end becomes LF first: Go's writer takes a lone CR and a
+	// later LF for one CRLF when other bytes stand between them, and
+	// loses a line end (found by FuzzBuildMessage: "\r\x05\n").
+	s = strings.NewReplacer("\r\n", "\n", "\r", "\n").Replace(s)
 	w := quotedprintable.NewWriter(b)
 	if _, err := w.Write([]byte(s)); err != nil {
 		return err
@@ -71,7 +76,8 @@ func writeQP(b *bytes.Buffer, s string) error {
 	return w.Close()
 }
 
-// encodeSubject returns s as it is when it is printable ASCII, else as
+// encodeSubject returns s as it is when it is printable ASCII without
+// blanks at its ends, else as
 // RFC 2047 encoded-words (UTF-8, Q or B, whichever is shorter), folded
 // between words so that no header line grows past the 998-byte limit.
 func encodeSubject(s string) string {
@@ -82,8 +88,20 @@ func encodeSubject(s string) string {
 			break
 		}
 	}
-	if ascii {
+	if ascii && strings.TrimSpace(s) == s {
 		return s
+	}
+	if ascii {
+		// Blanks at the ends would be taken for folding space and
+		// dropped; an encoded-word keeps them. Whole 45-byte chunks of
+		// ASCII, each one word of at most 75 characters.
+		var words []string
+		for len(s) > 0 {
+			n := min(len(s), 45)
+			words = append(words, "=?utf-8?b?"+base64.StdEncoding.EncodeToString([]byte(s[:n]))+"?=")
+			s = s[n:]
+		}
+		return strings.Join(words, "\r\n ")
 	}
 	q := mime.QEncoding.Encode("utf-8", s)
 	if b64 := mime.BEncoding.Encode("utf-8", s); len(b64) < len(q) {

@@ -25,8 +25,10 @@ package smtpmail
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -109,6 +111,13 @@ func ParseSender(s string) (*mail.Address, error) {
 	if err := storage.CheckMailAddress(a.Address); err != nil {
 		return nil, fmt.Errorf("mail sender %q: the address must be a plain address (name@example.com)", s)
 	}
+	for i := 0; i < len(a.Address); i++ {
+		if a.Address[i] >= 0x80 {
+			// It names the EHLO and ends every Message-ID, both ASCII
+			// only; MAIL FROM would need SMTPUTF8 everywhere.
+			return nil, fmt.Errorf("mail sender %q: the address must be ASCII (write an international domain in its xn-- form)", s)
+		}
+	}
 	for _, r := range a.Name {
 		if r < 0x20 || r == 0x7f {
 			return nil, fmt.Errorf("mail sender %q: control character in the name", s)
@@ -135,7 +144,7 @@ func (m *Mailer) Send(ctx context.Context, msg storage.Mail) (string, error) {
 		return "", err
 	}
 	now := m.cfg.Now()
-	messageID := "<" + msg.ID + "@" + m.domain + ">"
+	messageID := "<" + idLeft(msg.ID) + "@" + m.domain + ">"
 	body, err := buildMessage(m.from, msg, messageID, now)
 	if err != nil {
 		return "", err
@@ -146,6 +155,22 @@ func (m *Mailer) Send(ctx context.Context, msg storage.Mail) (string, error) {
 		return "", err
 	}
 	return messageID, nil
+}
+
+// idLeft is the Message-ID's left side for a mail id: the id itself when
+// it is letters, digits, '_' and '-' (the outbox's "ml_<hex>"), else a
+// digest of it, so that any id storage.Mail.Check allows (it allows
+// punctuation and non-ASCII that RFC 5322's dot-atom does not) still makes
+// a valid Message-ID, the same one on every retry.
+func idLeft(id string) string {
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			sum := sha256.Sum256([]byte(id))
+			return "id-" + hex.EncodeToString(sum[:16])
+		}
+	}
+	return id
 }
 
 // stage names the step of the conversation that failed, for the error and
@@ -167,7 +192,8 @@ func (m *Mailer) submit(ctx context.Context, to string, body []byte) (err error)
 	}
 	// The context's end (its timeout included) closes the connection,
 	// which ends any read or write net/smtp is blocked in.
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	raw := conn // closing it ends a TLS connection over it too
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	defer stop()
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(dl)

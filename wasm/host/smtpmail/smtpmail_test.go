@@ -46,7 +46,7 @@ func newMailer(t *testing.T, srv *mailpit.Server, sec Security, user, pass strin
 		Server:   Server{Host: host, Port: port, Security: sec},
 		User:     user,
 		Password: pass,
-		From:     "Pommy Destek <destek@pommy.example>",
+		From:     "Pommy Çağrı Merkezi <destek@pommy.example>",
 		RootCAs:  srv.CertPool,
 		Timeout:  10 * time.Second,
 	})
@@ -72,7 +72,7 @@ func TestMessageHeaders(t *testing.T) {
 	if got.MessageID != id+"@pommy.example" {
 		t.Errorf("Message-ID %q", got.MessageID)
 	}
-	if got.From.Address != "destek@pommy.example" || got.From.Name != "Pommy Destek" {
+	if got.From.Address != "destek@pommy.example" || got.From.Name != "Pommy Çağrı Merkezi" {
 		t.Errorf("From %+v", got.From)
 	}
 	if got.Subject != "Hoş geldiniz" || !strings.Contains(got.Header("Subject"), "=?utf-8?") {
@@ -279,14 +279,26 @@ func TestHungServerIsBounded(t *testing.T) {
 }
 
 func TestParseSender(t *testing.T) {
-	for _, ok := range []string{"a@example.com", "Pommy <a@example.com>", `"Pommy, Inc." <a@example.com>`, "Pommy Destek <destek@örnek.example>"} {
-		if _, err := ParseSender(ok); err != nil && !strings.Contains(ok, "ö") {
+	for _, ok := range []string{"a@example.com", "Pommy <a@example.com>", `"Pommy, Inc." <a@example.com>`, "Pommy Destek Ekibi <destek@xn--rnek-4qa.example>", "=?utf-8?q?Destek_=C3=87a=C4=9Fr=C4=B1?= <a@example.com>"} {
+		if _, err := ParseSender(ok); err != nil {
 			t.Errorf("%q: %v", ok, err)
 		}
 	}
-	for _, bad := range []string{"", "a", "a@example.com\r\nBcc: b@example.com", "Eve <a@example.com>, b@example.com", "<>", "Pommy\n <a@example.com>"} {
+	for _, bad := range []string{"", "a", "a@example.com\r\nBcc: b@example.com", "Eve <a@example.com>, b@example.com", "<>", "Pommy\n <a@example.com>", "Destek <destek@örnek.example>"} {
 		if _, err := ParseSender(bad); err == nil {
 			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestIDLeft(t *testing.T) {
+	if got := idLeft("ml_0123abcd-x"); got != "ml_0123abcd-x" {
+		t.Errorf("a plain id changed: %q", got)
+	}
+	for _, id := range []string{"a(b", "ş", "a.b", "a..b", "x:y", "[a]"} {
+		got := idLeft(id)
+		if got != idLeft(id) || !strings.HasPrefix(got, "id-") || len(got) != 35 {
+			t.Errorf("%q -> %q", id, got)
 		}
 	}
 }
