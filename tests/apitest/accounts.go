@@ -2,7 +2,9 @@ package apitest
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -17,6 +19,7 @@ func runAccounts(t *testing.T, c *Client) {
 	t.Run("EmailChange", func(t *testing.T) { emailChange(t, c) })
 	t.Run("PasswordReset", func(t *testing.T) { passwordReset(t, c) })
 	t.Run("ResetClearsThrottle", func(t *testing.T) { resetClearsThrottle(t, c) })
+	t.Run("LinkUsedOnceUnderRace", func(t *testing.T) { linkUsedOnceUnderRace(t, c) })
 	t.Run("ForgotSameAnswer", func(t *testing.T) { forgotSameAnswer(t, c) })
 	t.Run("ForgotLimits", func(t *testing.T) { forgotLimits(t, c) })
 	t.Run("LinksDisabledPerson", func(t *testing.T) { linksDisabledPerson(t, c) })
@@ -360,6 +363,48 @@ func resetClearsThrottle(t *testing.T, c *Client) {
 	newPw := "unlocked by the reset link"
 	c.Do(t, "POST", "/v1/password/reset", map[string]string{"token": c.LatestLink(t, o.Email, "password_reset").Token, "new_password": newPw}, ip...).Expect(t, 204)
 	c.Login(t, o.Email, newPw, ip...).Expect(t, 200)
+}
+
+// linkUsedOnceUnderRace: the same reset link sent eight times at once
+// sets one password: one 204, seven 410 link_used, and the password that
+// works is the winner's.
+func linkUsedOnceUnderRace(t *testing.T, c *Client) {
+	o := c.Signup(t, "Race Co")
+	tok := c.Do(t, "POST", "/__test/account-links/make", map[string]string{"email": o.Email, "purpose": "password_reset"}).Expect(t, 200).JSON(t)["token"]
+	const n = 8
+	statuses := make([]int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			statuses[i] = c.Do(t, "POST", "/v1/password/reset", map[string]any{"token": tok, "new_password": fmt.Sprintf("racing passphrase %d", i)}).Status
+		}()
+	}
+	wg.Wait()
+	winner := -1
+	for i, st := range statuses {
+		switch st {
+		case 204:
+			if winner >= 0 {
+				t.Fatalf("two resets with one link: %v", statuses)
+			}
+			winner = i
+		case 410:
+		default:
+			t.Fatalf("statuses %v", statuses)
+		}
+	}
+	if winner < 0 {
+		t.Fatalf("no reset succeeded: %v", statuses)
+	}
+	for i := range n {
+		want := 401
+		if i == winner {
+			want = 200
+		}
+		c.Login(t, o.Email, fmt.Sprintf("racing passphrase %d", i)).Expect(t, want)
+	}
 }
 
 // forgotSameAnswer: an address with an account and one without get the

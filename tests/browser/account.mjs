@@ -72,6 +72,18 @@ try {
   await bare.waitForSelector('#status.error');
   assert.ok(await bare.isDisabled('#verify button[type=submit]'));
 
+  // A browser that prefers Turkish gets the page in Turkish.
+  const turkish = await (await browser.newContext({ locale: 'tr-TR' })).newPage();
+  await turkish.goto(link);
+  await turkish.waitForSelector('#reset:not([hidden])');
+  assert.equal(await turkish.getAttribute('html', 'lang'), 'tr');
+  assert.equal(await turkish.textContent('#reset h2'), 'Yeni bir parola seçin');
+  await turkish.fill('#reset-password', 'bir parola daha 123');
+  await turkish.fill('#reset-confirm', 'bir parola daha 123');
+  await turkish.click('#reset button[type=submit]');
+  await turkish.waitForSelector('#status.error');
+  assert.match(await turkish.textContent('#status'), /zaten kullanıldı/);
+
   assert.deepEqual(problems.filter((p) => !/status of 410/.test(p)), [], 'errors in the page');
   console.log('--- PASS: reset-page');
 } catch (e) {
