@@ -235,7 +235,7 @@ type lossResult struct {
 	Seed       uint64
 }
 
-// streamLoss runs the loss scenario against h and counts; the lead's
+// streamLoss runs the loss scenario against h and counts; the
 // bench can call it with larger numbers.
 func streamLoss(t testing.TB, h *home, o lossOptions) lossResult {
 	t.Helper()
