@@ -850,6 +850,7 @@ func (x *b) workerd() {
 		return
 	}
 	defer dev.Stop()
+	verifiers[dev.URL] = d1Verifier(dev)
 	c := newClient(1)
 	f, err := newFixture(ctx, c, dev.URL, 1)
 	if err != nil {
@@ -914,6 +915,7 @@ func (x *b) workerdChatAlone() error {
 		return nil
 	}
 	defer dev.Stop()
+	verifiers[dev.URL] = d1Verifier(dev)
 	x.workerdChat(ctx, dev.URL)
 	return nil
 }

@@ -93,6 +93,8 @@ type Dev struct {
 	URL  string
 	Name string
 
+	root, config, persist string // for D1Exec
+
 	cmd      *exec.Cmd
 	exited   chan struct{}
 	log      *syncBuffer
@@ -293,7 +295,7 @@ func try(ctx context.Context, o Options, config, envFile string) (*Dev, bool, er
 	cmd.Env = baseEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	d := &Dev{Name: o.Name, URL: fmt.Sprintf("http://127.0.0.1:%d", port), cmd: cmd,
-		exited: make(chan struct{}), log: &syncBuffer{}}
+		exited: make(chan struct{}), log: &syncBuffer{}, root: o.Root, config: config, persist: o.Persist}
 	cmd.Stdout, cmd.Stderr = d.log, d.log
 	o.Logf("starting wrangler dev (%s) on %s", o.Name, d.URL)
 	if err := cmd.Start(); err != nil {
@@ -379,6 +381,14 @@ func snapshot(root, build string) (string, error) {
 		return dir, errors.New("wrangler: wrangler.toml has no main entry")
 	}
 	return dir, os.WriteFile(filepath.Join(dir, "wrangler.toml"), []byte(strings.Join(out, "\n")), 0o644)
+}
+
+// D1Exec runs one SQL statement on the running worker's local D1 database
+// with `wrangler d1 execute --local`, for fixtures a home without test
+// routes offers no other way to make (the bench's verified owners).
+func (d *Dev) D1Exec(ctx context.Context, sql string) error {
+	return run(ctx, d.root, 2*time.Minute, "npx", "--no-install", "wrangler", "d1", "execute", "DB", "--local",
+		"--config", d.config, "--persist-to", d.persist, "--command", sql)
 }
 
 // Stop ends the whole process group (npx, wrangler, workerd): SIGTERM, then
