@@ -89,23 +89,9 @@ func (svc *Service) ConfirmEmailChange(w http.ResponseWriter, r *http.Request) e
 		return err
 	}
 	ctx := r.Context()
-	l, err := svc.loadLink(ctx, req.Token, purposeEmailChange)
+	l, a, tenants, err := svc.followLink(ctx, req.Token, purposeEmailChange, false)
 	if err != nil {
 		return err
-	}
-	a, err := svc.accountByID(ctx, l.userID)
-	if err != nil {
-		return err
-	}
-	if a == nil {
-		return errInvalidLink
-	}
-	tenants, err := svc.activeTenants(ctx, a.id)
-	if err != nil {
-		return err
-	}
-	if len(tenants) == 0 {
-		return errDisabled
 	}
 	now := svc.now().UnixMilli()
 	open, openArgs := linkOpen(l, now)

@@ -147,6 +147,37 @@ type account struct {
 	verified                      bool
 }
 
+// followLink is the first half of following a mailed link: the link of
+// purpose that token names, the person it was sent to, and the
+// organizations where they are active (none: errDisabled, nothing to do).
+// sentToAccount says the link went to the person's own address, so that it
+// proves nothing once the address has changed (errLinkExpired); an email
+// change's link went to the new address instead.
+func (svc *Service) followLink(ctx context.Context, token, purpose string, sentToAccount bool) (*link, *account, []string, error) {
+	l, err := svc.loadLink(ctx, token, purpose)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	a, err := svc.accountByID(ctx, l.userID)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if a == nil {
+		return nil, nil, nil, errInvalidLink
+	}
+	if sentToAccount && a.email != l.email {
+		return nil, nil, nil, errLinkExpired
+	}
+	tenants, err := svc.activeTenants(ctx, a.id)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if len(tenants) == 0 {
+		return nil, nil, nil, errDisabled
+	}
+	return l, a, tenants, nil
+}
+
 func (svc *Service) accountByID(ctx context.Context, id string) (*account, error) {
 	// tenant-lookup: a person's account is global; the link or session that names it was checked.
 	rows, err := svc.p.SQL.Query(ctx, `SELECT id, email, name, password_hash, locale, email_verified_at IS NOT NULL FROM users WHERE id = ?`, id)

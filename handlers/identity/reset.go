@@ -219,26 +219,9 @@ func (svc *Service) ResetPassword(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	ctx := r.Context()
-	l, err := svc.loadLink(ctx, req.Token, purposeReset)
+	l, a, tenants, err := svc.followLink(ctx, req.Token, purposeReset, true)
 	if err != nil {
 		return err
-	}
-	a, err := svc.accountByID(ctx, l.userID)
-	if err != nil {
-		return err
-	}
-	if a == nil {
-		return errInvalidLink
-	}
-	if a.email != l.email {
-		return errLinkExpired // the address changed since: the link went to the old one
-	}
-	tenants, err := svc.activeTenants(ctx, a.id)
-	if err != nil {
-		return err
-	}
-	if len(tenants) == 0 {
-		return errDisabled
 	}
 	hash, err := svc.hashNewPassword(ctx, req.NewPassword, a.email)
 	if err != nil {

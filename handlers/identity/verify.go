@@ -71,27 +71,9 @@ func (svc *Service) VerifyEmail(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ctx := r.Context()
-	l, err := svc.loadLink(ctx, req.Token, purposeVerify)
+	l, a, tenants, err := svc.followLink(ctx, req.Token, purposeVerify, true)
 	if err != nil {
 		return err
-	}
-	a, err := svc.accountByID(ctx, l.userID)
-	if err != nil {
-		return err
-	}
-	if a == nil {
-		return errInvalidLink
-	}
-	if a.email != l.email {
-		// The address changed since the link was sent: it proves nothing now.
-		return errLinkExpired
-	}
-	tenants, err := svc.activeTenants(ctx, a.id)
-	if err != nil {
-		return err
-	}
-	if len(tenants) == 0 {
-		return errDisabled
 	}
 	now := svc.now().UnixMilli()
 	open, openArgs := linkOpen(l, now)

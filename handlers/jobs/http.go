@@ -73,43 +73,30 @@ func (c Cursor) Encode() string {
 	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.At, 10) + "." + c.ID))
 }
 
-var queryParams = map[string]bool{"state": true, "kind": true, "cursor": true, "limit": true}
-
-func badQuery(code, field, format string, args ...any) error {
-	e := web.Errorf(http.StatusBadRequest, code, format, args...)
-	e.Field = field
-	return e
-}
-
 // ParseQuery reads the list's query parameters: state, kind, cursor,
 // limit. Unknown or repeated parameters are refused, so that a typo does
 // not silently list everything.
 func ParseQuery(q url.Values) (Query, error) {
 	out := Query{Limit: PageSize}
-	for k, v := range q {
-		if !queryParams[k] {
-			return out, badQuery("unknown_parameter", web.Truncate(k, 40), "unknown query parameter; known: cursor, kind, limit, state")
-		}
-		if len(v) != 1 {
-			return out, badQuery("invalid_parameter", k, "query parameter %s is given %d times", k, len(v))
-		}
+	if err := web.CheckQuery(q, "cursor", "kind", "limit", "state"); err != nil {
+		return out, err
 	}
 	if s := q.Get("state"); s != "" {
 		if !validState(s) {
-			return out, badQuery("invalid_state", "state", "state is one of %s", strings.Join(States, ", "))
+			return out, web.FieldErrorf("invalid_state", "state", "state is one of %s", strings.Join(States, ", "))
 		}
 		out.State = s
 	}
 	if k := q.Get("kind"); k != "" {
 		if !validKind(k) {
-			return out, badQuery("invalid_kind", "kind", "a kind is 1 to %d of a-z, 0-9, '.' and '_'", maxKind)
+			return out, web.FieldErrorf("invalid_kind", "kind", "a kind is 1 to %d of a-z, 0-9, '.' and '_'", maxKind)
 		}
 		out.Kind = k
 	}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > MaxPageSize || strconv.Itoa(n) != s {
-			return out, badQuery("invalid_limit", "limit", "limit is an integer from 1 to %d", MaxPageSize)
+			return out, web.FieldErrorf("invalid_limit", "limit", "limit is an integer from 1 to %d", MaxPageSize)
 		}
 		out.Limit = n
 	}
@@ -134,7 +121,7 @@ func validState(s string) bool {
 
 // parseCursor reads a cursor made by Cursor.Encode.
 func parseCursor(s string) (Cursor, error) {
-	bad := badQuery("invalid_cursor", "cursor", "the cursor is not one this list returned")
+	bad := web.FieldErrorf("invalid_cursor", "cursor", "the cursor is not one this list returned")
 	if len(s) > maxCursor {
 		return Cursor{}, bad
 	}

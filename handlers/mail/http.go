@@ -50,42 +50,29 @@ type listQuery struct {
 	AfterID          string
 }
 
-var listParams = map[string]bool{"status": true, "template": true, "cursor": true, "limit": true}
-
-func badParam(code, field, format string, args ...any) error {
-	e := web.Errorf(http.StatusBadRequest, code, format, args...)
-	e.Field = field
-	return e
-}
-
 // parseList reads status, template, cursor and limit; unknown or repeated
 // parameters are refused, so that a typo does not list everything.
 func parseList(q url.Values) (listQuery, error) {
 	out := listQuery{Limit: PageSize}
-	for k, v := range q {
-		if !listParams[k] {
-			return out, badParam("unknown_parameter", web.Truncate(k, 40), "unknown query parameter; known: cursor, limit, status, template")
-		}
-		if len(v) != 1 {
-			return out, badParam("invalid_parameter", k, "query parameter %s is given %d times", k, len(v))
-		}
+	if err := web.CheckQuery(q, "cursor", "limit", "status", "template"); err != nil {
+		return out, err
 	}
 	if s := q.Get("status"); s != "" {
 		if s != "queued" && s != "sent" && s != "failed" {
-			return out, badParam("invalid_status", "status", "status is one of %s", strings.Join(Statuses, ", "))
+			return out, web.FieldErrorf("invalid_status", "status", "status is one of %s", strings.Join(Statuses, ", "))
 		}
 		out.Status = s
 	}
 	if t := q.Get("template"); t != "" {
 		if _, ok := templates[t]; !ok {
-			return out, badParam("invalid_template", "template", "template is one of %s", strings.Join(Templates(), ", "))
+			return out, web.FieldErrorf("invalid_template", "template", "template is one of %s", strings.Join(Templates(), ", "))
 		}
 		out.Template = t
 	}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > MaxPageSize || strconv.Itoa(n) != s {
-			return out, badParam("invalid_limit", "limit", "limit is an integer from 1 to %d", MaxPageSize)
+			return out, web.FieldErrorf("invalid_limit", "limit", "limit is an integer from 1 to %d", MaxPageSize)
 		}
 		out.Limit = n
 	}
@@ -106,7 +93,7 @@ func encodeCursor(at int64, id string) string {
 
 // parseCursor reads a cursor made by encodeCursor, and only that spelling.
 func parseCursor(s string) (int64, string, error) {
-	bad := badParam("invalid_cursor", "cursor", "the cursor is not one this list returned")
+	bad := web.FieldErrorf("invalid_cursor", "cursor", "the cursor is not one this list returned")
 	if len(s) > maxCursor {
 		return 0, "", bad
 	}

@@ -2,6 +2,8 @@ package web
 
 import (
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -23,4 +25,26 @@ func CheckName(field, s string, required bool, max int) (string, error) {
 		}
 	}
 	return s, nil
+}
+
+// FieldErrorf is a 400 error about one field or query parameter.
+func FieldErrorf(code, field, format string, args ...any) *Error {
+	e := Errorf(http.StatusBadRequest, code, format, args...)
+	e.Field = field
+	return e
+}
+
+// CheckQuery refuses a query parameter not in known (sorted, as the error
+// lists them) and one given more than once, so that a typo never silently
+// widens a listing.
+func CheckQuery(q url.Values, known ...string) error {
+	for k, v := range q {
+		if !slices.Contains(known, k) {
+			return FieldErrorf("unknown_parameter", Truncate(k, 40), "unknown query parameter; known: %s", strings.Join(known, ", "))
+		}
+		if len(v) != 1 {
+			return FieldErrorf("invalid_parameter", k, "query parameter %s is given %d times", k, len(v))
+		}
+	}
+	return nil
 }

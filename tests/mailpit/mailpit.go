@@ -32,14 +32,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"pommy.ai/edge/tests/gotool"
 )
 
-// Version is the mailpit release the helper builds.
+// Version is the mailpit release this package builds.
 const Version = "v1.33.1"
 
 const module = "github.com/axllent/mailpit"
@@ -92,7 +93,7 @@ type Server struct {
 	dir  string
 	mu   sync.Mutex
 	cmd  *exec.Cmd
-	logs *logBuffer
+	logs *gotool.LogBuffer
 	// seen caches message details by mailpit id.
 	seen map[string]Message
 }
@@ -201,7 +202,7 @@ func (s *Server) start() error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.logs = &logBuffer{}
+	s.logs = &gotool.LogBuffer{}
 	cmd := exec.Command(s.bin, args...)
 	// Its database is a temporary file it deletes on exit; keep every
 	// MP_* setting of the caller's environment out.
@@ -526,132 +527,9 @@ func selfSigned() (certPEM, keyPEM []byte, err error) {
 		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), nil
 }
 
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
+// tool is the server's build from the Go module proxy.
+var tool = gotool.Tool{Name: "mailpit", Module: module, Version: Version, What: "the SMTP test server", Override: "POMMY_MAILPIT", Env: []string{"CGO_ENABLED=0"}}
 
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.b.Len() < 1<<20 {
-		l.b.Write(p)
-	}
-	return len(p), nil
-}
-
-func (l *logBuffer) WriteString(s string) { l.Write([]byte(s)) }
-
-func (l *logBuffer) String() string {
-	if l == nil {
-		return ""
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// ToolsDir is where built test tools are kept (shared with tests/s3server).
-func ToolsDir() (string, error) {
-	if d := os.Getenv("POMMY_TOOLS_DIR"); d != "" {
-		return filepath.Join(d, "bin"), nil
-	}
-	out, err := exec.Command(goTool(), "env", "GOCACHE").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOCACHE: %w", err)
-	}
-	cache := strings.TrimSpace(string(out))
-	if cache == "" || cache == "off" {
-		return "", errors.New("GOCACHE is off; set POMMY_TOOLS_DIR")
-	}
-	return filepath.Join(filepath.Dir(cache), "pommy-tools", "bin"), nil
-}
-
-func goTool() string {
-	p := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if runtime.GOOS == "windows" {
-		p += ".exe"
-	}
-	if _, err := os.Stat(p); err == nil {
-		return p
-	}
-	return "go"
-}
-
-// progressEvery is how often a running build says it is still running.
-const progressEvery = 20 * time.Second
-
-// Binary returns the path of mailpit Version, building it when missing.
-// Concurrent callers (parallel test binaries) build it once; the others
-// wait on the lock. A build prints a line when it starts and one every
-// 20 s while it runs, so a first run never looks hung.
-func Binary() (string, error) {
-	if p := os.Getenv("POMMY_MAILPIT"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("POMMY_MAILPIT: %w", err)
-		}
-		return p, nil
-	}
-	dir, err := ToolsDir()
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "mailpit-"+Version)
-	if runtime.GOOS == "windows" {
-		bin += ".exe"
-	}
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	unlock, err := lock(filepath.Join(dir, ".mailpit.lock"))
-	if err != nil {
-		return "", err
-	}
-	defer unlock()
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil // another process built it while we waited
-	}
-	fmt.Fprintf(os.Stderr, "mailpit: building %s@%s (the SMTP test server) from the Go module proxy into %s; the first build takes a few minutes\n", module, Version, dir)
-	gobin, err := os.MkdirTemp(dir, "build-")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(gobin)
-	cmd := exec.Command(goTool(), "install", module+"@"+Version)
-	cmd.Dir = os.TempDir() // outside any module
-	cmd.Env = append(os.Environ(), "GOBIN="+gobin, "GOWORK=off", "GOFLAGS=-mod=mod", "CGO_ENABLED=0")
-	var out logBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		return "", fmt.Errorf("go install %s@%s: %v", module, Version, err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	tick := time.NewTicker(progressEvery)
-	defer tick.Stop()
-	for {
-		select {
-		case err = <-done:
-		case <-tick.C:
-			fmt.Fprintf(os.Stderr, "mailpit: ... still building (%s)\n", time.Since(start).Round(time.Second))
-			continue
-		}
-		break
-	}
-	if err != nil {
-		return "", fmt.Errorf("go install %s@%s: %v\n%s", module, Version, err, out.String())
-	}
-	built := filepath.Join(gobin, "mailpit")
-	if runtime.GOOS == "windows" {
-		built += ".exe"
-	}
-	if err := os.Rename(built, bin); err != nil {
-		return "", err
-	}
-	fmt.Fprintf(os.Stderr, "mailpit: built %s in %s\n", bin, time.Since(start).Round(time.Second))
-	return bin, nil
-}
+// Binary returns the path of the server's binary (POMMY_MAILPIT, or one built
+// once per machine; package gotool).
+func Binary() (string, error) { return tool.Binary() }

@@ -11,15 +11,12 @@ package s3server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -27,9 +24,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"pommy.ai/edge/tests/gotool"
 )
 
-// Version is the versitygw release the helper builds.
+// Version is the versitygw release this package builds.
 const Version = "v1.8.0"
 
 const module = "github.com/versity/versitygw/cmd/versitygw"
@@ -47,7 +46,7 @@ type Server struct {
 	addr string
 	mu   sync.Mutex
 	cmd  *exec.Cmd
-	logs *logBuffer
+	logs *gotool.LogBuffer
 }
 
 // Start builds (if needed) and starts a server for the test, creates a
@@ -118,7 +117,7 @@ func freeAddr() (string, error) {
 func (s *Server) start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.logs = &logBuffer{}
+	s.logs = &gotool.LogBuffer{}
 	cmd := exec.Command(s.bin,
 		"--access", s.AccessKey,
 		"--secret", s.SecretKey,
@@ -203,108 +202,9 @@ func (s *Server) Client() *s3.Client {
 // Logs is what the server printed.
 func (s *Server) Logs() string { return s.logs.String() }
 
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
+// tool is the server's build from the Go module proxy.
+var tool = gotool.Tool{Name: "versitygw", Module: module, Version: Version, What: "the S3-compatible test server", Override: "POMMY_VERSITYGW", Env: nil}
 
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.b.Len() < 1<<20 {
-		l.b.Write(p)
-	}
-	return len(p), nil
-}
-
-func (l *logBuffer) WriteString(s string) { l.Write([]byte(s)) }
-
-func (l *logBuffer) String() string {
-	if l == nil {
-		return ""
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// ToolsDir is where built test tools are kept.
-func ToolsDir() (string, error) {
-	if d := os.Getenv("POMMY_TOOLS_DIR"); d != "" {
-		return filepath.Join(d, "bin"), nil
-	}
-	out, err := exec.Command(goTool(), "env", "GOCACHE").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOCACHE: %w", err)
-	}
-	cache := strings.TrimSpace(string(out))
-	if cache == "" || cache == "off" {
-		return "", errors.New("GOCACHE is off; set POMMY_TOOLS_DIR")
-	}
-	return filepath.Join(filepath.Dir(cache), "pommy-tools", "bin"), nil
-}
-
-func goTool() string {
-	p := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if runtime.GOOS == "windows" {
-		p += ".exe"
-	}
-	if _, err := os.Stat(p); err == nil {
-		return p
-	}
-	return "go"
-}
-
-// Binary returns the path of versitygw Version, building it when missing.
-// Concurrent callers (parallel test binaries) build it once.
-func Binary() (string, error) {
-	if p := os.Getenv("POMMY_VERSITYGW"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("POMMY_VERSITYGW: %w", err)
-		}
-		return p, nil
-	}
-	dir, err := ToolsDir()
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "versitygw-"+Version)
-	if runtime.GOOS == "windows" {
-		bin += ".exe"
-	}
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	unlock, err := lock(filepath.Join(dir, ".versitygw.lock"))
-	if err != nil {
-		return "", err
-	}
-	defer unlock()
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil // another process built it while we waited
-	}
-	fmt.Fprintln(os.Stderr, "building versitygw (S3-compatible test server)...")
-	gobin, err := os.MkdirTemp(dir, "build-")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(gobin)
-	cmd := exec.Command(goTool(), "install", module+"@"+Version)
-	cmd.Dir = os.TempDir() // outside any module
-	cmd.Env = append(os.Environ(), "GOBIN="+gobin, "GOWORK=off", "GOFLAGS=-mod=mod")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go install %s@%s: %v\n%s", module, Version, err, out)
-	}
-	built := filepath.Join(gobin, "versitygw")
-	if runtime.GOOS == "windows" {
-		built += ".exe"
-	}
-	if err := os.Rename(built, bin); err != nil {
-		return "", err
-	}
-	return bin, nil
-}
+// Binary returns the path of the server's binary (POMMY_VERSITYGW, or one built
+// once per machine; package gotool).
+func Binary() (string, error) { return tool.Binary() }

@@ -1,6 +1,6 @@
 //go:build unix
 
-package s3server
+package gotool
 
 import (
 	"os"

@@ -1,5 +1,5 @@
 //go:build !unix
 
-package mailpit
+package gotool
 
 func lock(string) (func(), error) { return func() {}, nil }

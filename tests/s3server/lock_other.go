@@ -1,5 +1,0 @@
-//go:build !unix
-
-package s3server
-
-func lock(string) (func(), error) { return func() {}, nil }
