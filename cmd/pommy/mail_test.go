@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -198,30 +197,5 @@ func TestRunMail(t *testing.T) {
 				t.Fatal("did not shut down")
 			}
 		})
-	}
-}
-
-var linkToken = regexp.MustCompile(`#token=([A-Za-z0-9_-]{43})`)
-
-// mailedToken waits for the log mail service to print a mail to the
-// address and returns the token of the link in it.
-func mailedToken(t *testing.T, mailLog *syncLog, to string) string {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		out := mailLog.String()
-		if i := strings.Index(out, "To: "+to+"\n"); i >= 0 {
-			msg := out[i:]
-			if end := strings.Index(msg, "===== end of mail ====="); end >= 0 {
-				if m := linkToken.FindStringSubmatch(msg[:end]); m != nil {
-					return m[1]
-				}
-				t.Fatalf("the mail to %s has no link:\n%s", to, msg[:end])
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no mail to %s printed; the mail log holds:\n%s", to, out)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }

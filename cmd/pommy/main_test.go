@@ -261,7 +261,7 @@ func TestRunRestartKeepsData(t *testing.T) {
 			// log with no mail service configured.
 			c := &apitest.Client{Base: base}
 			o, _ := c.SignupUnverified(t, "Acme", nil)
-			c.Do(t, "POST", "/v1/email/verify", map[string]string{"token": mailedToken(t, mailLog, o.Email)}).Expect(t, 200)
+			c.Do(t, "POST", "/v1/email/verify", map[string]string{"token": apitest.MailedToken(t, mailLog.String, o.Email)}).Expect(t, 200)
 			key = o.NewKey(t, apitest.AllScopes...)
 		}
 		req, _ := http.NewRequest("POST", base+"/v1/contacts", strings.NewReader(`{"name":"t"}`))

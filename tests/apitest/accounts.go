@@ -3,9 +3,11 @@ package apitest
 import (
 	"bytes"
 	"fmt"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // runAccounts runs the account flows that mail a link: verification,
@@ -509,4 +511,31 @@ func namesRefuseLineBreaks(t *testing.T, c *Client) {
 	expectCode(t, o.Do(t, "PATCH", "/v1/me", map[string]string{"name": "Eve\r\nBcc: victim@example.com"}), 400, "invalid_name")
 	expectCode(t, o.Do(t, "PATCH", "/v1/settings", map[string]string{"name": "Org\r\nBcc: victim@example.com"}), 400, "invalid_name")
 	expectCode(t, o.Do(t, "POST", "/v1/invitations", map[string]string{"email": "a@example.com\r\nBcc: victim@example.com", "role": "agent"}), 400, "invalid_email")
+}
+
+var mailedLinkToken = regexp.MustCompile(`#token=([A-Za-z0-9_-]{43})`)
+
+// MailedToken waits up to a minute for the mail to address to that a home
+// with no mail service prints to its log (read with log), and returns the
+// token of the link it carries. The shipped guest has no test shortcut,
+// so suites that run it verify addresses this way, as a person would.
+func MailedToken(t testing.TB, log func() string, to string) string {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out := log()
+		if i := strings.Index(out, "To: "+to+"\n"); i >= 0 {
+			msg := out[i:]
+			if end := strings.Index(msg, "===== end of mail ====="); end >= 0 {
+				if m := mailedLinkToken.FindStringSubmatch(msg[:end]); m != nil {
+					return m[1]
+				}
+				t.Fatalf("the mail to %s has no link:\n%s", to, msg[:end])
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no mail to %s printed; the log holds:\n%s", to, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

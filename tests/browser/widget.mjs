@@ -309,6 +309,9 @@ const scenarios = {
       for (const [where, target, ctxSel] of [['widget', frame, 'document'], ['launcher', page, SEL.launcher]]) {
         await target.evaluate(axeSource);
         const r = await target.evaluate(async (sel) => {
+          // A message fades in (opacity from 0): scanned mid-animation, its
+          // text would be measured against a half-transparent bubble.
+          await Promise.all(document.getAnimations().map((a) => a.finished.catch(() => {})));
           const res = await window.axe.run(sel === 'document' ? document : { include: [[sel]] }, { resultTypes: ['violations'] });
           return res.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => n.target.join(' ')).slice(0, 5) }));
         }, ctxSel);

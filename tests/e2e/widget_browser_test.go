@@ -49,8 +49,10 @@ func widgetSite(t testing.TB, h *home, root string) browser.Env {
 	t.Helper()
 	c := &apitest.Client{Base: h.url}
 	e := browser.Env{Platform: h.url, Screenshots: filepath.Join(root, "build", "screenshots")}
+	email := fmt.Sprintf("owner%d@example.com", time.Now().UnixNano())
 	r := c.Do(t, "POST", "/v1/signup", map[string]string{"organization": hostileOrg, "name": hostilePerson,
-		"email": fmt.Sprintf("owner%d@example.com", time.Now().UnixNano()), "password": apitest.Password}).Expect(t, 201)
+		"email": email, "password": apitest.Password}).Expect(t, 201)
+	c.VerifyEmail(t, email)
 	m := r.JSON(t)
 	e.Tenant, _ = m["tenant"].(map[string]any)["id"].(string)
 	e.Owner, _ = m["user"].(map[string]any)["id"].(string)
